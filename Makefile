@@ -1,0 +1,26 @@
+# ssl_nav: `make demo` runs the main job, `make test` the test suite. Both set up .venv first (idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Real-DDS tests and processes stay on loopback (Fast DDS would otherwise multicast on every interface).
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+DEMO_OUT ?= out/demo
+
+.PHONY: setup test demo demo-quick bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -q test
+
+demo: setup
+	$(VENV)/bin/ssl-nav demo --out $(DEMO_OUT)
+
+demo-quick: setup
+	$(VENV)/bin/ssl-nav demo --quick --out $(DEMO_OUT)-quick
+
+bench: setup
+	$(PY) benchmarks/run.py --out BENCHMARKS.md
+
+clean:
+	rm -rf out build install log .pytest_cache

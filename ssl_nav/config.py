@@ -1,0 +1,344 @@
+"""One place for every configuration value of ssl_nav.
+
+Each pipeline stage has one dataclass. ``config/pipeline.yaml`` mirrors
+:class:`PipelineConfig` (``ssl-nav config dump`` regenerates it), ROS
+parameters are declared from the same dataclasses (``ssl_nav/ros/params.py``),
+and CLI flags override single fields. Field metadata carries the help text,
+the allowed choices and the numeric range, so YAML validation, ROS parameter
+descriptors and ``--help`` all read the same facts.
+
+Fields are scalars (int, float, bool, str, optional str) so that each maps to
+one ROS parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ssl_nav.errors import ConfigError
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, range: tuple | None = None) -> Any:
+    """A dataclass field with help text, optional choices and optional numeric range."""
+    meta: dict[str, Any] = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if range is not None:
+        meta["range"] = range
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class SimConfig:
+    """Embedded simulator (pybullet) and simulated episodes."""
+
+    backend: str = _f("pybullet", "simulator backend", choices=("pybullet", "habitat"))
+    seed: int = _f(0, "scene / trajectory seed", range=(0, 2**31 - 1))
+    width: int = _f(640, "image width in pixels", range=(16, 4096))
+    height: int = _f(480, "image height in pixels", range=(16, 4096))
+    hfov_deg: float = _f(70.0, "horizontal field of view of the robot camera (degrees)", range=(10.0, 170.0))
+    camera_height_min: float = _f(1.0, "lowest robot camera height (m)", range=(0.1, 3.0))
+    camera_height_max: float = _f(1.3, "highest robot camera height (m)", range=(0.1, 3.0))
+    n_objects_min: int = _f(12, "fewest object instances placed in a scene", range=(1, 200))
+    n_objects_max: int = _f(20, "most object instances placed in a scene", range=(1, 200))
+    n_twins: int = _f(3, "recoloured twins placed as hard negatives", range=(0, 50))
+    n_distractors: int = _f(4, "distractor objects (not goals)", range=(0, 50))
+    n_open_set: int = _f(3, "open-set episodes whose object is never placed in the scene", range=(0, 50))
+    n_explore_positions: int = _f(9, "exploration positions spread over the free floor", range=(1, 400))
+    n_turn_steps: int = _f(8, "panoramic turn steps at each exploration position", range=(1, 72))
+    n_user_photos: int = _f(3, "high-quality user photos per instance (CrossIA allows at most 5)", range=(0, 5))
+    n_queries_per_instance: int = _f(1, "query photos (episodes) per goal instance", range=(0, 20))
+    lq_blur_max_px: int = _f(9, "longest motion-blur kernel of low-quality robot frames (px)", range=(0, 64))
+    lq_downscale: float = _f(0.5, "down-and-up scale factor of low-quality frames", range=(0.05, 1.0))
+    lq_noise_std: float = _f(4.0, "Gaussian sensor noise of low-quality frames (uint8 levels)", range=(0.0, 64.0))
+    depth_noise_std: float = _f(0.0, "Gaussian depth noise (m)", range=(0.0, 1.0))
+    max_depth: float = _f(8.0, "far clipping distance (m)", range=(0.5, 100.0))
+
+
+@dataclass
+class MappingConfig:
+    """3D instance map (open3d)."""
+
+    voxel_size: float = _f(0.02, "voxel size of each instance point set (m)", range=(0.001, 1.0))
+    id_mode: str = _f("stable", "instance ids in masks are 'stable' (sim, Habitat) or 'per_frame' (2D segmenter)",
+                      choices=("stable", "per_frame"))
+    association_iou: float = _f(0.25, "voxel IoU above which a per-frame mask joins a map instance", range=(0.0, 1.0))
+    merge_iou: float = _f(0.5, "voxel IoU above which two map instances merge", range=(0.0, 1.0))
+    min_depth: float = _f(0.1, "nearest usable depth (m)", range=(0.0, 100.0))
+    max_depth: float = _f(6.0, "farthest usable depth (m)", range=(0.1, 100.0))
+    outlier_nb_neighbors: int = _f(16, "statistical outlier removal: neighbours", range=(1, 200))
+    outlier_std_ratio: float = _f(2.5, "statistical outlier removal: std ratio", range=(0.1, 20.0))
+    min_points: int = _f(30, "instances with fewer points are ignored", range=(1, 1_000_000))
+    max_points_per_instance: int = _f(20000, "voxel size grows for instances above this many points", range=(100, 10_000_000))
+
+
+@dataclass
+class ViewsConfig:
+    """SimView view extraction and selection."""
+
+    crop_size: int = _f(224, "side of stored square crops (px)", range=(16, 1024))
+    margin: float = _f(0.1, "margin added around the instance box, as a fraction of its longer side", range=(0.0, 2.0))
+    occlusion_tolerance: float = _f(0.05, "map point counts as visible when within this depth of the frame's depth (m)",
+                                    range=(0.0, 1.0))
+    min_visible_points: int = _f(15, "fewest visible map points for a view", range=(1, 1_000_000))
+    min_box_px: int = _f(24, "smallest box side (px)", range=(1, 4096))
+    min_visible_fraction: float = _f(0.25, "smallest visible fraction of the instance's points in view", range=(0.0, 1.0))
+    max_truncation: float = _f(0.5, "largest fraction of the square crop outside the image", range=(0.0, 1.0))
+    min_sharpness: float = _f(0.0, "smallest variance of the Laplacian", range=(0.0, 1e9))
+    max_views_per_instance: int = _f(30, "K: most views kept per instance", range=(1, 10000))
+    keyframe_translation: float = _f(0.05, "keyframe gate: smallest camera translation (m)", range=(0.0, 100.0))
+    keyframe_rotation_deg: float = _f(5.0, "keyframe gate: smallest camera rotation (degrees)", range=(0.0, 180.0))
+
+
+@dataclass
+class LearningConfig:
+    """SimSiam / CrossIA fine-tuning."""
+
+    backbone: str = _f("mobilenet_v2", "torchvision backbone",
+                       choices=("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50"))
+    pretrained: bool = _f(True, "start from ImageNet weights in models/ (mobilenet_v2) when available")
+    init_checkpoint: str | None = _f(None, "official SimSiam checkpoint or our model.pt to start from")
+    trainable: str = _f("last", "which backbone parameters train: last stage (CrossIA), all, or heads only",
+                        choices=("last", "all", "heads"))
+    objective: str = _f("simsiam", "self-supervised objective", choices=("simsiam", "simclr", "barlow"))
+    proj_dim: int = _f(2048, "projector output dimension (SimSiam: 2048)", range=(8, 16384))
+    pred_hidden_dim: int = _f(512, "predictor bottleneck (SimSiam: 512)", range=(8, 16384))
+    epochs: int = _f(20, "training epochs", range=(1, 100000))
+    batch_size: int = _f(32, "batch size (CrossIA: 32)", range=(2, 65536))
+    image_size: int = _f(224, "training / embedding image size (px)", range=(16, 1024))
+    base_lr: float = _f(0.05, "base learning rate; lr = base_lr * batch_size / 256", range=(0.0, 100.0))
+    momentum: float = _f(0.9, "SGD momentum", range=(0.0, 1.0))
+    weight_decay: float = _f(1e-4, "SGD weight decay", range=(0.0, 1.0))
+    warmup_epochs: int = _f(1, "linear warm-up epochs before the cosine decay", range=(0, 100000))
+    fix_pred_lr: bool = _f(True, "keep the predictor's learning rate fixed (SimSiam)")
+    augment: str = _f("crossia", "augmentation recipe: SimSiam/MoCo-v2 (with random crops) or CrossIA (no crops)",
+                      choices=("simsiam", "crossia"))
+    crossia: bool = _f(True, "CrossIA: instance classifier + LQ/HQ pairing")
+    ce_weight: float = _f(1.0, "weight of the instance-classifier cross-entropy", range=(0.0, 100.0))
+    domain_adversarial: bool = _f(False, "LQ/HQ domain discriminator behind gradient reversal")
+    domain_weight: float = _f(0.1, "weight of the domain-discriminator loss", range=(0.0, 100.0))
+    hard_views: int = _f(1, "Hard View Selection: sample N pairs, train on the hardest (1 = off)", range=(1, 16))
+    num_workers: int = _f(0, "DataLoader workers", range=(0, 64))
+    cache_images: bool = _f(True, "cache decoded images in memory as uint8 when they fit")
+    checkpoint_every: int = _f(1, "write checkpoint.pt every N epochs", range=(1, 100000))
+    holdout_fraction: float = _f(0.2, "fraction of views held out for the kNN monitor", range=(0.0, 0.9))
+    collapse_threshold: float = _f(0.3, "warn when z_std * sqrt(d) falls below this (healthy is about 1)",
+                                   range=(0.0, 1.0))
+    seed: int = _f(0, "training seed", range=(0, 2**31 - 1))
+    device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
+    amp: bool = _f(True, "mixed precision (CUDA only)")
+    channels_last: bool = _f(True, "channels_last memory format (CUDA only)")
+    threads: int = _f(0, "torch CPU threads (0 = torch default)", range=(0, 256))
+
+
+@dataclass
+class EnergyConfig:
+    """Energy metering of each fine-tune."""
+
+    backend: str = _f("auto", "energy source", choices=("auto", "nvml", "jetson", "rapl", "zeus", "none"))
+    sample_period_s: float = _f(0.1, "sampling period of polled sensors (s)", range=(0.001, 60.0))
+    powercap_root: str = _f("/sys/class/powercap", "RAPL powercap sysfs root")
+    hwmon_root: str = _f("/sys/bus/i2c/drivers/ina3221", "Jetson INA3221 sysfs root")
+    ledger: str = _f("energy.jsonl", "ledger file name in the data directory")
+
+
+@dataclass
+class RetrievalConfig:
+    """FAISS instance index, open-set rejection and goals."""
+
+    index_type: str = _f("auto", "FAISS index: flat (exact) or hnsw (approximate); auto picks by size",
+                         choices=("auto", "flat", "hnsw"))
+    hnsw_threshold: int = _f(50000, "auto: use HNSW from this many vectors on", range=(1, 10**9))
+    hnsw_m: int = _f(32, "HNSW neighbours per node", range=(4, 256))
+    hnsw_ef_search: int = _f(128, "HNSW search breadth", range=(1, 10000))
+    hnsw_ef_construction: int = _f(80, "HNSW construction breadth", range=(1, 10000))
+    aggregation: str = _f("max", "instance score from its views: best view (SimView) or mean of top-m",
+                          choices=("max", "mean_top_m"))
+    top_m: int = _f(3, "m for mean_top_m", range=(1, 1000))
+    search_k: int = _f(256, "views searched before aggregation", range=(1, 100000))
+    top_k: int = _f(5, "instances returned", range=(1, 1000))
+    reject_score: float = _f(-1.0, "reject as 'not in map' below this best score (-1 = never)", range=(-1.0, 1.0))
+    reject_margin: float = _f(0.0, "reject as 'not in map' below this best-minus-second margin", range=(0.0, 2.0))
+    flip_tta: bool = _f(False, "average embeddings with a horizontally flipped copy")
+    batch_size: int = _f(64, "embedding batch size", range=(1, 65536))
+    image_size: int = _f(224, "embedding image size (px)", range=(16, 1024))
+    standoff: float = _f(1.0, "goal distance from the instance centroid (m)", range=(0.0, 20.0))
+    device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
+
+
+@dataclass
+class RosConfig:
+    """ROS 2 node settings (topics live in launch remaps)."""
+
+    map_frame: str = _f("map", "frame of poses and goals")
+    data_dir: str = _f("~/.ssl_nav", "data directory: store/, runs/, index/ and the energy ledger")
+    sync_tolerance_s: float = _f(0.05, "largest stamp difference within one RGB-D(+pose) set (s)", range=(0.0, 10.0))
+    max_stamp_skew_s: float = _f(1.0, "drop messages whose stamp is this far from the newest (s)", range=(0.0, 3600.0))
+    query_queue: int = _f(2, "bounded query queue; the oldest is dropped under a flood", range=(1, 1000))
+    publish_markers: bool = _f(True, "publish MarkerArray visualisations")
+    sim_rate_hz: float = _f(5.0, "sim_bridge publish rate (Hz)", range=(0.1, 100.0))
+
+
+@dataclass
+class PipelineConfig:
+    """Every stage, as one YAML file (``config/pipeline.yaml``)."""
+
+    sim: SimConfig = field(default_factory=SimConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    ros: RosConfig = field(default_factory=RosConfig)
+
+
+#: section name -> section dataclass, in file order
+SECTIONS: dict[str, type] = typing.get_type_hints(PipelineConfig)
+
+
+def field_info(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    """(field, resolved type) for every field of a config dataclass."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _check_value(where: str, key: str, value: Any, tp: Any, f: dataclasses.Field) -> Any:
+    """Validate one value against its field type, choices and range; return it coerced."""
+    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+    base = next((a for a in typing.get_args(tp) if a is not type(None)), tp) if optional else tp
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: key '{key}' must be {base.__name__}, got null")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: key '{key}' must be true or false, got {value!r}")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: key '{key}' must be an integer, got {value!r}")
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: key '{key}' must be a number, got {value!r}")
+        value = float(value)
+    elif base is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: key '{key}' must be a string, got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: key '{key}' must be one of {', '.join(map(str, choices))}; got {value!r}")
+    rng = f.metadata.get("range")
+    if rng is not None and not (rng[0] <= value <= rng[1]):
+        raise ConfigError(f"{where}: key '{key}' must lie in [{rng[0]}, {rng[1]}]; got {value!r}")
+    return value
+
+
+def section_from_dict(cls: type, data: dict, where: str, prefix: str = "") -> Any:
+    """Build one section dataclass from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: section '{prefix.rstrip('.') or cls.__name__}' must be a mapping, got {type(data).__name__}")
+    info = {f.name: (f, tp) for f, tp in field_info(cls)}
+    unknown = sorted(set(data) - set(info))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(info))})")
+    values = {k: _check_value(where, prefix + k, v, info[k][1], info[k][0]) for k, v in data.items()}
+    obj = cls(**values)
+    validate(obj, where)
+    return obj
+
+
+def validate(cfg: Any, where: str = "config") -> None:
+    """Cross-field checks (min <= max and the like)."""
+    if isinstance(cfg, SimConfig):
+        if cfg.camera_height_min > cfg.camera_height_max:
+            raise ConfigError(f"{where}: key 'sim.camera_height_min' exceeds 'sim.camera_height_max'")
+        if cfg.n_objects_min > cfg.n_objects_max:
+            raise ConfigError(f"{where}: key 'sim.n_objects_min' exceeds 'sim.n_objects_max'")
+    if isinstance(cfg, MappingConfig) and cfg.min_depth >= cfg.max_depth:
+        raise ConfigError(f"{where}: key 'mapping.min_depth' must be below 'mapping.max_depth'")
+
+
+def config_from_dict(data: dict | None, where: str = "config") -> PipelineConfig:
+    """Build a :class:`PipelineConfig` from nested dicts; missing keys keep their defaults."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a mapping of sections")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section '{unknown[0]}' (known: {', '.join(SECTIONS)})")
+    return PipelineConfig(**{name: section_from_dict(SECTIONS[name], data[name], where, f"{name}.")
+                             for name in data})
+
+
+def load_config(path: str | os.PathLike | None) -> PipelineConfig:
+    """Load a YAML config; ``None`` gives the defaults. Errors name the file and the key."""
+    if path is None:
+        return PipelineConfig()
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    return config_from_dict(data, str(p))
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: PipelineConfig) -> str:
+    """YAML text of a config, with each field's help as a comment."""
+    lines = ["# ssl_nav pipeline configuration. Generated by `ssl-nav config dump`; mirrors ssl_nav/config.py.", ""]
+    for name, cls in SECTIONS.items():
+        lines.append(f"{name}:  # {cls.__doc__.strip().splitlines()[0]}")
+        section = getattr(cfg, name)
+        for f, _ in field_info(cls):
+            lines.append(f"  {f.name}: {_yaml_scalar(getattr(section, f.name))}  # {f.metadata.get('help', '')}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _yaml_scalar(v: Any) -> str:
+    import json
+
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(v)
+
+
+def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any], where: str = "command line") -> PipelineConfig:
+    """Return a copy of ``cfg`` with ``{"section.key": value}`` overrides applied (``None`` values are skipped)."""
+    cfg = dataclasses.replace(cfg)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section_name, _, key = dotted.partition(".")
+        if section_name not in SECTIONS:
+            raise ConfigError(f"{where}: unknown section '{section_name}'")
+        section = getattr(cfg, section_name)
+        info = {f.name: (f, tp) for f, tp in field_info(type(section))}
+        if key not in info:
+            raise ConfigError(f"{where}: unknown key '{dotted}'")
+        value = _check_value(where, dotted, value, info[key][1], info[key][0])
+        new_section = dataclasses.replace(section, **{key: value})
+        validate(new_section, where)
+        setattr(cfg, section_name, new_section)
+    return cfg

@@ -1,0 +1,284 @@
+"""The Frame contract and the frames-directory format.
+
+A :class:`Frame` is one RGB-D image with its camera pose (DESIGN.md). The
+frames directory is what ``ssl-nav simulate`` writes and ``ssl-nav collect``
+reads; a user's own recordings can be written in it too::
+
+    DIR/frames.jsonl     one JSON object per frame, in time order:
+                         {"frame_id": str, "stamp": float (s),
+                          "rgb": "rgb/<frame_id>.png",            8-bit RGB PNG
+                          "depth": "depth/<frame_id>.png",        16-bit PNG in mm (0 = invalid), or .npy float32 m
+                          "instance": "instance/<frame_id>.png" | null,   16-bit PNG of instance ids (0 = none)
+                          "K": 3x3, "T_world_cam": 4x4 (OpenCV camera, world z-up),
+                          "quality": "low" | "high"}
+    DIR/photos.jsonl     optional high-quality user photos:
+                         {"instance_id": str, "image": "photos/<instance_id>/<n>.png"}
+    DIR/queries.jsonl    optional queries (DESIGN.md queries format)
+    DIR/scene.json       optional scene description (objects, boxes, categories)
+
+Paths are relative to DIR. Unknown keys are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ssl_nav.errors import FormatError, FrameError
+from ssl_nav.geometry import check_intrinsics, check_pose
+
+QUALITIES = ("low", "high")
+
+
+@dataclass
+class Frame:
+    """One RGB-D frame with its pose (DESIGN.md Frame contract)."""
+
+    rgb: np.ndarray  #: uint8 HxWx3
+    depth: np.ndarray  #: float32 HxW metres; 0 or NaN = invalid
+    K: np.ndarray  #: 3x3 intrinsics
+    T_world_cam: np.ndarray  #: 4x4, OpenCV camera to world
+    instance_mask: np.ndarray | None = None  #: int32 HxW, 0 = none
+    stamp: float = 0.0
+    frame_id: str = ""
+    quality: str = "low"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+    def validate(self) -> "Frame":
+        """Check shapes, dtypes, K and pose; raise :class:`FrameError` naming the field. Returns self."""
+        where = f"frame {self.frame_id or '?'}"
+        if not isinstance(self.rgb, np.ndarray) or self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
+            raise FrameError(f"{where}: rgb must be uint8 HxWx3, got {getattr(self.rgb, 'dtype', type(self.rgb))} "
+                             f"{getattr(self.rgb, 'shape', '')}")
+        h, w = self.shape
+        if not isinstance(self.depth, np.ndarray) or self.depth.shape != (h, w):
+            raise FrameError(f"{where}: depth shape {getattr(self.depth, 'shape', None)} does not match rgb {(h, w)}")
+        if self.depth.dtype != np.float32:
+            raise FrameError(f"{where}: depth must be float32 metres, got {self.depth.dtype}")
+        valid = np.isfinite(self.depth) & (self.depth > 0)
+        if not valid.any():
+            raise FrameError(f"{where}: depth has no valid pixel (all zero or NaN)")
+        if self.instance_mask is not None:
+            if self.instance_mask.shape != (h, w):
+                raise FrameError(f"{where}: instance_mask shape {self.instance_mask.shape} does not match rgb {(h, w)}")
+            if not np.issubdtype(self.instance_mask.dtype, np.integer):
+                raise FrameError(f"{where}: instance_mask must be integer, got {self.instance_mask.dtype}")
+        self.K = check_intrinsics(self.K, f"{where}: K")
+        self.T_world_cam = check_pose(self.T_world_cam, f"{where}: T_world_cam")
+        if self.quality not in QUALITIES:
+            raise FrameError(f"{where}: quality must be 'low' or 'high', got {self.quality!r}")
+        if not math.isfinite(self.stamp):
+            raise FrameError(f"{where}: stamp is not finite")
+        return self
+
+
+@dataclass
+class SkippedFrame:
+    """A frame the reader could not use, with the reason (counted, never fatal)."""
+
+    frame_id: str
+    line: int
+    reason: str
+
+
+# ---------------------------------------------------------------- image I/O
+
+def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB; raise :class:`FrameError` naming the file."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise FrameError(f"{p}: file not found")
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FrameError(f"{p}: cannot decode image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8, a mono uint8 or a uint16 image (deterministic)."""
+    import cv2
+
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise FrameError("cannot encode PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Atomically write an image as PNG (RGB uint8, mono uint8, or uint16)."""
+    from ssl_nav.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, encode_png(img))
+
+
+def _read_unchanged(p: Path) -> np.ndarray:
+    import cv2
+
+    if not p.is_file():
+        raise FrameError(f"{p}: file not found")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FrameError(f"{p}: cannot decode image")
+    return img
+
+
+def read_depth(path: str | os.PathLike, depth_scale: float = 0.001) -> np.ndarray:
+    """Depth as float32 metres from a 16-bit PNG (``depth_scale`` m per unit) or a float32 .npy."""
+    p = Path(path)
+    if p.suffix == ".npy":
+        if not p.is_file():
+            raise FrameError(f"{p}: file not found")
+        try:
+            d = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise FrameError(f"{p}: cannot read depth ({e})") from None
+        return np.asarray(d, dtype=np.float32)
+    d = _read_unchanged(p)
+    if d.ndim != 2 or d.dtype != np.uint16:
+        raise FrameError(f"{p}: depth PNG must be single-channel 16-bit, got {d.dtype} {d.shape}")
+    return d.astype(np.float32) * np.float32(depth_scale)
+
+
+def read_instance(path: str | os.PathLike) -> np.ndarray:
+    """Instance ids as int32 from a 16-bit (or 8-bit) single-channel PNG."""
+    p = Path(path)
+    m = _read_unchanged(p)
+    if m.ndim != 2:
+        raise FrameError(f"{p}: instance PNG must be single-channel, got shape {m.shape}")
+    return m.astype(np.int32)
+
+
+def depth_to_png16(depth: np.ndarray, depth_scale: float = 0.001) -> np.ndarray:
+    """float32 metres -> uint16 in units of ``depth_scale`` (invalid and out-of-range -> 0)."""
+    d = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0) / depth_scale
+    d = np.where((d > 0) & (d < 65535), np.round(d), 0)
+    return d.astype(np.uint16)
+
+
+# ---------------------------------------------------------------- frames directory
+
+class FramesWriter:
+    """Writes a frames directory; every file is written atomically, ``frames.jsonl`` line by line."""
+
+    def __init__(self, root: str | os.PathLike, depth_scale: float = 0.001):
+        self.root = Path(root)
+        self.depth_scale = depth_scale
+        for sub in ("rgb", "depth", "instance"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.root / "frames.jsonl", "w")
+
+    def write(self, frame: Frame) -> dict:
+        fid = frame.frame_id
+        rec = {
+            "frame_id": fid,
+            "stamp": float(frame.stamp),
+            "rgb": f"rgb/{fid}.png",
+            "depth": f"depth/{fid}.png",
+            "instance": f"instance/{fid}.png" if frame.instance_mask is not None else None,
+            "K": np.asarray(frame.K).tolist(),
+            "T_world_cam": np.asarray(frame.T_world_cam).tolist(),
+            "quality": frame.quality,
+            "depth_scale": self.depth_scale,
+        }
+        write_png(self.root / rec["rgb"], frame.rgb)
+        write_png(self.root / rec["depth"], depth_to_png16(frame.depth, self.depth_scale))
+        if frame.instance_mask is not None:
+            if frame.instance_mask.max(initial=0) > 65535 or frame.instance_mask.min(initial=0) < 0:
+                raise FrameError(f"frame {fid}: instance ids must fit in 16 bits for the PNG format")
+            write_png(self.root / rec["instance"], frame.instance_mask.astype(np.uint16))
+        self._fh.write(json.dumps(rec) + "\n")
+        self._fh.flush()
+        return rec
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "FramesWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-empty line; raise :class:`FormatError` naming file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise FormatError(f"{p}: file not found")
+    with open(p) as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FormatError(f"{p}:{n}: malformed JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise FormatError(f"{p}:{n}: expected a JSON object, got {type(obj).__name__}")
+            yield n, obj
+
+
+def frame_from_record(root: Path, rec: dict, line: int = 0) -> Frame:
+    """Load one ``frames.jsonl`` record; raise :class:`FrameError` with the reason."""
+    where = f"{root / 'frames.jsonl'}:{line}"
+    for key in ("rgb", "depth", "K", "T_world_cam"):
+        if key not in rec:
+            raise FrameError(f"{where}: missing key '{key}'")
+    fid = str(rec.get("frame_id", line))
+    rgb = read_image_rgb(root / rec["rgb"])
+    depth = read_depth(root / rec["depth"], float(rec.get("depth_scale", 0.001)))
+    mask = read_instance(root / rec["instance"]) if rec.get("instance") else None
+    try:
+        K = np.asarray(rec["K"], dtype=np.float64)
+        T = np.asarray(rec["T_world_cam"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FrameError(f"{where}: K or T_world_cam is not a numeric matrix") from None
+    frame = Frame(rgb=rgb, depth=depth, K=K, T_world_cam=T, instance_mask=mask,
+                  stamp=float(rec.get("stamp", 0.0)), frame_id=fid, quality=rec.get("quality", "low"))
+    return frame.validate()
+
+
+def read_frames_dir(root: str | os.PathLike) -> Iterator[Frame | SkippedFrame]:
+    """Yield each frame of a frames directory, or a :class:`SkippedFrame` with the reason it is unusable.
+
+    A malformed ``frames.jsonl`` line is skipped with its line number in the reason.
+    """
+    root = Path(root)
+    path = root / "frames.jsonl"
+    if not path.is_file():
+        raise FormatError(f"{path}: not a frames directory (frames.jsonl missing)")
+    with open(path) as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as e:
+                yield SkippedFrame(frame_id="?", line=n, reason=f"{path}:{n}: malformed line ({e})")
+                continue
+            try:
+                yield frame_from_record(root, rec, n)
+            except FrameError as e:
+                yield SkippedFrame(frame_id=str(rec.get("frame_id", "?")), line=n, reason=str(e))
+
+
+def count_frames(root: str | os.PathLike) -> int:
+    """Number of non-empty lines in ``frames.jsonl`` (for progress bars)."""
+    with open(Path(root) / "frames.jsonl") as fh:
+        return sum(1 for line in fh if line.strip())
