@@ -66,6 +66,9 @@ class Simulator(Protocol):
     def render(self, T_world_cam: np.ndarray, quality: str = "low", frame_id: str = "", stamp: float = 0.0) -> Frame:
         """Render RGB, metric depth and instance mask at an OpenCV camera pose; LQ frames carry blur and noise."""
 
+    def render_goal(self, episode: Episode) -> Frame:
+        """The episode's goal image: a sharp (HQ) frame at its goal camera, with its hfov and size when given."""
+
     def sample_navigable_poses(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
         """``n`` camera poses at navigable floor points, at the configured camera height."""
 
