@@ -59,6 +59,26 @@ class SimConfig:
     lq_noise_std: float = _f(4.0, "Gaussian sensor noise of low-quality frames (uint8 levels)", range=(0.0, 64.0))
     depth_noise_std: float = _f(0.0, "Gaussian depth noise (m)", range=(0.0, 1.0))
     max_depth: float = _f(8.0, "far clipping distance (m)", range=(0.5, 100.0))
+    # Habitat backend (habitat-lab InstanceImageNav HM3D v2 defaults; see ssl_nav/sim/habitat_spec.py)
+    habitat_gpu_id: int = _f(0, "Habitat: GPU device id of the renderer", range=(0, 64))
+    habitat_width: int = _f(360, "Habitat: RGB width (px; InstanceImageNav HM3D v2: 360)", range=(16, 4096))
+    habitat_height: int = _f(640, "Habitat: RGB height (px; InstanceImageNav HM3D v2: 640)", range=(16, 4096))
+    habitat_hfov_deg: float = _f(42.0, "Habitat: RGB and semantic horizontal field of view (degrees)",
+                                 range=(10.0, 170.0))
+    habitat_depth_hfov_deg: float = _f(58.0, "Habitat: depth sensor hfov (degrees); resampled onto the RGB pixels",
+                                       range=(10.0, 170.0))
+    habitat_min_depth: float = _f(0.5, "Habitat: nearest valid depth (m); nearer reads invalid", range=(0.0, 100.0))
+    habitat_max_depth: float = _f(5.0, "Habitat: farthest valid depth (m); farther reads invalid", range=(0.1, 100.0))
+    habitat_sensor_height: float = _f(1.31, "Habitat: camera height above the agent's floor point (m)",
+                                      range=(0.1, 3.0))
+    habitat_agent_height: float = _f(1.41, "Habitat: agent (navmesh) height (m)", range=(0.1, 3.0))
+    habitat_agent_radius: float = _f(0.17, "Habitat: agent (navmesh) radius (m)", range=(0.01, 2.0))
+    habitat_scenes_dir: str = _f("data/scene_datasets", "Habitat: directory episode scene ids are relative to")
+    habitat_ignore_categories: str = _f(
+        "unknown,wall,floor,ceiling,door frame,window frame,stairs,stair,railing,beam,column,misc,void,objects",
+        "Habitat: semantic categories that are not object instances (comma-separated, case-insensitive)")
+    success_distance: float = _f(1.0, "goal success: the chosen goal within this distance of the goal's view "
+                                      "points or object (m)", range=(0.0, 100.0))
 
 
 @dataclass
@@ -126,8 +146,15 @@ class LearningConfig:
     hard_views: int = _f(1, "Hard View Selection: sample N pairs, train on the hardest (1 = off)", range=(1, 16))
     num_workers: int = _f(0, "DataLoader workers", range=(0, 64))
     cache_images: bool = _f(True, "cache decoded images in memory as uint8 when they fit")
+    cache_max_mb: int = _f(2048, "largest image cache (MB); larger stores are decoded on the fly", range=(0, 1_000_000))
     checkpoint_every: int = _f(1, "write checkpoint.pt every N epochs", range=(1, 100000))
     holdout_fraction: float = _f(0.2, "fraction of views held out for the kNN monitor", range=(0.0, 0.9))
+    monitor_every: int = _f(1, "compute the monitor metrics every N epochs (and always after the last)",
+                            range=(1, 100000))
+    monitor_max_views: int = _f(1024, "most views embedded by the monitor per epoch (a seeded subset)",
+                                range=(2, 10_000_000))
+    temperature: float = _f(0.1, "SimCLR NT-Xent temperature", range=(0.001, 10.0))
+    barlow_lambda: float = _f(0.005, "Barlow Twins weight of the off-diagonal terms", range=(0.0, 1.0))
     collapse_threshold: float = _f(0.3, "warn when z_std * sqrt(d) falls below this (healthy is about 1)",
                                    range=(0.0, 1.0))
     seed: int = _f(0, "training seed", range=(0, 2**31 - 1))

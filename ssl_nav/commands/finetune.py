@@ -1,0 +1,87 @@
+"""Fine-tune the instance encoder on a ViewStore (SimSiam + CrossIA), metered for energy.
+
+  ssl-nav finetune --store STORE --out RUN [--config YAML] [--resume] [--device auto|cpu|cuda]
+                   [--backbone NAME] [--epochs N] [--batch-size N] [--image-size PX] [--objective NAME]
+                   [--ledger PATH]
+
+Writes RUN/model.pt, RUN/metrics.jsonl (one line per epoch), RUN/energy.json and RUN/checkpoint.pt, appends
+the energy record to the ledger (default: energy.jsonl, i.e. ``energy.ledger``, next to RUN), and prints a
+summary. ``--resume`` continues a killed run from RUN/checkpoint.pt. Multi-process (DDP) on CPU:
+
+  torchrun --nproc-per-node 2 -m ssl_nav finetune --store STORE --out RUN --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ssl_nav.commands import add_config_argument, config_from_args
+
+NAME = "finetune"
+HELP = "fine-tune the SimSiam/CrossIA encoder on a view store (writes model.pt, metrics, energy)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, help="view store directory (instances.json, views.jsonl, views/)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    add_config_argument(p)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="overrides learning.device")
+    p.add_argument("--backbone", default=None, help="overrides learning.backbone")
+    p.add_argument("--epochs", type=int, default=None, help="overrides learning.epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="overrides learning.batch_size (global, all ranks)")
+    p.add_argument("--image-size", type=int, default=None, help="overrides learning.image_size")
+    p.add_argument("--objective", default=None, help="overrides learning.objective (simsiam, simclr, barlow)")
+    p.add_argument("--ledger", default=None,
+                   help="energy ledger to append to (default: energy.ledger next to OUT); 'none' to skip")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fmt(v, spec: str = ".4f") -> str:
+    if v is None:
+        return "n/a"
+    return format(v, spec) if isinstance(v, float) else str(v)
+
+
+def summary_table(s: dict) -> str:
+    rows = [
+        ("status", s["status"]),
+        ("epochs", f"{s['epochs_done']}/{s['epochs']}"),
+        ("time", f"{s['wall_s']:.1f} s (training {s['train_s']:.1f} s)"),
+        ("images/s", _fmt(s["images_per_s"], ".1f")),
+        ("final loss", _fmt(s["final_loss"])),
+        ("z_std", _fmt(s["z_std"])),
+        ("kNN top-1", _fmt(s["knn_top1"], ".3f")),
+        ("k-means ARI", _fmt(s["kmeans_ari"], ".3f")),
+        ("energy", f"{_fmt(s['energy_j'], '.1f')} J, {_fmt(s['avg_w'], '.1f')} W, source {s['energy_source']}"),
+        ("device", f"{s['device']} x {s['world_size']}"),
+        ("model", f"{s.get('model_path') or 'not written'} ({(s['model_hash'] or '')[:12]})"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssl_nav.learning.trainer import finetune
+
+    cfg = config_from_args(args, {
+        "learning.device": args.device, "learning.backbone": args.backbone, "learning.epochs": args.epochs,
+        "learning.batch_size": args.batch_size, "learning.image_size": args.image_size,
+        "learning.objective": args.objective})
+    out = Path(args.out)
+    if args.ledger is None:
+        ledger = out.resolve().parent / cfg.energy.ledger
+    elif args.ledger.lower() == "none":
+        ledger = None
+    else:
+        ledger = Path(args.ledger)
+    rank = int(os.environ.get("RANK", "0"))
+    res = finetune(args.store, out, cfg, resume=args.resume, progress=not args.no_progress, ledger=ledger)
+    if rank == 0:
+        s = dict(res.summary, model_path=str(res.model_path) if res.model_path else None)
+        print(f"ssl-nav finetune: {s['n_views']} views of {s['n_instances']} instances "
+              f"({s['n_holdout']} held out), {s['init_from']}")
+        print(summary_table(s))
+    return 0 if res.summary["status"] == "completed" else 1

@@ -1,0 +1,364 @@
+"""torchvision backbones as pooled feature extractors, their weights, and partial fine-tuning.
+
+The retrieval embedding of SimView (arXiv 2404.09647) is the backbone output *before* the SimSiam projector,
+L2-normalised by the caller. :class:`Backbone` maps an ImageNet-normalised (B, 3, H, W) float tensor to
+(B, dim) pooled features.
+
+Weights:
+
+- ``mobilenet_v2`` starts from torchvision's ImageNet weights, the file ``mobilenet_v2-b0353104.pth`` in the
+  models directory. The models directory is, first match wins: the ``models_dir`` argument, the
+  ``SSL_NAV_MODELS_DIR`` environment variable, ``models/`` in the source tree (next to ``ssl_nav/``), and
+  ``<prefix>/share/ssl_nav/models`` of the Python installation (colcon / ament install space).
+- An official SimSiam checkpoint (``checkpoint_0099.pth.tar``: ``state_dict`` with ``module.encoder.*`` =
+  torchvision ResNet + projector as ``module.encoder.fc.*``, and ``module.predictor.*``) loads into the
+  backbone, the projector and the predictor (:func:`load_official_simsiam`).
+- Our own ``model.pt`` (written by :mod:`ssl_nav.learning.trainer`, see :func:`save_model`).
+
+Every file is read with ``torch.load(..., weights_only=True)``.
+
+Partial fine-tuning (CrossIA, arXiv 2404.09645, trains only the last backbone stage): ``trainable`` is
+``last`` (the modules after the backbone's last stride-2 downsampling, i.e. ResNet ``layer4`` or the
+stride-32 MobileNet blocks plus the final 1x1 conv), ``all``, or ``heads`` (the backbone is frozen). Frozen
+modules are kept in eval mode, so their BatchNorm statistics do not move either, and they run under
+``torch.no_grad`` so no activations are stored for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssl_nav.errors import CheckpointError, ConfigError
+
+BACKBONES: tuple[str, ...] = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50")
+FEATURE_DIMS: dict[str, int] = {"mobilenet_v2": 1280, "mobilenet_v3_small": 576, "mobilenet_v3_large": 960,
+                                "resnet18": 512, "resnet50": 2048}
+#: ImageNet weight files (torchvision format) looked up in the models directory
+WEIGHT_FILES: dict[str, str] = {"mobilenet_v2": "mobilenet_v2-b0353104.pth"}
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+TRAINABLE_MODES: tuple[str, ...] = ("last", "all", "heads")
+MODEL_FORMAT = "ssl_nav.model/1"
+
+
+def models_dir(explicit: str | Path | None = None) -> Path | None:
+    """The directory holding weight files (see the module docstring for the search order); None if none exists."""
+    candidates: list[Path] = []
+    if explicit is not None:
+        return Path(explicit)
+    if os.environ.get("SSL_NAV_MODELS_DIR"):
+        candidates.append(Path(os.environ["SSL_NAV_MODELS_DIR"]))
+    candidates.append(Path(__file__).resolve().parents[2] / "models")
+    candidates.append(Path(sys.prefix) / "share" / "ssl_nav" / "models")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+def imagenet_weights_path(name: str, models: str | Path | None = None) -> Path | None:
+    """Path of the ImageNet weight file of backbone ``name``, or None when there is none."""
+    fname = WEIGHT_FILES.get(name)
+    d = models_dir(models)
+    if fname is None or d is None or not (d / fname).is_file():
+        return None
+    return d / fname
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    import torchvision.models as tvm
+
+    if name not in BACKBONES:
+        raise ConfigError(f"learning.backbone: unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+    return getattr(tvm, name)(weights=None)
+
+
+def _last_stride2_index(seq: nn.Sequential) -> int:
+    """Index of the last block of ``seq`` that contains a stride-2 convolution."""
+    last = 0
+    for i, block in enumerate(seq):
+        if any(isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2) for m in block.modules()):
+            last = i
+    return last
+
+
+class Backbone(nn.Module):
+    """A torchvision classifier with its head removed: (B,3,H,W) -> (B, dim) pooled features.
+
+    ``net`` is the torchvision model itself (classifier / fc replaced by Identity), so its state_dict keys are
+    torchvision's and official checkpoints map onto it directly.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.dim = FEATURE_DIMS[name]
+        net = _torchvision_model(name)
+        if name.startswith("resnet"):
+            net.fc = nn.Identity()
+            self._prefix = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3]
+            self._last = [net.layer4]
+        else:
+            net.classifier = nn.Identity()
+            cut = _last_stride2_index(net.features)
+            self._prefix = list(net.features[:cut])
+            self._last = list(net.features[cut:])
+        self.net = net
+        self.trainable = "all"
+
+    # -- forward ---------------------------------------------------------------------------------------------
+    def _run(self, modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        for m in modules:
+            x = m(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trainable == "all" or not torch.is_grad_enabled():
+            h = self._run(self._last, self._run(self._prefix, x))
+        elif self.trainable == "last":
+            with torch.no_grad():
+                h = self._run(self._prefix, x)
+            h = self._run(self._last, h)
+        else:  # heads: the whole backbone is frozen
+            with torch.no_grad():
+                h = self._run(self._last, self._run(self._prefix, x))
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
+
+    # -- partial fine-tuning ----------------------------------------------------------------------------------
+    def frozen_modules(self) -> list[nn.Module]:
+        """The modules whose parameters do not train under the current ``trainable`` mode."""
+        if self.trainable == "all":
+            return []
+        if self.trainable == "last":
+            return list(self._prefix)
+        return list(self._prefix) + list(self._last)
+
+    def set_trainable(self, mode: str) -> None:
+        """``last`` | ``all`` | ``heads``: set ``requires_grad`` and keep frozen modules in eval mode."""
+        if mode not in TRAINABLE_MODES:
+            raise ConfigError(f"learning.trainable: must be one of {', '.join(TRAINABLE_MODES)}; got {mode!r}")
+        self.trainable = mode
+        for p in self.parameters():
+            p.requires_grad_(True)
+        for m in self.frozen_modules():
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------
+# files
+
+
+def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; any failure becomes a CheckpointError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: {what} not found")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt zip, truncated file, pickle of a non-allowed type, ...
+        raise CheckpointError(f"{p}: cannot load {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the sorted keys, dtypes, shapes and raw bytes of a state_dict: the model's content hash."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().to("cpu").contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def load_imagenet_weights(backbone: Backbone, models: str | Path | None = None) -> bool:
+    """Load the backbone's ImageNet weights from the models directory; False when there is no file for it."""
+    path = imagenet_weights_path(backbone.name, models)
+    if path is None:
+        return False
+    state = safe_load(path, "ImageNet weights")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
+    state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "fc."))}
+    _load_into(backbone.net, state, path, "backbone")
+    return True
+
+
+def _load_into(module: nn.Module, state: dict[str, torch.Tensor], path: Path | str, part: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: {part} keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointError(f"{path}: {part} key '{k}' has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    module.load_state_dict(state)
+
+
+def official_simsiam_parts(state: dict[str, torch.Tensor], path: str | Path) -> tuple[dict, dict, dict]:
+    """Split an official SimSiam state_dict into (backbone, projector, predictor) dicts with our key names."""
+    backbone, projector, predictor = {}, {}, {}
+    for k, v in state.items():
+        if k.startswith("module.encoder.fc."):
+            projector[k[len("module.encoder.fc."):]] = v
+        elif k.startswith("module.encoder."):
+            backbone[k[len("module.encoder."):]] = v
+        elif k.startswith("module.predictor."):
+            predictor[k[len("module.predictor."):]] = v
+        else:
+            raise CheckpointError(f"{path}: unexpected key '{k}' in an official SimSiam checkpoint")
+    if not backbone:
+        raise CheckpointError(f"{path}: no 'module.encoder.*' keys: not an official SimSiam checkpoint")
+    return backbone, projector, predictor
+
+
+def guess_backbone_name(backbone_state: dict[str, torch.Tensor]) -> str | None:
+    """Which torchvision backbone a state_dict (torchvision keys) belongs to, by its keys and shapes."""
+    for name in BACKBONES:
+        own = Backbone(name).net.state_dict()
+        if set(own) == set(backbone_state) and all(tuple(own[k].shape) == tuple(v.shape)
+                                                     for k, v in backbone_state.items()):
+            return name
+    return None
+
+
+def read_official_simsiam(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of an official SimSiam checkpoint file (or a bare state_dict with those keys)."""
+    ckpt = safe_load(path, "SimSiam checkpoint")
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not any(str(k).startswith("module.encoder.") for k in state):
+        raise CheckpointError(f"{path}: not an official SimSiam checkpoint (no state_dict with 'module.encoder.*' keys)")
+    return state
+
+
+def is_model_file(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT
+
+
+# ---------------------------------------------------------------------------------------------------------
+# our model.pt
+
+
+def save_model(path: str | Path, state_dict: dict[str, torch.Tensor], *, backbone: str, embedding_dim: int,
+               image_size: int, config: dict, extra: dict | None = None) -> str:
+    """Write ``model.pt`` atomically: plain tensors and JSON-able values only; returns the content hash.
+
+    ``state_dict`` holds ``backbone.net.*`` (the encoder) and optionally ``projector.*`` / ``predictor.*``.
+    """
+    import io
+
+    from ssl_nav.atomic import atomic_write_bytes
+
+    state = {k: v.detach().to("cpu").clone() for k, v in state_dict.items()}
+    digest = state_dict_hash(state)
+    obj = {"format": MODEL_FORMAT, "backbone": backbone, "embedding_dim": int(embedding_dim),
+           "image_size": int(image_size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+           "config": config, "content_hash": digest, "state_dict": state, **(extra or {})}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return digest
+
+
+def read_model(path: str | Path, verify: bool = True) -> dict:
+    """Read and check a ``model.pt``; the content hash is recomputed when ``verify``."""
+    obj = safe_load(path, "model")
+    if not is_model_file(obj):
+        raise CheckpointError(f"{path}: not an ssl_nav model.pt (missing format '{MODEL_FORMAT}')")
+    for key in ("backbone", "embedding_dim", "state_dict", "content_hash"):
+        if key not in obj:
+            raise CheckpointError(f"{path}: missing key '{key}'")
+    if verify and state_dict_hash(obj["state_dict"]) != obj["content_hash"]:
+        raise CheckpointError(f"{path}: content hash mismatch: the weights were modified or the file is corrupt")
+    return obj
+
+
+def backbone_state_from_model(obj: dict) -> dict[str, torch.Tensor]:
+    prefix = "backbone.net."
+    return {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the encoder for retrieval
+
+
+@dataclass
+class LoadedEncoder:
+    """A backbone ready to embed: ImageNet-normalised (B,3,H,W) float -> (B, dim) features (eval mode)."""
+
+    backbone: nn.Module
+    name: str
+    dim: int
+    model_hash: str
+    image_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    source: str = ""
+    info: dict = field(default_factory=dict)
+
+
+def build_backbone(name: str, pretrained: bool = True, models: str | Path | None = None) -> tuple[Backbone, bool]:
+    """A fresh backbone; with ImageNet weights when ``pretrained`` and the file exists. Returns (backbone, loaded)."""
+    bb = Backbone(name)
+    loaded = load_imagenet_weights(bb, models) if pretrained else False
+    return bb, loaded
+
+
+def load_encoder(spec: str | Path, device: str | torch.device = "cpu",
+                 models_dir: Path | None = None) -> LoadedEncoder:
+    """The retrieval encoder named by ``spec``, in eval mode on ``device``.
+
+    ``spec`` is a bare backbone name (ImageNet weights when available, else random weights with seed 0: the
+    baseline), a ``model.pt`` of ours (content hash verified), or an official SimSiam checkpoint (its encoder
+    minus the projector). ``model_hash`` identifies the weights (sha256 of the backbone state_dict for names and
+    official checkpoints, the file's content hash for ``model.pt``).
+    """
+    spec_s = str(spec)
+    if spec_s in BACKBONES:
+        torch.manual_seed(0)
+        bb, loaded = build_backbone(spec_s, pretrained=True, models=models_dir)
+        digest = state_dict_hash(bb.net.state_dict())
+        enc = LoadedEncoder(bb, spec_s, bb.dim, digest, source="imagenet" if loaded else "random(seed=0)")
+    else:
+        path = Path(spec_s)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such model file, and not a backbone name ({', '.join(BACKBONES)})")
+        obj = safe_load(path, "model")
+        if is_model_file(obj):
+            obj = read_model(path)
+            bb = Backbone(obj["backbone"])
+            _load_into(bb.net, backbone_state_from_model(obj), path, "backbone")
+            enc = LoadedEncoder(bb, obj["backbone"], int(obj["embedding_dim"]), obj["content_hash"],
+                                image_size=int(obj.get("image_size", 224)),
+                                mean=tuple(obj.get("mean", IMAGENET_MEAN)), std=tuple(obj.get("std", IMAGENET_STD)),
+                                source="model.pt", info={"config": obj.get("config", {})})
+        else:
+            state = read_official_simsiam(path)
+            bstate, _, _ = official_simsiam_parts(state, path)
+            name = guess_backbone_name(bstate)
+            if name is None:
+                raise CheckpointError(f"{path}: encoder keys match none of the backbones {', '.join(BACKBONES)}")
+            bb = Backbone(name)
+            _load_into(bb.net, bstate, path, "backbone")
+            enc = LoadedEncoder(bb, name, bb.dim, state_dict_hash(bb.net.state_dict()), source="simsiam-official")
+    enc.backbone.to(device).eval()
+    for p in enc.backbone.parameters():
+        p.requires_grad_(False)
+    return enc

@@ -1,0 +1,375 @@
+"""``InstanceIndex``: a FAISS index over the L2-normalised embeddings of every stored view.
+
+Each vector is one view (a robot crop or a user photo) of one map instance; the inner product of unit
+vectors is their cosine similarity, the score SimView (arXiv 2404.09647) ranks views by. Instance-level
+scores are made from these view scores by :mod:`ssl_nav.retrieval.aggregate`.
+
+Index types (``RetrievalConfig.index_type``):
+
+- ``flat``: ``IndexIDMap2(IndexFlatIP)``, exact search. Views are removed in place with ``remove_ids``.
+- ``hnsw``: ``IndexIDMap2(IndexHNSWFlat(d, M, METRIC_INNER_PRODUCT))``, approximate search for large maps.
+  HNSW graphs cannot delete nodes, so a removed view is a *tombstone*: its id is listed in ``meta.json``
+  (``removed``) and filtered out of every result; searches over-fetch by the number of tombstones.
+- ``auto``: ``flat`` below ``hnsw_threshold`` vectors, ``hnsw`` from there on (decided when the index is
+  built; adding views later keeps the type).
+
+Directory format (DESIGN.md "Index directory")::
+
+    IDX/index.faiss     faiss.write_index of the IDMap2 index
+    IDX/meta.json       {"format": "ssl_nav.index/1", "model_hash", "model_spec", "model_name", "dim",
+                         "metric": "inner_product", "index_type": "flat"|"hnsw", "ntotal",
+                         "vectors": [[faiss_id, view_id, instance_id], ...]  (one per vector in the index),
+                         "removed": [faiss_id, ...], "next_id", "hnsw": {...}, "thresholds": {...}|null}
+    IDX/instances.json  a copy of the store's instances.json
+
+``meta.json`` must list exactly ``ntotal`` vectors whose ids are the index's ids, else loading fails.
+:meth:`InstanceIndex.save` writes everything into ``IDX.tmp-XXXX``, renames an existing ``IDX`` to
+``IDX.old-XXXX``, renames the new directory to ``IDX`` and deletes the old one, so a reader sees either the
+old or the new index, never a half-written one. Every error is a :class:`RetrievalIndexError` naming the
+file; an index built by another model (hash mismatch) is an error, not silent garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ssl_nav.config import RetrievalConfig
+from ssl_nav.errors import RetrievalIndexError
+
+INDEX_FORMAT = "ssl_nav.index/1"
+METRIC = "inner_product"
+INDEX_FILE = "index.faiss"
+META_FILE = "meta.json"
+INSTANCES_FILE = "instances.json"
+
+
+@dataclass
+class ViewHit:
+    """One search result: a stored view and its cosine similarity to the query."""
+
+    view_id: str
+    instance_id: str
+    score: float
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def choose_index_type(n_vectors: int, cfg: RetrievalConfig) -> str:
+    """``flat`` or ``hnsw`` for an index of ``n_vectors`` under ``cfg.index_type`` (``auto`` picks by size)."""
+    if cfg.index_type != "auto":
+        return cfg.index_type
+    return "hnsw" if n_vectors >= cfg.hnsw_threshold else "flat"
+
+
+class InstanceIndex:
+    """FAISS inner-product index over unit view embeddings, with view → instance bookkeeping."""
+
+    def __init__(self, dim: int, model_hash: str, cfg: RetrievalConfig | None = None, *, index_type: str = "flat",
+                 model_spec: str | None = None, model_name: str | None = None,
+                 instances: dict[str, dict] | None = None) -> None:
+        if index_type not in ("flat", "hnsw"):
+            raise RetrievalIndexError(f"index_type must be 'flat' or 'hnsw', got {index_type!r}")
+        self.cfg = cfg or RetrievalConfig()
+        self.dim = int(dim)
+        self.model_hash = str(model_hash)
+        self.model_spec = model_spec
+        self.model_name = model_name
+        self.index_type = index_type
+        self.instances: dict[str, dict] = dict(instances or {})
+        self.thresholds: dict[str, float] | None = None
+        self.extra: dict[str, Any] = {}
+        self._index = self._new_faiss_index()
+        self._meta: dict[int, tuple[str, str]] = {}  # faiss id -> (view_id, instance_id)
+        self._by_instance: dict[str, list[int]] = {}
+        self._removed: set[int] = set()
+        self._next_id = 0
+
+    # ------------------------------------------------------------------------------------------ construction
+    def _new_faiss_index(self):
+        faiss = _faiss()
+        if self.index_type == "flat":
+            inner = faiss.IndexFlatIP(self.dim)
+        else:
+            inner = faiss.IndexHNSWFlat(self.dim, self.cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = self.cfg.hnsw_ef_construction
+            inner.hnsw.efSearch = self.cfg.hnsw_ef_search
+        return faiss.IndexIDMap2(inner)
+
+    @classmethod
+    def build(cls, embeddings: np.ndarray, view_ids: Iterable[str], instance_ids: Iterable[str], *, model_hash: str,
+              cfg: RetrievalConfig | None = None, model_spec: str | None = None, model_name: str | None = None,
+              instances: dict[str, dict] | None = None) -> "InstanceIndex":
+        """An index over ``embeddings`` (N, dim), one view id and one instance id per row."""
+        cfg = cfg or RetrievalConfig()
+        emb = _as_matrix(embeddings)
+        idx = cls(emb.shape[1], model_hash, cfg, index_type=choose_index_type(len(emb), cfg), model_spec=model_spec,
+                  model_name=model_name, instances=instances)
+        idx._add(emb, list(view_ids), list(instance_ids))
+        return idx
+
+    def _add(self, emb: np.ndarray, view_ids: list[str], instance_ids: list[str]) -> None:
+        emb = _as_matrix(emb, self.dim)
+        if not (len(emb) == len(view_ids) == len(instance_ids)):
+            raise RetrievalIndexError(f"{len(emb)} embeddings but {len(view_ids)} view ids and "
+                                      f"{len(instance_ids)} instance ids")
+        known = {v for v, _ in self._meta.values()}
+        dup = [v for v in view_ids if v in known]
+        if dup or len(set(view_ids)) != len(view_ids):
+            raise RetrievalIndexError(f"view id {dup[0] if dup else view_ids[0]!r} is already in the index")
+        if not len(emb):
+            return
+        ids = np.arange(self._next_id, self._next_id + len(emb), dtype=np.int64)
+        self._index.add_with_ids(emb, ids)
+        for i, v, inst in zip(ids.tolist(), view_ids, instance_ids):
+            self._meta[i] = (str(v), str(inst))
+            self._by_instance.setdefault(str(inst), []).append(i)
+        self._next_id += len(emb)
+
+    # ------------------------------------------------------------------------------------------ updates
+    def add_instance(self, instance_id: str, embeddings: np.ndarray, view_ids: Iterable[str],
+                     info: dict | None = None) -> int:
+        """Add the views of one instance (new or existing) without a rebuild; returns how many were added."""
+        view_ids = [str(v) for v in view_ids]
+        self._add(embeddings, view_ids, [str(instance_id)] * len(view_ids))
+        if info is not None:
+            self.instances[str(instance_id)] = info
+        return len(view_ids)
+
+    def remove_instance(self, instance_id: str) -> int:
+        """Remove every view of an instance without a rebuild; returns how many views were removed."""
+        ids = self._by_instance.pop(str(instance_id), [])
+        if not ids:
+            return 0
+        if self.index_type == "flat":
+            n = self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            if n != len(ids):
+                raise RetrievalIndexError(f"FAISS removed {n} of {len(ids)} views of instance {instance_id}")
+            for i in ids:
+                del self._meta[i]
+        else:
+            self._removed.update(ids)
+        self.instances.pop(str(instance_id), None)
+        return len(ids)
+
+    # ------------------------------------------------------------------------------------------ queries
+    @property
+    def ntotal(self) -> int:
+        """Live vectors (tombstoned HNSW vectors excluded)."""
+        return int(self._index.ntotal) - len(self._removed)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def instance_ids(self) -> list[str]:
+        """Instances that have at least one live view."""
+        return sorted(self._by_instance, key=_id_sort_key)
+
+    def view_ids(self, instance_id: str | None = None) -> list[str]:
+        ids = self._by_instance.get(str(instance_id), []) if instance_id is not None else sorted(
+            i for i in self._meta if i not in self._removed)
+        return [self._meta[i][0] for i in ids]
+
+    def search(self, queries: np.ndarray, k: int | None = None) -> list[list[ViewHit]]:
+        """The ``k`` most similar live views of each query (rows of ``queries``, unit vectors), best first.
+
+        FAISS pads missing results with id ``-1``; they are dropped, as are tombstoned views.
+        """
+        q = _as_matrix(queries, self.dim)
+        n = self.ntotal
+        k = n if k is None else min(int(k), n)
+        if k <= 0 or len(q) == 0:
+            return [[] for _ in range(len(q))]
+        k_fetch = min(k + len(self._removed), int(self._index.ntotal))
+        params = None
+        if self.index_type == "hnsw":
+            params = _faiss().SearchParametersHNSW()
+            params.efSearch = max(self.cfg.hnsw_ef_search, k_fetch)
+        scores, ids = self._index.search(q, k_fetch, params=params) if params is not None else \
+            self._index.search(q, k_fetch)
+        out: list[list[ViewHit]] = []
+        for srow, irow in zip(scores, ids):
+            hits = []
+            for s, i in zip(srow.tolist(), irow.tolist()):
+                if i < 0 or i in self._removed or i not in self._meta:
+                    continue
+                v, inst = self._meta[i]
+                hits.append(ViewHit(v, inst, float(s)))
+                if len(hits) == k:
+                    break
+            out.append(hits)
+        return out
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def meta(self) -> dict:
+        vectors = [[i, v, inst] for i, (v, inst) in sorted(self._meta.items())]
+        return {"format": INDEX_FORMAT, "model_hash": self.model_hash, "model_spec": self.model_spec,
+                "model_name": self.model_name, "dim": self.dim, "metric": METRIC, "index_type": self.index_type,
+                "ntotal": int(self._index.ntotal), "next_id": self._next_id, "vectors": vectors,
+                "removed": sorted(self._removed),
+                "hnsw": {"m": self.cfg.hnsw_m, "ef_search": self.cfg.hnsw_ef_search,
+                         "ef_construction": self.cfg.hnsw_ef_construction} if self.index_type == "hnsw" else None,
+                "thresholds": self.thresholds, "extra": self.extra}
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the index directory with an atomic directory swap (see the module docstring)."""
+        faiss = _faiss()
+        dest = Path(directory).absolute()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-", dir=dest.parent))
+        try:
+            faiss.write_index(self._index, str(tmp / INDEX_FILE))
+            for name, obj in ((META_FILE, self.meta()), (INSTANCES_FILE, self.instances)):
+                with open(tmp / name, "w") as fh:
+                    json.dump(obj, fh, indent=1 if name == INSTANCES_FILE else None)
+                    fh.write("\n")
+            for name in (INDEX_FILE, META_FILE, INSTANCES_FILE):
+                with open(tmp / name, "rb") as fh:
+                    os.fsync(fh.fileno())
+            old = None
+            if dest.exists():
+                old = dest.parent / f"{dest.name}.old-{secrets.token_hex(4)}"
+                os.replace(dest, old)
+            os.replace(tmp, dest)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            _fsync_dir(dest.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, expected_model_hash: str | None = None,
+             cfg: RetrievalConfig | None = None) -> "InstanceIndex":
+        """Read an index directory; check the sidecar against ``ntotal`` and, when given, the model hash."""
+        faiss = _faiss()
+        d = Path(directory)
+        for _ in range(20):  # an atomic swap leaves a few microseconds without IDX: wait for it
+            if d.is_dir():
+                break
+            if not any(d.parent.glob(f"{d.name}.tmp-*")) and not any(d.parent.glob(f"{d.name}.old-*")):
+                break
+            time.sleep(0.01)
+        if not d.is_dir():
+            raise RetrievalIndexError(f"{d}: index directory not found")
+        meta_path, index_path = d / META_FILE, d / INDEX_FILE
+        if not meta_path.is_file():
+            raise RetrievalIndexError(f"{meta_path}: missing (not an index directory)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RetrievalIndexError(f"{meta_path}: malformed JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+            raise RetrievalIndexError(f"{meta_path}: not an ssl_nav index (format must be {INDEX_FORMAT!r})")
+        for key in ("model_hash", "dim", "metric", "index_type", "vectors"):
+            if key not in meta:
+                raise RetrievalIndexError(f"{meta_path}: missing key '{key}'")
+        if meta["metric"] != METRIC:
+            raise RetrievalIndexError(f"{meta_path}: key 'metric' must be {METRIC!r}, got {meta['metric']!r}")
+        if expected_model_hash is not None and meta["model_hash"] != expected_model_hash:
+            raise RetrievalIndexError(
+                f"{meta_path}: index was built by model {str(meta['model_hash'])[:12]}… "
+                f"({meta.get('model_spec')}), not by the loaded model {expected_model_hash[:12]}…; rebuild it "
+                f"with `ssl-nav index`")
+        if not index_path.is_file():
+            raise RetrievalIndexError(f"{index_path}: missing")
+        try:
+            raw = faiss.read_index(str(index_path))
+        except Exception as e:  # faiss raises RuntimeError on truncated / corrupt files
+            raise RetrievalIndexError(f"{index_path}: cannot read FAISS index ({str(e).splitlines()[0][:200]})") \
+                from None
+        if raw.d != int(meta["dim"]):
+            raise RetrievalIndexError(f"{index_path}: dimension {raw.d} does not match meta.json dim {meta['dim']}")
+        vectors = meta["vectors"]
+        if not isinstance(vectors, list) or len(vectors) != raw.ntotal:
+            raise RetrievalIndexError(f"{meta_path}: lists {len(vectors) if isinstance(vectors, list) else '?'} "
+                                      f"vectors but {index_path.name} holds ntotal={raw.ntotal}")
+        try:
+            ids = faiss.vector_to_array(raw.id_map).astype(np.int64) if hasattr(raw, "id_map") else None
+        except Exception:
+            ids = None
+        if ids is None:
+            raise RetrievalIndexError(f"{index_path}: not an IndexIDMap2 index")
+        try:
+            listed = np.asarray([int(v[0]) for v in vectors], dtype=np.int64)
+        except (TypeError, ValueError, IndexError):
+            raise RetrievalIndexError(f"{meta_path}: key 'vectors' must hold [faiss_id, view_id, instance_id] "
+                                      f"triples") from None
+        if not np.array_equal(np.sort(ids), np.sort(listed)):
+            raise RetrievalIndexError(f"{meta_path}: vector ids do not match the ids stored in {index_path.name}")
+        cfg = cfg or RetrievalConfig()
+        obj = cls(int(meta["dim"]), meta["model_hash"], cfg, index_type=meta["index_type"],
+                  model_spec=meta.get("model_spec"), model_name=meta.get("model_name"))
+        inst_path = d / INSTANCES_FILE
+        if inst_path.is_file():
+            try:
+                obj.instances = json.loads(inst_path.read_text())
+            except json.JSONDecodeError as e:
+                raise RetrievalIndexError(f"{inst_path}: malformed JSON ({e})") from None
+        obj._index = raw
+        if meta["index_type"] == "hnsw":
+            faiss.downcast_index(raw.index).hnsw.efSearch = cfg.hnsw_ef_search
+        obj._removed = {int(i) for i in meta.get("removed", [])}
+        for i, v, inst in vectors:
+            obj._meta[int(i)] = (str(v), str(inst))
+            if int(i) not in obj._removed:
+                obj._by_instance.setdefault(str(inst), []).append(int(i))
+        obj._next_id = int(meta.get("next_id", (max(listed) + 1) if len(listed) else 0))
+        obj.thresholds = meta.get("thresholds")
+        obj.extra = meta.get("extra") or {}
+        return obj
+
+
+def read_meta(directory: str | os.PathLike) -> dict:
+    """``meta.json`` of an index directory (to learn its model before loading the model)."""
+    p = Path(directory) / META_FILE
+    if not p.is_file():
+        raise RetrievalIndexError(f"{p}: missing (not an index directory)")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RetrievalIndexError(f"{p}: malformed JSON ({e})") from None
+
+
+def _as_matrix(x: np.ndarray, dim: int | None = None) -> np.ndarray:
+    a = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise RetrievalIndexError(f"embeddings must be a (N, dim) matrix, got shape {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise RetrievalIndexError(f"embeddings have dimension {a.shape[1]}, the index has {dim}")
+    if not np.isfinite(a).all():
+        raise RetrievalIndexError("embeddings contain NaN or infinite values")
+    return a
+
+
+def _id_sort_key(s: str) -> tuple:
+    return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

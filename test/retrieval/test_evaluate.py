@@ -1,0 +1,70 @@
+"""Metrics on hand-computed examples, calibration, and the queries file."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ssl_nav.errors import FormatError
+from ssl_nav.retrieval.evaluate import (QueryResult, auroc, average_precision, calibrate, compute_metrics,
+                                        format_table, load_queries)
+
+
+def test_average_precision_by_hand():
+    # relevant at ranks 1, 3, 4 of 5: AP = (1/1 + 2/3 + 3/4) / 3
+    assert average_precision([1, 0, 1, 1, 0]) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    assert average_precision([0, 1]) == pytest.approx(0.5)
+    assert average_precision([0, 0]) == 0.0
+    # R larger than the relevant items listed (a truncated list): divide by R
+    assert average_precision([1, 0], n_relevant=2) == pytest.approx(0.5)
+
+
+def test_auroc_by_hand():
+    # pairs (pos, neg): (0.9>0.3) (0.9>0.5) (0.5=0.5 -> 1/2) (0.5>0.3) -> 3.5 / 4
+    assert auroc([0.9, 0.5], [0.3, 0.5]) == pytest.approx(0.875)
+    assert auroc([0.9], []) is None
+
+
+def test_compute_metrics_by_hand():
+    q1 = QueryResult("q1", "A", ["A", "B", "C"], [0.9, 0.5, 0.1], [True, False, True, False], 2, 0.9, 0.4, True,
+                     [0, 0, 0], [0, 0, 0.5])
+    q2 = QueryResult("q2", "B", ["A", "B", "C"], [0.7, 0.6, 0.1], [False, True, False, False], 1, 0.7, 0.1, True,
+                     [0, 0, 0], [3, 4, 0])
+    q3 = QueryResult("q3", None, ["C", "A"], [0.6, 0.2], [], 0, 0.6, 0.4, False)
+    m = compute_metrics([q1, q2, q3])
+    assert (m["n_in_map"], m["n_open_set"]) == (2, 1)
+    assert m["top1"] == 0.5 and m["top5"] == 1.0 and m["mrr"] == pytest.approx(0.75)
+    # AP(q1) = (1 + 2/3) / 2 = 5/6; AP(q2) = 1/2
+    assert m["mAP"] == pytest.approx((5 / 6 + 0.5) / 2)
+    # in-map best scores 0.9, 0.7 vs open 0.6 -> AUROC 1
+    assert m["auroc"] == 1.0
+    # goal errors 0.5 and 5.0
+    assert m["goal_error_mean_m"] == pytest.approx(2.75) and m["goal_error_median_m"] == pytest.approx(2.75)
+    assert m["goal_success_1m"] == 0.5
+    # q1 accepted and right, q2 accepted but wrong, q3 rejected (right) -> 2/3
+    assert m["open_set_accuracy"] == pytest.approx(2 / 3)
+    table = format_table({"baseline": m, "fine-tuned": m})
+    assert "mAP" in table and "0.667" in table
+
+
+def test_calibrate_separates_in_map_from_open_set():
+    best = [0.9, 0.85, 0.8, 0.75, 0.5, 0.45, 0.82]
+    margin = [0.2, 0.15, 0.1, 0.2, 0.2, 0.1, 0.01]
+    in_map = [True, True, True, True, False, False, False]
+    t = calibrate(best, margin, in_map)
+    assert t["balanced_accuracy"] == 1.0
+    assert 0.5 < t["reject_score"] <= 0.75 and 0.01 < t["reject_margin"] <= 0.1
+    with pytest.raises(ValueError):
+        calibrate([0.5], [0.1], [True])
+
+
+def test_load_queries(tmp_path):
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "a.png").write_bytes(b"x")
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"image": "q/a.png", "instance_id": 3}) + "\n\n"
+                                            + json.dumps({"image": "q/a.png", "instance_id": None}) + "\n")
+    qs = load_queries(tmp_path / "queries.jsonl")
+    assert [q["instance_id"] for q in qs] == ["3", None] and qs[1]["line"] == 3
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "q/missing.png", "instance_id": "1"}) + "\n")
+    with pytest.raises(FormatError, match="bad.jsonl:1"):
+        load_queries(tmp_path / "bad.jsonl")

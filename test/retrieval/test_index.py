@@ -1,0 +1,124 @@
+"""InstanceIndex: self-retrieval, add/remove without rebuild, persistence, hash check, corruption."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ssl_nav.config import RetrievalConfig
+from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.retrieval.index import InstanceIndex
+
+
+def unit_rows(n, d, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def make_index(kind="flat", n=60, d=16, n_inst=6):
+    emb = unit_rows(n, d)
+    views = [f"v{i}" for i in range(n)]
+    insts = [str(i % n_inst) for i in range(n)]
+    cfg = RetrievalConfig(index_type=kind)
+    instances = {str(i): {"category": f"c{i}", "centroid": [float(i), 0.0, 0.5]} for i in range(n_inst)}
+    return InstanceIndex.build(emb, views, insts, model_hash="hashA", cfg=cfg, model_spec="mobilenet_v2",
+                               instances=instances), emb, views, insts
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_each_vector_retrieves_itself_first(kind):
+    idx, emb, views, insts = make_index(kind)
+    assert idx.index_type == kind
+    res = idx.search(emb, k=5)
+    for i, hits in enumerate(res):
+        assert hits[0].view_id == views[i] and hits[0].instance_id == insts[i]
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True)
+
+
+def test_auto_type_by_threshold():
+    emb = unit_rows(10, 8)
+    ids = [str(i) for i in range(10)]
+    assert InstanceIndex.build(emb, ids, ids, model_hash="h", cfg=RetrievalConfig(hnsw_threshold=11)).index_type == "flat"
+    assert InstanceIndex.build(emb, ids, ids, model_hash="h", cfg=RetrievalConfig(hnsw_threshold=10)).index_type == "hnsw"
+
+
+def test_k_larger_than_index_drops_minus_one():
+    idx, emb, _, _ = make_index(n=4, n_inst=2)
+    hits = idx._index.search(emb[:1], 10)[1]
+    assert (hits == -1).any()  # FAISS pads with -1 ...
+    res = idx.search(emb[:1], k=10)[0]  # ... which we filter
+    assert len(res) == 4 and all(h.view_id.startswith("v") for h in res)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_add_and_remove_instance_without_rebuild(kind, tmp_path):
+    idx, emb, views, insts = make_index(kind)
+    faiss_obj = idx._index
+    n = idx.ntotal
+    assert idx.remove_instance("2") == 10
+    assert idx.ntotal == n - 10 and "2" not in idx.instance_ids()
+    assert all(h.instance_id != "2" for hits in idx.search(emb, k=n) for h in hits)
+    new = unit_rows(3, 16, seed=5)
+    assert idx.add_instance("99", new, ["n0", "n1", "n2"], info={"centroid": [9, 9, 0]}) == 3
+    assert idx._index is faiss_obj  # same FAISS object: no rebuild
+    assert idx.search(new[1], k=1)[0][0].view_id == "n1"
+    with pytest.raises(RetrievalIndexError, match="n0"):
+        idx.add_instance("99", new[:1], ["n0"])
+    idx.save(tmp_path / "idx")
+    back = InstanceIndex.load(tmp_path / "idx", expected_model_hash="hashA")
+    assert back.ntotal == idx.ntotal and "2" not in back.instance_ids()
+    assert back.search(new[2], k=1)[0][0].view_id == "n2"
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_persistence_round_trip(kind, tmp_path):
+    idx, emb, views, insts = make_index(kind)
+    idx.thresholds = {"reject_score": 0.4, "reject_margin": 0.05}
+    out = idx.save(tmp_path / "idx")
+    assert sorted(p.name for p in out.iterdir()) == ["index.faiss", "instances.json", "meta.json"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["ntotal"] == len(meta["vectors"]) == 60 and meta["model_hash"] == "hashA"
+    assert meta["metric"] == "inner_product" and meta["index_type"] == kind and meta["dim"] == 16
+    assert json.loads((out / "instances.json").read_text())["3"]["category"] == "c3"
+    back = InstanceIndex.load(out, expected_model_hash="hashA")
+    assert back.index_type == kind and back.model_spec == "mobilenet_v2" and back.thresholds["reject_score"] == 0.4
+    a = idx.search(emb, k=3)
+    b = back.search(emb, k=3)
+    assert [[h.view_id for h in r] for r in a] == [[h.view_id for h in r] for r in b]
+    # saving again swaps the directory atomically and leaves no temporary directories behind
+    back.remove_instance("0")
+    back.save(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    assert InstanceIndex.load(out).ntotal == 50
+
+
+def test_hash_mismatch_is_an_error(tmp_path):
+    idx, *_ = make_index()
+    idx.save(tmp_path / "idx")
+    with pytest.raises(RetrievalIndexError, match="meta.json.*built by model"):
+        InstanceIndex.load(tmp_path / "idx", expected_model_hash="another")
+
+
+def test_sidecar_checked_against_ntotal(tmp_path):
+    idx, *_ = make_index()
+    out = idx.save(tmp_path / "idx")
+    meta = json.loads((out / "meta.json").read_text())
+    meta["vectors"] = meta["vectors"][:-1]
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(RetrievalIndexError, match="ntotal=60"):
+        InstanceIndex.load(out)
+
+
+def test_corrupted_index_file_names_the_file(tmp_path):
+    idx, *_ = make_index()
+    out = idx.save(tmp_path / "idx")
+    data = (out / "index.faiss").read_bytes()
+    (out / "index.faiss").write_bytes(data[: len(data) // 3])
+    with pytest.raises(RetrievalIndexError, match="index.faiss"):
+        InstanceIndex.load(out)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(RetrievalIndexError, match="not found"):
+        InstanceIndex.load(tmp_path / "nope")
