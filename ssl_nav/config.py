@@ -59,6 +59,24 @@ class SimConfig:
     lq_noise_std: float = _f(4.0, "Gaussian sensor noise of low-quality frames (uint8 levels)", range=(0.0, 64.0))
     depth_noise_std: float = _f(0.0, "Gaussian depth noise (m)", range=(0.0, 1.0))
     max_depth: float = _f(8.0, "far clipping distance (m)", range=(0.5, 100.0))
+    # embedded pybullet backend
+    camera_pitch_deg: float = _f(20.0, "downward pitch of the robot camera (degrees)", range=(-60.0, 80.0))
+    frame_rate_hz: float = _f(5.0, "frame rate of the simulated trajectory; stamp = frame index / rate",
+                              range=(0.1, 1000.0))
+    room_size_min: float = _f(5.0, "shortest side of the procedural room (m)", range=(3.0, 30.0))
+    room_size_max: float = _f(7.0, "longest side of the procedural room (m)", range=(3.0, 30.0))
+    object_size_min: float = _f(0.15, "smallest longest side of an object (m)", range=(0.02, 2.0))
+    object_size_max: float = _f(0.45, "largest longest side of an object (m)", range=(0.02, 2.0))
+    robot_radius: float = _f(0.3, "clearance of navigable points from walls, furniture and floor objects (m)",
+                             range=(0.0, 2.0))
+    photo_distance_min: float = _f(1.3, "nearest user-photo camera distance to the object centre, in multiples of "
+                                   "the object's longest side", range=(0.5, 50.0))
+    photo_distance_max: float = _f(2.0, "farthest user-photo camera distance to the object centre, in multiples of "
+                                   "the object's longest side", range=(0.5, 50.0))
+    goal_distance_min: float = _f(2.3, "nearest goal-image camera distance to the object centre, in multiples of "
+                                  "the object's longest side (farther than the user photos)", range=(0.5, 50.0))
+    goal_distance_max: float = _f(3.6, "farthest goal-image camera distance to the object centre, in multiples of "
+                                  "the object's longest side", range=(0.5, 50.0))
     # Habitat backend (habitat-lab InstanceImageNav HM3D v2 defaults; see ssl_nav/sim/habitat_spec.py)
     habitat_gpu_id: int = _f(0, "Habitat: GPU device id of the renderer", range=(0, 64))
     habitat_width: int = _f(360, "Habitat: RGB width (px; InstanceImageNav HM3D v2: 360)", range=(16, 4096))
@@ -111,6 +129,9 @@ class ViewsConfig:
     min_visible_fraction: float = _f(0.25, "smallest visible fraction of the instance's points in view", range=(0.0, 1.0))
     max_truncation: float = _f(0.5, "largest fraction of the square crop outside the image", range=(0.0, 1.0))
     min_sharpness: float = _f(0.0, "smallest variance of the Laplacian", range=(0.0, 1e9))
+    min_purity: float = _f(0.55, "smallest share of the object pixels in a crop that belong to its instance "
+                                "(estimated from the visible map points; above 0.5 the instance is the majority)",
+                           range=(0.0, 1.0))
     max_views_per_instance: int = _f(30, "K: most views kept per instance", range=(1, 10000))
     keyframe_translation: float = _f(0.05, "keyframe gate: smallest camera translation (m)", range=(0.0, 100.0))
     keyframe_rotation_deg: float = _f(5.0, "keyframe gate: smallest camera rotation (degrees)", range=(0.0, 180.0))
@@ -151,7 +172,7 @@ class LearningConfig:
     holdout_fraction: float = _f(0.2, "fraction of views held out for the kNN monitor", range=(0.0, 0.9))
     monitor_every: int = _f(1, "compute the monitor metrics every N epochs (and always after the last)",
                             range=(1, 100000))
-    monitor_max_views: int = _f(1024, "most views embedded by the monitor per epoch (a seeded subset)",
+    monitor_max_views: int = _f(256, "most views the monitor embeds per epoch (held-out first, then a seeded subset)",
                                 range=(2, 10_000_000))
     temperature: float = _f(0.1, "SimCLR NT-Xent temperature", range=(0.001, 10.0))
     barlow_lambda: float = _f(0.005, "Barlow Twins weight of the off-diagonal terms", range=(0.0, 1.0))
@@ -197,6 +218,10 @@ class RetrievalConfig:
     image_size: int = _f(224, "embedding image size (px)", range=(16, 1024))
     standoff: float = _f(1.0, "goal distance from the instance centroid (m)", range=(0.0, 20.0))
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
+    query_crop: str = _f("object", "simulated query photos: square crop around the goal object (as a user frames "
+                         "it) or the full goal image", choices=("object", "full"))
+    index_quality: str = _f("all", "views indexed: robot views and user photos, or robot (low) views only",
+                            choices=("all", "low"))
 
 
 @dataclass
@@ -206,10 +231,18 @@ class RosConfig:
     map_frame: str = _f("map", "frame of poses and goals")
     data_dir: str = _f("~/.ssl_nav", "data directory: store/, runs/, index/ and the energy ledger")
     sync_tolerance_s: float = _f(0.05, "largest stamp difference within one RGB-D(+pose) set (s)", range=(0.0, 10.0))
-    max_stamp_skew_s: float = _f(1.0, "drop messages whose stamp is this far from the newest (s)", range=(0.0, 3600.0))
+    max_stamp_skew_s: float = _f(1.0, "drop camera messages whose stamp is this far from their arrival (s)",
+                                 range=(0.0, 3600.0))
     query_queue: int = _f(2, "bounded query queue; the oldest is dropped under a flood", range=(1, 1000))
     publish_markers: bool = _f(True, "publish MarkerArray visualisations")
     sim_rate_hz: float = _f(5.0, "sim_bridge publish rate (Hz)", range=(0.1, 100.0))
+    sim_loop: bool = _f(False, "sim_bridge repeats its exploration trajectory instead of stopping after one pass")
+    depth_scale_16u: float = _f(0.001, "metres per unit of 16UC1 depth images (RealSense: 0.001)",
+                                range=(1e-6, 1.0))
+    status_period_s: float = _f(1.0, "period of view_collector ~/status, ~/instances and instances.json (s)",
+                                range=(0.05, 3600.0))
+    index_model: str = _f("mobilenet_v2", "model the retrieval server indexes with before any fine-tuned model "
+                          "arrives: a backbone name (ImageNet weights) or a model.pt")
 
 
 @dataclass
@@ -282,10 +315,9 @@ def section_from_dict(cls: type, data: dict, where: str, prefix: str = "") -> An
 def validate(cfg: Any, where: str = "config") -> None:
     """Cross-field checks (min <= max and the like)."""
     if isinstance(cfg, SimConfig):
-        if cfg.camera_height_min > cfg.camera_height_max:
-            raise ConfigError(f"{where}: key 'sim.camera_height_min' exceeds 'sim.camera_height_max'")
-        if cfg.n_objects_min > cfg.n_objects_max:
-            raise ConfigError(f"{where}: key 'sim.n_objects_min' exceeds 'sim.n_objects_max'")
+        for lo in ("camera_height", "n_objects", "room_size", "object_size", "photo_distance", "goal_distance"):
+            if getattr(cfg, f"{lo}_min") > getattr(cfg, f"{lo}_max"):
+                raise ConfigError(f"{where}: key 'sim.{lo}_min' exceeds 'sim.{lo}_max'")
     if isinstance(cfg, MappingConfig) and cfg.min_depth >= cfg.max_depth:
         raise ConfigError(f"{where}: key 'mapping.min_depth' must be below 'mapping.max_depth'")
 

@@ -119,7 +119,7 @@ class EnergyMeter:
         total = joules["total"]
         rec: dict[str, Any] = {
             "run_id": self.run_id, "start": _iso(self._wall0), "end": _iso(self._wall0 + wall),
-            "wall_s": round(wall, 3), "images": self.images, "steps": self.steps, "joules": joules,
+            "wall_s": round(wall, 6), "images": self.images, "steps": self.steps, "joules": joules,
             "avg_w": (total / wall) if total is not None and wall > 0 else None,
             "j_per_1k_images": (1000.0 * total / self.images) if total is not None and self.images else None,
             "source": source, "sample_period_s": period, "note": self.note,

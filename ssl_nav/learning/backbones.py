@@ -332,8 +332,9 @@ def load_encoder(spec: str | Path, device: str | torch.device = "cpu",
     """
     spec_s = str(spec)
     if spec_s in BACKBONES:
-        torch.manual_seed(0)
-        bb, loaded = build_backbone(spec_s, pretrained=True, models=models_dir)
+        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left alone
+            torch.manual_seed(0)
+            bb, loaded = build_backbone(spec_s, pretrained=True, models=models_dir)
         digest = state_dict_hash(bb.net.state_dict())
         enc = LoadedEncoder(bb, spec_s, bb.dim, digest, source="imagenet" if loaded else "random(seed=0)")
     else:

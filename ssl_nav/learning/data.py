@@ -5,7 +5,9 @@
   instance when one exists (:func:`ssl_nav.learning.crossia.choose_partner`).
 - Augmentations (:class:`Augment`): the SimSiam / MoCo-v2 recipe (RandomResizedCrop(scale 0.2-1), ColorJitter
   (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, Gaussian blur σ∈[0.1, 2] p 0.5, horizontal flip) or CrossIA's
-  recipe without crops (resize, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur σ∈[0.1, 2] p 0.5).
+  recipe without crops (resize, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur σ∈[0.1, 2] p 0.5). The hue jitter is
+  a YIQ chroma rotation and the blur separable (:func:`hue_rotate`, :func:`gaussian_blur`): same parameters,
+  a fraction of torchvision's CPU cost, since augmentation runs beside the training step.
   Every random choice comes from a per-sample seed drawn by the sampler, so a sample is the same whatever
   the number of DataLoader workers, and a resumed epoch replays exactly.
 - :class:`PairSampler` is instance-balanced (instance uniformly at random, then one of its anchor views) and
@@ -33,52 +35,10 @@ from ssl_nav.learning.backbones import IMAGENET_MEAN, IMAGENET_STD
 from ssl_nav.learning.crossia import choose_partner
 
 
-class _StoreFormatReader:
-    """Read-only reader of the DESIGN.md ViewStore format, used only while ``ssl_nav.views.store`` is absent."""
-
-    def __init__(self, root: str | Path) -> None:
-        import json
-
-        self.root = Path(root)
-        vfile = self.root / "views.jsonl"
-        if not vfile.is_file():
-            raise StoreError(f"{vfile}: no view store here (views.jsonl missing)")
-        self._views = []
-        for n, line in enumerate(vfile.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                v = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise StoreError(f"{vfile}:{n}: not valid JSON ({e.msg})") from None
-            for key in ("view_id", "instance_id", "image"):
-                if key not in v:
-                    raise StoreError(f"{vfile}:{n}: missing key '{key}'")
-            self._views.append(v)
-
-    def views(self, instance_id: str | None = None, quality: str | None = None) -> list[dict]:
-        return [v for v in self._views if (instance_id is None or str(v["instance_id"]) == str(instance_id))
-                and (quality is None or v.get("quality") == quality)]
-
-    def image_path(self, view: dict) -> Path:
-        return self.root / view["image"]
-
-    def load_image(self, view: dict) -> np.ndarray:
-        import cv2
-
-        p = self.image_path(view)
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise StoreError(f"{p}: missing or unreadable image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def open_store(root: str | Path):
     """The ViewStore at ``root`` (StoreError when missing)."""
-    try:
-        from ssl_nav.views.store import ViewStore
-    except ImportError:
-        return _StoreFormatReader(root)
+    from ssl_nav.views.store import ViewStore
+
     return ViewStore(root)
 
 
@@ -196,6 +156,33 @@ class ImageCache:
 # augmentations
 
 
+#: RGB <-> YIQ (NTSC); a hue shift is a rotation of the (I, Q) chroma plane
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def hue_rotate(x: torch.Tensor, hue: float) -> torch.Tensor:
+    """Shift the hue of a float RGB image (3,H,W) in [0,1] by ``hue`` turns (ColorJitter's hue factor, in
+    [-0.5, 0.5]) as one 3x3 colour matrix: a rotation of the YIQ chroma plane. It is the linear counterpart
+    of torchvision's HSV hue shift (same angle, luma kept) and about 50x cheaper on CPU."""
+    a = -2 * math.pi * hue  # sign chosen so that +hue turns red towards yellow, as in HSV
+    c, s = math.cos(a), math.sin(a)
+    rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    m = _YIQ2RGB @ rot @ _RGB2YIQ
+    return torch.einsum("ij,jhw->ihw", m, x).clamp_(0.0, 1.0)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a (3,H,W) float image with OpenCV (separable, kernel 2*ceil(3σ)+1, reflect-101
+    borders): the same filter as torchvision's ``gaussian_blur``, several times faster on CPU."""
+    import cv2
+
+    k = 2 * math.ceil(3 * sigma) + 1
+    hwc = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+    out = cv2.GaussianBlur(hwc, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+    return torch.from_numpy(out).permute(2, 0, 1)
+
+
 class Augment:
     """One random view of an image: the ``simsiam`` (MoCo-v2) or ``crossia`` recipe; see the module docstring.
 
@@ -245,7 +232,7 @@ class Augment:
             elif op == 2:
                 x = TF.adjust_saturation(x, float(rng.uniform(1 - s, 1 + s)))
             else:
-                x = TF.adjust_hue(x, float(rng.uniform(-hue, hue)))
+                x = hue_rotate(x, float(rng.uniform(-hue, hue)))
         return x
 
     def __call__(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -262,9 +249,7 @@ class Augment:
             if rng.random() < 0.2:
                 x = TF.rgb_to_grayscale(x, num_output_channels=3)
             if rng.random() < 0.5:
-                sigma = float(rng.uniform(0.1, 2.0))
-                k = 2 * math.ceil(3 * sigma) + 1
-                x = TF.gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
+                x = gaussian_blur(x, float(rng.uniform(0.1, 2.0)))
             if self.recipe == "simsiam" and rng.random() < 0.5:
                 x = x.flip(-1)
         return (x - self.mean) / self.std

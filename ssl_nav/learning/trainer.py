@@ -409,13 +409,15 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
             start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
             metrics = _read_metrics(metrics_path, start_epoch)
             init_from = f"resumed from {ckpt_path.name} after epoch {start_epoch}"
+        elif resume:
+            init_from += f" (nothing to resume: no {ckpt_path})"
         if is_main:
             atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
 
         train_model: nn.Module = model
         if dd.active:
             train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if on_cuda else None, broadcast_buffers=True)
+                model, device_ids=[device.index] if on_cuda else None)
 
         # ---- loop
         ledger_path = Path(ledger) if ledger is not None else None
@@ -427,7 +429,8 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
             from tqdm import tqdm
 
             bar = tqdm(total=total_steps, initial=step, desc="finetune", unit="step", dynamic_ncols=True)
-        meter = EnergyMeter(cfg.energy, run_id=run_id)
+        # rank 0 meters the whole node (NVML sees every GPU, RAPL every package); other ranks measure nothing
+        meter = EnergyMeter(cfg.energy if is_main else dataclasses.replace(cfg.energy, backend="none"), run_id=run_id)
         t_start = time.monotonic()
         with meter:
             for epoch in range(start_epoch, lc.epochs):
@@ -496,6 +499,7 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
                                               lc.collapse_threshold, lc.seed))
                 line = {k: _jsonable(v) for k, v in line.items()}
                 if is_main:
+                    _append_line(metrics_path, line)  # before the checkpoint: a resume cuts lines past it
                     if (epoch + 1) % lc.checkpoint_every == 0 or last:
                         save_checkpoint(ckpt_path, {
                             "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "step": step,
@@ -503,7 +507,6 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
                             "scaler": scaler.state_dict() if use_amp else {}, "rng": rng_state(),
                             "sampler": {"seed": sampler.seed, "epoch": epoch + 1}, "config": to_dict(lc),
                             "class_ids": sv.class_ids})
-                    _append_line(metrics_path, line)
                 metrics.append(line)
                 if dd.active:
                     import torch.distributed as dist
@@ -567,7 +570,3 @@ def _select_hard(model: FinetuneModel, x1: torch.Tensor, x2: torch.Tensor, dom2:
     pick = scores.argmax(dim=1)
     rows = torch.arange(b, device=x1.device)
     return x1[rows, pick], x2[rows, pick], dom2[rows, pick]
-
-
-def learning_config_dict(lc: LearningConfig) -> dict:
-    return dataclasses.asdict(lc)

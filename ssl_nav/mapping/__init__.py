@@ -1,4 +1,4 @@
-"""3D instance map: per-instance point sets fused from RGB-D frames (open3d), saved as PLY with an ``instance`` field."""
+"""3D instance map: per-instance point sets fused from RGB-D frames (open3d), PLY with an ``instance`` field."""
 
 from ssl_nav.mapping.instance_map import InstanceInfo, InstanceMap
 

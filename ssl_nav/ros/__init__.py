@@ -6,6 +6,7 @@ Modules:
   PointCloud2, MarkerArray), raising :class:`~ssl_nav.errors.SslNavError` subclasses that name the topic/field;
 - :mod:`~ssl_nav.ros.params`: node parameters declared from the config dataclasses (``<section>.<field>``);
 - :mod:`~ssl_nav.ros.sync`: stamp synchronisation of the camera streams (no message_filters needed);
+- :mod:`~ssl_nav.ros.runtime`: data directory layout, QoS profiles, JSON messages, the nodes' ``main()``;
 - one node per file: :mod:`~ssl_nav.ros.view_collector`, :mod:`~ssl_nav.ros.finetuner`,
   :mod:`~ssl_nav.ros.retrieval_server`, :mod:`~ssl_nav.ros.sim_bridge`;
 - :mod:`~ssl_nav.ros.stack`: every node in one process (``ssl-nav ros-stack``);

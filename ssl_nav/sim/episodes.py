@@ -44,7 +44,9 @@ import numpy as np
 
 from ssl_nav.errors import FormatError
 from ssl_nav.sim.base import Episode
-from ssl_nav.sim.habitat_spec import habitat_agent_to_T_world_cam, habitat_camera_to_T_world_cam, habitat_to_world_points
+from ssl_nav.sim.habitat_spec import (
+    habitat_agent_to_T_world_cam, habitat_camera_to_T_world_cam, habitat_to_world_points,
+)
 
 DEFAULT_SCENE_PATH_PREFIX = "data/scene_datasets/"
 CONTENT_SCENES_PATH = "{data_path}/content/{scene}.json.gz"
@@ -153,6 +155,22 @@ def _find_goal(ep: dict, goals: dict[str, dict], where: str) -> dict:
                       f"(looked in 'goals', 'goals_by_category' and the episode's 'goals')")
 
 
+def _image_goal(ig: dict, where: str) -> dict:
+    """One ``image_goals`` entry (``InstanceImageParameters``) as our goal camera."""
+    pos = _vec(_req(ig, "position", where), 3, f"{where}: field 'position'")
+    rot = _vec(_req(ig, "rotation", where), 4, f"{where}: field 'rotation'")
+    hfov = _req(ig, "hfov", where)
+    if isinstance(hfov, bool) or not isinstance(hfov, (int, float)) or not 0 < hfov < 180:
+        raise FormatError(f"{where}: field 'hfov' must be degrees in (0, 180), got {hfov!r}")
+    dims = _req(ig, "image_dimensions", where)
+    if (not isinstance(dims, (list, tuple)) or len(dims) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in dims)):
+        raise FormatError(f"{where}: field 'image_dimensions' must be [height, width] positive integers, got {dims!r}")
+    return {"T_world_cam": habitat_camera_to_T_world_cam(pos, rot, f"{where}: field 'rotation'"),
+            "hfov_deg": float(hfov), "width": int(dims[1]), "height": int(dims[0]),
+            "frame_coverage": ig.get("frame_coverage"), "object_coverage": ig.get("object_coverage")}
+
+
 def _episode_from_json(ep: dict, goals: dict[str, dict], where: str, sensor_height: float,
                        scenes_dir: str | os.PathLike | None) -> Episode:
     for key in ("episode_id", "scene_id", "start_position", "start_rotation", "goal_object_id", "goal_image_id"):
@@ -166,18 +184,8 @@ def _episode_from_json(ep: dict, goals: dict[str, dict], where: str, sensor_heig
     if isinstance(gid, bool) or not isinstance(gid, int) or not 0 <= gid < len(image_goals):
         raise FormatError(f"{where}: field 'goal_image_id' = {gid!r} is not an index into the goal's "
                           f"{len(image_goals)} image_goals")
-    ig = image_goals[gid]
-    iwhere = f"{gwhere}: image_goals[{gid}]"
-    pos = _vec(_req(ig, "position", iwhere), 3, f"{iwhere}: field 'position'")
-    rot = _vec(_req(ig, "rotation", iwhere), 4, f"{iwhere}: field 'rotation'")
-    hfov = _req(ig, "hfov", iwhere)
-    if isinstance(hfov, bool) or not isinstance(hfov, (int, float)) or not 0 < hfov < 180:
-        raise FormatError(f"{iwhere}: field 'hfov' must be degrees in (0, 180), got {hfov!r}")
-    dims = _req(ig, "image_dimensions", iwhere)
-    if (not isinstance(dims, (list, tuple)) or len(dims) != 2
-            or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in dims)):
-        raise FormatError(f"{iwhere}: field 'image_dimensions' must be [height, width] positive integers, got {dims!r}")
-    T_goal = habitat_camera_to_T_world_cam(pos, rot, f"{iwhere}: field 'rotation'")
+    cams = [_image_goal(g, f"{gwhere}: image_goals[{n}]") for n, g in enumerate(image_goals)]
+    cam = cams[gid]
     start_pos = _vec(ep["start_position"], 3, f"{where}: field 'start_position'")
     start_rot = _vec(ep["start_rotation"], 4, f"{where}: field 'start_rotation'")
     T_start = habitat_agent_to_T_world_cam(start_pos, start_rot, sensor_height, f"{where}: field 'start_rotation'")
@@ -197,8 +205,9 @@ def _episode_from_json(ep: dict, goals: dict[str, dict], where: str, sensor_heig
         "goal_key": goal_key(ep["scene_id"], ep["goal_object_id"]),
         "goal_resolved": False,
         "object_category": category,
-        "frame_coverage": ig.get("frame_coverage"),
-        "object_coverage": ig.get("object_coverage"),
+        "frame_coverage": cam["frame_coverage"],
+        "object_coverage": cam["object_coverage"],
+        "image_goals": cams,
         "goal_position": goal_position,
         "view_points": view_points,
         "scene_path": resolve_scene_path(str(ep["scene_id"]), scenes_dir),
@@ -206,8 +215,8 @@ def _episode_from_json(ep: dict, goals: dict[str, dict], where: str, sensor_heig
         "source": where.split(":")[0],
     }
     return Episode(episode_id=str(ep["episode_id"]), scene_id=str(ep["scene_id"]), goal_instance_id=None,
-                   goal_T_world_cam=T_goal, category=category, hfov_deg=float(hfov), width=int(dims[1]),
-                   height=int(dims[0]), start_T_world_cam=T_start, extra=extra)
+                   goal_T_world_cam=cam["T_world_cam"], category=category, hfov_deg=cam["hfov_deg"],
+                   width=cam["width"], height=cam["height"], start_T_world_cam=T_start, extra=extra)
 
 
 def read_episode_file(path: str | os.PathLike, sensor_height: float = 1.31,
@@ -245,6 +254,8 @@ def read_episodes(path: str | os.PathLike, *, split: str | None = None, scenes: 
     sorted scene order.
     """
     p = episodes_path(path, split)
+    if not p.exists():
+        raise FormatError(f"{p}: episode file not found")
     if p.is_dir():
         cand = p / f"{p.name}.json.gz"
         if not cand.is_file() and not (p / "content").is_dir():
@@ -294,3 +305,24 @@ def bind_goal_instances(episodes: Iterable[Episode], lookup: Callable[[str], int
         extra = {**e.extra, "goal_resolved": iid is not None}
         out.append(dataclasses.replace(e, goal_instance_id=iid, extra=extra))
     return out
+
+
+def user_photo_cameras(episodes: Iterable[Episode], n_per_instance: int) -> dict[int, list[dict]]:
+    """Cameras for up to ``n_per_instance`` high-quality "user photos" per goal instance (CrossIA).
+
+    They are the goal's other ``image_goals``: views of the same instance that no episode uses as its
+    query image, so the photos never leak a query. Instances in ascending id; cameras in file order.
+    """
+    episodes = [e for e in episodes if e.goal_instance_id is not None and e.extra.get("image_goals")]
+    used = {(e.extra["goal_key"], e.extra["goal_image_id"]) for e in episodes}
+    out: dict[int, list[dict]] = {}
+    seen: set[str] = set()
+    for e in sorted(episodes, key=lambda e: int(e.goal_instance_id)):
+        key = e.extra["goal_key"]
+        if key in seen:
+            continue
+        seen.add(key)
+        cams = [c for k, c in enumerate(e.extra["image_goals"]) if (key, k) not in used]
+        have = out.setdefault(int(e.goal_instance_id), [])
+        have.extend(cams[: max(0, n_per_instance - len(have))])
+    return {k: v for k, v in out.items() if v}

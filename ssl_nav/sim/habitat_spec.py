@@ -38,7 +38,8 @@ import numpy as np
 
 from ssl_nav.config import SimConfig
 from ssl_nav.errors import ConfigError, FormatError
-from ssl_nav.geometry import intrinsics_from_fov, matrix_to_quaternion, quaternion_to_matrix
+from ssl_nav.frames import Frame
+from ssl_nav.geometry import camera_pose, intrinsics_from_fov, matrix_to_quaternion, quaternion_to_matrix
 from ssl_nav.sim.base import SceneObject
 
 #: How to get habitat_sim, printed by ``ssl-nav habitat`` when it is missing.
@@ -335,10 +336,12 @@ class SemanticObjectRecord:
 class SemanticInstanceMap:
     """Habitat semantic objects -> our :class:`SceneObject`s with stable positive instance ids.
 
-    Objects whose category is in ``ignore_categories`` (walls, floors, "Unknown", ...) or whose box is
-    empty are no instances: their pixels read 0. The others get ids ``1..N`` in ascending ``semantic_id``
-    order, so a scene always maps the same way. Objects sharing a ``semantic_id`` (possible in some scene
-    formats) share one instance whose box is the union of theirs.
+    Objects whose category is in ``ignore_categories`` (walls, floors, "Unknown", ...) are no instances:
+    their pixels read 0. The others get ids ``1..N`` in ascending ``semantic_id`` order, so a scene always
+    maps the same way. Objects sharing a ``semantic_id`` (possible in some scene formats) share one instance
+    whose box is the union of theirs. An object whose box habitat_sim left empty or non-finite (not every
+    scene format computes object boxes) stays an instance -- its pixels and goals still count -- with
+    ``extra["aabb_valid"] = False`` and its box collapsed to its finite corner (or the origin).
     """
 
     def __init__(self, records: Iterable[SemanticObjectRecord], ignore_categories: Iterable[str] = ()):
@@ -347,9 +350,7 @@ class SemanticInstanceMap:
         self.n_ignored = 0
         for r in records:
             sid = int(r.semantic_id)
-            lo, hi = np.asarray(r.aabb_min, float), np.asarray(r.aabb_max, float)
-            empty = not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or bool(np.all(hi - lo <= 0))
-            if sid < 0 or (r.category or "").strip().lower() in ignore or empty:
+            if sid < 0 or (r.category or "").strip().lower() in ignore:
                 self.n_ignored += 1
                 continue
             by_sid.setdefault(sid, []).append(r)
@@ -359,9 +360,15 @@ class SemanticInstanceMap:
         for n, sid in enumerate(sorted(by_sid), start=1):
             group = by_sid[sid]
             boxes = [habitat_aabb_to_world(r.aabb_min, r.aabb_max) for r in group]
-            lo = np.min([b[0] for b in boxes], axis=0)
-            hi = np.max([b[1] for b in boxes], axis=0)
-            extra: dict[str, Any] = {"habitat_id": group[0].habitat_id, "semantic_id": sid}
+            valid = [b for b in boxes if np.all(np.isfinite(b[0])) and np.all(np.isfinite(b[1]))
+                     and bool(np.any(b[1] - b[0] > 0))]
+            extra: dict[str, Any] = {"habitat_id": group[0].habitat_id, "semantic_id": sid, "aabb_valid": bool(valid)}
+            if valid:
+                lo = np.min([b[0] for b in valid], axis=0)
+                hi = np.max([b[1] for b in valid], axis=0)
+            else:
+                corner = next((b[0] for b in boxes if np.all(np.isfinite(b[0]))), np.zeros(3))
+                lo, hi = corner.copy(), corner.copy()
             if len(group) > 1:
                 extra["habitat_ids"] = [r.habitat_id for r in group]
             self.objects.append(SceneObject(instance_id=n, category=group[0].category, aabb_min=lo, aabb_max=hi,
@@ -397,10 +404,62 @@ class SemanticInstanceMap:
         e.g. ``"54"``); an object ``id`` string (``"chair_54"``, ``"0_3_12"``) is accepted too.
         """
         key = str(goal_object_id).strip()
-        try:
-            iid = self._sid_to_instance.get(int(key))
-        except ValueError:
-            iid = None
+        # not int() alone: it reads "0_1_2" as 12
+        iid = self._sid_to_instance.get(int(key)) if key.isascii() and key.isdigit() else None
         if iid is None:
             iid = self._habitat_id_to_instance.get(key)
         return iid
+
+
+def records_from_semantic_objects(objects: Iterable[Any]) -> list[SemanticObjectRecord]:
+    """``semantic_scene.objects`` (habitat_sim ``SemanticObject``s: ``id``, ``semantic_id``, ``category.name()``,
+    ``aabb``) as plain records; ``None`` entries (possible in some scenes) are skipped."""
+    out = []
+    for obj in objects:
+        if obj is None:
+            continue
+        lo, hi = aabb_bounds(obj.aabb)
+        category = obj.category.name() if obj.category is not None else "unknown"
+        out.append(SemanticObjectRecord(str(obj.id), int(obj.semantic_id), str(category),
+                                        tuple(float(x) for x in lo), tuple(float(x) for x in hi)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ frames and poses
+
+def frame_from_observations(obs: dict, uuids: tuple[str, str, str], rgb_spec: CameraSpec, depth_spec: CameraSpec,
+                            instances: SemanticInstanceMap, T_world_cam: np.ndarray, *, min_depth: float,
+                            max_depth: float, frame_id: str = "", stamp: float = 0.0, extra: dict | None = None
+                            ) -> Frame:
+    """Our sharp (HQ) :class:`Frame` from one set of Habitat observations (colour, depth, semantic ``uuids``).
+
+    Depth outside ``[min_depth, max_depth]`` reads invalid and is resampled onto the colour camera's pixels
+    when its camera differs (the benchmark's depth hfov is wider than the RGB's); semantic ids become our
+    instance ids. The pose is the OpenCV ``T_world_cam`` the sensors were placed at.
+    """
+    rgb = rgb_from_habitat(obs[uuids[0]])
+    depth = depth_from_habitat(obs[uuids[1]], min_depth, max_depth)
+    K = rgb_spec.K()
+    if depth_spec.hfov_deg != rgb_spec.hfov_deg or depth.shape != rgb.shape[:2]:
+        depth = resample_to_intrinsics(depth, depth_spec.K(), K, rgb.shape[:2], 0.0)
+    mask = instances.instance_mask(obs[uuids[2]])
+    if mask.shape != rgb.shape[:2]:
+        raise FormatError(f"habitat observation {uuids[2]}: shape {mask.shape} does not match {uuids[0]} "
+                          f"{rgb.shape[:2]}")
+    return Frame(rgb=rgb, depth=depth, K=K, T_world_cam=np.asarray(T_world_cam, dtype=np.float64),
+                 instance_mask=mask, stamp=float(stamp), frame_id=frame_id, quality="high", extra=dict(extra or {}))
+
+
+def camera_poses_at_navigable_points(points: np.ndarray, yaws: Sequence[float], sensor_height: float,
+                                     pitch: float = 0.0) -> list[np.ndarray]:
+    """OpenCV camera poses ``sensor_height`` above Habitat navmesh points (N, 3), facing our ``yaws`` (rad).
+
+    Points that are not finite (the pathfinder's way of saying "none found") are skipped.
+    """
+    poses = []
+    for p, yaw in zip(np.asarray(points, dtype=np.float64).reshape(-1, 3), yaws):
+        if not np.all(np.isfinite(p)):
+            continue
+        cam = habitat_to_world_points(p + np.array([0.0, sensor_height, 0.0]))
+        poses.append(camera_pose(cam, float(yaw), pitch))
+    return poses

@@ -41,6 +41,7 @@ class ViewQuality:
     visible_fraction: float
     truncation: float  #: fraction of the square crop outside the image
     n_visible: int
+    purity: float = 1.0  #: share of the crop's instance pixels that belong to this instance
 
     def failure(self, cfg: ViewsConfig) -> str | None:
         """The first threshold this view fails, or ``None`` when it passes."""
@@ -52,11 +53,13 @@ class ViewQuality:
             return "mostly hidden"
         if self.truncation > cfg.max_truncation:
             return "truncated"
+        if self.purity < cfg.min_purity:
+            return "crowded by other objects"
         if self.sharpness < cfg.min_sharpness:
             return "blurred"
         return None
 
     def score(self) -> float:
         """Scalar used to pick the first view of farthest-point sampling (larger is better)."""
-        return float(self.visible_fraction * (1.0 - self.truncation) * np.log1p(max(self.sharpness, 0.0))
+        return float(self.visible_fraction * self.purity * (1.0 - self.truncation) * np.log1p(max(self.sharpness, 0.0))
                      * min(1.0, self.box_px / 128.0))

@@ -61,3 +61,15 @@ def tiny_config(**learning):
             "device": "cpu", "trainable": "all"}
     base.update(learning)
     return apply_overrides(PipelineConfig(), {f"learning.{k}": v for k, v in base.items()} | {"energy.backend": "none"})
+
+
+@pytest.fixture
+def learning_config():
+    """Factory: ``learning_config(epochs=3, ...)`` -> a tiny PipelineConfig (see :func:`tiny_config`)."""
+    return tiny_config
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path):
+    """Factory: ``store_factory(name, **write_store_kwargs)`` -> a tiny store under tmp_path."""
+    return lambda name="store", **kw: write_store(tmp_path / name, **kw)

@@ -1,0 +1,282 @@
+"""``retrieval_server``: query photo -> ranked map instances -> navigation goal, with hot index reload.
+
+SimView retrieval (Sakaguchi et al., IROS 2024, arXiv 2404.09647): the query is embedded with the backbone, each
+instance scores by its best view (FAISS cosine), and the winner's map centroid is the goal. The node calls
+:class:`ssl_nav.retrieval.query.Retriever` and :func:`ssl_nav.retrieval.query.build_index_from_store`, as
+``ssl-nav query`` / ``ssl-nav index`` do.
+
+- Subscribes ``query_image`` (Image) and ``query_image/compressed`` (CompressedImage, JPEG/PNG), and
+  ``model_ready`` (String path of a model.pt, RELIABLE + TRANSIENT_LOCAL; remap it to
+  ``finetuner/model_ready``).
+- Publishes ``~/goal_pose`` (PoseStamped in ``ros.map_frame``, stamped with the query's stamp) when the photo's
+  object is in the map, ``~/matches`` (String JSON: the Retriever's answer plus ``query_stamp``,
+  ``latency_s`` and ``index``) for every query, ``~/markers`` (MarkerArray), and ``~/status`` (String JSON,
+  latched: the index in use, reload state, query counters).
+- ``~/reload`` (Trigger): rebuild the index from DATA/store with the current model (the last ``model_ready``,
+  else the index's model, else ``ros.index_model``).
+
+Queries wait in a bounded queue (``ros.query_queue``; when full the oldest is dropped, so the newest are served
+and latency stays bounded) served by one worker thread. Reloads build the new index in another thread and
+swap it in under a lock; a query in flight finishes on the index it started with, so none is dropped or failed
+by a reload. Before any index exists, queries are answered on ``~/matches`` with
+``{"in_map": false, "reason": "no index yet"}``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from ssl_nav.errors import SslNavError
+from ssl_nav.ros import conversions as conv
+from ssl_nav.ros.params import NODE_SECTIONS, declare_config
+from ssl_nav.ros.runtime import LATCHED_QOS, RELIABLE_QOS, STATUS_QOS, DataDir, json_msg, run_node
+
+NODE_NAME = "retrieval_server"
+NO_INDEX = "no index yet"
+
+
+class RetrievalServerNode(Node):
+    """The ``retrieval_server`` node (see the module docstring)."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.cfg = declare_config(self, NODE_SECTIONS[NODE_NAME])
+        self.data = DataDir(self.cfg.ros.data_dir)
+        self._lock = threading.Lock()  # guards self._retriever (the swap)
+        self._retriever = None
+        self.index_info: dict | None = None
+        self.model_spec: str | None = None
+        self.counts: Counter[str] = Counter()
+        self.last_error: str | None = None
+
+        self._queue: deque = deque(maxlen=self.cfg.ros.query_queue)
+        self._queue_cv = threading.Condition()
+        self._reload_cv = threading.Condition()
+        self._reload_request: tuple[str, str | None, bool] | None = None  # (reason, model, rebuild)
+        self.reloading = False
+        self._stop = threading.Event()
+
+        self.goal_pub = self.create_publisher(PoseStamped, "~/goal_pose", RELIABLE_QOS)
+        self.matches_pub = self.create_publisher(String, "~/matches", RELIABLE_QOS)
+        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 1)
+        self.status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
+        self.create_subscription(Image, "query_image", self._on_image, RELIABLE_QOS)
+        self.create_subscription(CompressedImage, "query_image/compressed", self._on_compressed, RELIABLE_QOS)
+        self.create_subscription(String, "model_ready", self._on_model_ready, LATCHED_QOS)
+        self.create_service(Trigger, "~/reload", self._on_reload)
+
+        self._query_thread = threading.Thread(target=self._serve, name="retrieval_queries", daemon=True)
+        self._reload_thread = threading.Thread(target=self._reloader, name="retrieval_reload", daemon=True)
+        self._query_thread.start()
+        self._reload_thread.start()
+        if (self.data.index / "meta.json").is_file():
+            self.request_reload("existing index", None, rebuild=False)
+        self.publish_status()
+
+    # ------------------------------------------------------------------ queries
+    def _enqueue(self, stamp: Any, rgb: np.ndarray, frame_id: str) -> None:
+        self.counts["received"] += 1
+        with self._queue_cv:
+            if len(self._queue) == self._queue.maxlen:
+                self.counts["dropped_oldest"] += 1
+            self._queue.append((stamp, rgb, frame_id, time.monotonic()))
+            self._queue_cv.notify()
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            rgb = conv.image_to_rgb(msg, "query_image")
+        except SslNavError as e:
+            self._bad("query_image", str(e), msg.header.stamp)
+            return
+        self._enqueue(msg.header.stamp, rgb, msg.header.frame_id)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        try:
+            rgb = conv.compressed_to_rgb(msg, "query_image/compressed")
+        except SslNavError as e:
+            self._bad("query_image/compressed", str(e), msg.header.stamp)
+            return
+        self._enqueue(msg.header.stamp, rgb, msg.header.frame_id)
+
+    def _bad(self, topic: str, reason: str, stamp: Any) -> None:
+        self.counts["bad_queries"] += 1
+        self.get_logger().warning(f"dropped a message on '{topic}': {reason}")
+        self.matches_pub.publish(json_msg({"in_map": False, "reason": f"bad query: {reason}", "matches": [],
+                                           "query_stamp": conv.stamp_to_sec(stamp)}))
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            with self._queue_cv:
+                while not self._queue and not self._stop.is_set():
+                    self._queue_cv.wait(0.2)
+                if self._stop.is_set():
+                    return
+                item = self._queue.popleft()
+            try:
+                self._answer(*item)
+            except Exception as e:  # a failing query must not kill the server
+                self.counts["failed"] += 1
+                self.get_logger().error(f"query failed: {type(e).__name__}: {e}")
+                self.matches_pub.publish(json_msg({"in_map": False, "reason": f"query failed: {e}", "matches": [],
+                                                   "query_stamp": conv.stamp_to_sec(item[0])}))
+
+    def _answer(self, stamp: Any, rgb: np.ndarray, frame_id: str, t_received: float) -> None:
+        with self._lock:
+            retriever, info = self._retriever, self.index_info
+        qstamp = conv.stamp_to_sec(stamp)
+        if retriever is None:
+            self.counts["no_index"] += 1
+            self.matches_pub.publish(json_msg({"in_map": False, "reason": NO_INDEX, "matches": [],
+                                               "query_stamp": qstamp, "reloading": self.reloading}))
+            return
+        result = retriever.query(rgb)
+        latency = time.monotonic() - t_received
+        self.counts["answered"] += 1
+        out_stamp = stamp if qstamp > 0 else self.get_clock().now().to_msg()
+        result.update({"query_stamp": qstamp, "latency_s": round(latency, 6), "index": info,
+                       "reloading": self.reloading})
+        if result.get("in_map") and result.get("matches") and result["matches"][0].get("goal"):
+            goal = conv.goal_to_pose_stamped(result["matches"][0]["goal"], self.cfg.ros.map_frame, out_stamp)
+            self.goal_pub.publish(goal)
+            self.counts["goals"] += 1
+        self.matches_pub.publish(json_msg(result))
+        if self.cfg.ros.publish_markers:
+            self.markers_pub.publish(conv.match_markers(result, self.cfg.ros.map_frame, out_stamp))
+
+    # ------------------------------------------------------------------ index (re)loading
+    def _on_model_ready(self, msg: String) -> None:
+        path = msg.data.strip()
+        if not path or not Path(path).is_file():
+            self.get_logger().warning(f"dropped a message on 'model_ready': {path!r} is not a file")
+            return
+        if path == self.model_spec and self._retriever is not None:
+            return
+        self.request_reload(f"model_ready {path}", path)
+
+    def request_reload(self, reason: str, model: str | None, rebuild: bool = True) -> None:
+        """Queue a reload (coalesced: the newest request wins); it runs in the reload thread."""
+        with self._reload_cv:
+            self._reload_request = (reason, model, rebuild)
+            self._reload_cv.notify()
+
+    def _reloader(self) -> None:
+        while not self._stop.is_set():
+            with self._reload_cv:
+                while self._reload_request is None and not self._stop.is_set():
+                    self._reload_cv.wait(0.2)
+                if self._stop.is_set():
+                    return
+                req, self._reload_request = self._reload_request, None
+                self.reloading = True
+            self.publish_status()
+            try:
+                self._reload(*req)
+            except (SslNavError, OSError) as e:
+                self.last_error = f"reload ({req[0]}) failed: {e}"
+                self.counts["reload_failed"] += 1
+                self.get_logger().error(self.last_error)
+            except Exception as e:
+                self.last_error = f"reload ({req[0]}) failed: {type(e).__name__}: {e}"
+                self.counts["reload_failed"] += 1
+                self.get_logger().error(self.last_error)
+            finally:
+                self.reloading = False
+                self.publish_status()
+
+    def _reload(self, reason: str, model: str | None, rebuild: bool) -> None:
+        from ssl_nav.learning.backbones import BACKBONES, load_encoder
+        from ssl_nav.retrieval.embedder import Embedder, resolve_device
+        from ssl_nav.retrieval.index import read_meta
+        from ssl_nav.retrieval.query import Retriever, index_from_store
+        from ssl_nav.views.store import ViewStore
+
+        t0 = time.monotonic()
+        rcfg = self.cfg.retrieval
+        if rebuild:
+            # as build_index_from_store, but the encoder is loaded once and serves the queries too
+            spec = model or self.model_spec or self._index_model_spec() or self.cfg.ros.index_model
+            if spec not in BACKBONES:
+                spec = str(Path(spec).resolve())
+            store = ViewStore(self.data.store)
+            encoder = load_encoder(spec, device=resolve_device(rcfg.device))
+            embedder = Embedder(encoder, rcfg)
+            index = index_from_store(store, encoder, rcfg, spec, progress=False, embedder=embedder)
+            out = self.data.index.absolute()
+            if spec not in BACKBONES:
+                index.extra["model_spec_relative"] = os.path.relpath(spec, out)
+            index.extra["store"] = str(Path(store.root).resolve())
+            index.save(out)
+            retriever = Retriever(index, embedder, rcfg, frame_id=self.cfg.ros.map_frame)
+        else:
+            retriever = Retriever.open(self.data.index, rcfg)
+            retriever.frame_id = self.cfg.ros.map_frame
+        meta = read_meta(self.data.index)
+        info = {"model": meta.get("model_spec"), "model_hash": retriever.index.model_hash[:12],
+                "vectors": retriever.index.ntotal, "instances": len(retriever.index.instance_ids())}
+        with self._lock:
+            self._retriever, self.index_info = retriever, info
+            self.model_spec = meta.get("model_spec")
+        self.counts["reloads"] += 1
+        self.last_error = None
+        self.get_logger().info(f"index ready ({reason}): {info['vectors']} views of {info['instances']} instances, "
+                               f"model {info['model']} in {time.monotonic() - t0:.1f} s")
+
+    def _index_model_spec(self) -> str | None:
+        from ssl_nav.retrieval.index import read_meta
+
+        if not (self.data.index / "meta.json").is_file():
+            return None
+        try:
+            return read_meta(self.data.index).get("model_spec")
+        except SslNavError:
+            return None
+
+    def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.request_reload("~/reload", None)
+        response.success = True
+        response.message = "reload started; see ~/status"
+        return response
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict:
+        with self._lock:
+            info = self.index_info
+        return {"index": info, "reloading": self.reloading, "queue": len(self._queue),
+                "counts": dict(self.counts), "last_error": self.last_error, "model": self.model_spec}
+
+    def publish_status(self) -> None:
+        self.status_pub.publish(json_msg(self.status()))
+
+    @property
+    def ready(self) -> bool:
+        return self._retriever is not None
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._queue_cv:
+            self._queue_cv.notify_all()
+        with self._reload_cv:
+            self._reload_cv.notify_all()
+        self._query_thread.join(timeout=5)
+        self._reload_thread.join(timeout=60)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RetrievalServerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

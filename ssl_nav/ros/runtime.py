@@ -1,0 +1,121 @@
+"""What every ssl_nav node shares: the data directory layout, QoS profiles, JSON messages and ``main()``.
+
+Data directory (``ros.data_dir``)::
+
+    DATA/store/        ViewStore (view_collector writes, finetuner and retrieval_server read)
+    DATA/map/          the InstanceMap saved by view_collector ~/save
+    DATA/runs/<id>/    fine-tune runs (model.pt, metrics.jsonl, energy.json, checkpoint.pt)
+    DATA/index/        the retrieval server's current FAISS index directory
+    DATA/energy.jsonl  the energy ledger (``energy.ledger``)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+from std_msgs.msg import String
+
+#: camera streams (DESIGN.md: sensor-data QoS: best effort, keep last 5)
+SENSOR_QOS = qos_profile_sensor_data
+
+#: the latched ``model_ready``: a late subscriber still gets the last model
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+#: status topics: reliable and latched so that a late subscriber sees the current state
+STATUS_QOS = LATCHED_QOS
+
+#: queries, results and goals: reliable, a few deep (the server bounds its own queue)
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+
+
+class DataDir:
+    """Paths of a node data directory (created on first use)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def store(self) -> Path:
+        return self.root / "store"
+
+    @property
+    def map(self) -> Path:
+        return self.root / "map"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index"
+
+    def ledger(self, name: str) -> Path:
+        return self.root / name
+
+    def latest_model(self) -> Path | None:
+        """The newest completed run's ``model.pt`` (by modification time), if any."""
+        if not self.runs.is_dir():
+            return None
+        models = [p for p in self.runs.glob("*/model.pt") if p.is_file()]
+        return max(models, key=lambda p: p.stat().st_mtime) if models else None
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if hasattr(obj, "tolist"):
+        return _clean(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def json_msg(obj: Any) -> String:
+    """A ``std_msgs/String`` holding ``obj`` as JSON (NaN -> null)."""
+    return String(data=json.dumps(_clean(obj)))
+
+
+def run_node(factory: Callable[..., Any], args: list[str] | None = None) -> int:
+    """``main()`` of a node executable: init rclpy with the ROS args, spin multi-threaded, shut down cleanly."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from ssl_nav.errors import SslNavError
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = factory()
+        executor = MultiThreadedExecutor(num_threads=4)  # camera callbacks, timers, services, status
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SslNavError as e:
+        print(f"{getattr(factory, '__name__', 'node')}: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close:
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

@@ -1,0 +1,89 @@
+"""Low-quality (LQ) robot-camera degradation: motion blur, down-and-up scaling, sensor noise.
+
+CrossIA (Sakaguchi et al., IRC 2024, arXiv 2404.09645) pairs blurred,
+low-resolution robot crops (LQ) with sharp user photos (HQ). The simulator
+renders every frame sharp and then degrades robot frames with this module. All
+randomness comes from the ``numpy.random.Generator`` passed in, so a seeded
+generator gives byte-identical images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ssl_nav.config import SimConfig
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """The parameters drawn for one frame (kept for the record and the tests)."""
+
+    blur_length: int  #: motion-blur kernel length (px); <= 1 means no blur
+    blur_angle_deg: float
+    scale: float  #: down-and-up scale factor (1 = none)
+    noise_std: float  #: Gaussian noise (uint8 levels)
+
+    def to_json(self) -> dict:
+        return {"blur_length": self.blur_length, "blur_angle_deg": round(self.blur_angle_deg, 3),
+                "scale": round(self.scale, 4), "noise_std": round(self.noise_std, 4)}
+
+
+def motion_blur_kernel(length: int, angle_deg: float) -> np.ndarray:
+    """A normalised line kernel of ``length`` px at ``angle_deg`` (linear camera motion during exposure)."""
+    import cv2
+
+    length = max(1, int(length))
+    size = length if length % 2 == 1 else length + 1
+    k = np.zeros((size, size), dtype=np.float32)
+    c = size // 2
+    dx, dy = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    half = (length - 1) / 2.0
+    p0 = (int(round(c - dx * half)), int(round(c - dy * half)))
+    p1 = (int(round(c + dx * half)), int(round(c + dy * half)))
+    cv2.line(k, p0, p1, 1.0, thickness=1)
+    return k / k.sum()
+
+
+def draw_degradation(cfg: SimConfig, rng: np.random.Generator) -> Degradation:
+    """Random LQ parameters: blur length in [max/3, max] px, any angle; scale in [lq_downscale, sqrt(lq_downscale)]."""
+    bmax = int(cfg.lq_blur_max_px)
+    length = int(rng.integers(max(1, bmax // 3), bmax + 1)) if bmax > 1 else 1
+    angle = float(rng.uniform(0.0, 180.0))
+    lo = float(cfg.lq_downscale)
+    scale = float(rng.uniform(lo, math.sqrt(lo))) if lo < 1.0 else 1.0
+    noise = float(rng.uniform(0.5, 1.0) * cfg.lq_noise_std)
+    return Degradation(length, angle, scale, noise)
+
+
+def apply_degradation(rgb: np.ndarray, d: Degradation, rng: np.random.Generator) -> np.ndarray:
+    """Blur, scale down and back up, add noise; uint8 HxWx3 in and out (same size)."""
+    import cv2
+
+    img = rgb.astype(np.float32)
+    if d.blur_length > 1:
+        img = cv2.filter2D(img, -1, motion_blur_kernel(d.blur_length, d.blur_angle_deg), borderType=cv2.BORDER_REFLECT)
+    if d.scale < 1.0:
+        h, w = rgb.shape[:2]
+        sw, sh = max(1, int(round(w * d.scale))), max(1, int(round(h * d.scale)))
+        img = cv2.resize(cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA), (w, h),
+                         interpolation=cv2.INTER_LINEAR)
+    if d.noise_std > 0:
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(d.noise_std)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def degrade(rgb: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> tuple[np.ndarray, Degradation]:
+    """Draw LQ parameters from ``rng`` and apply them; returns the degraded image and the parameters."""
+    d = draw_degradation(cfg, rng)
+    return apply_degradation(rgb, d, rng), d
+
+
+def laplacian_variance(rgb: np.ndarray) -> float:
+    """Sharpness: variance of the Laplacian of the grey image (higher = sharper)."""
+    import cv2
+
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    return float(cv2.Laplacian(grey.astype(np.float64), cv2.CV_64F).var())

@@ -1,0 +1,247 @@
+"""Collect multi-view crops of every map instance into a ViewStore (SimView, arXiv 2404.09647).
+
+For a frame, the instance map is z-buffered into the camera
+(:mod:`ssl_nav.views.visibility`); every visible instance gives a candidate
+view: its square crop (:mod:`ssl_nav.views.crops`) and quality figures
+(:mod:`ssl_nav.views.quality`). Candidates that pass the thresholds are kept,
+at most K per instance, chosen for viewpoint diversity
+(:mod:`ssl_nav.views.selection`).
+
+- :func:`collect_frames` (offline, ``ssl-nav collect``): pass 1 fuses every usable
+  frame into the map; pass 2 evaluates each keyframe against the finished map
+  and selects up to K views per instance by farthest-point sampling; only the
+  selected views are written.
+- :class:`ViewCollector` (streaming, the ROS node): the same per frame against
+  the growing map; once an instance holds K views, a new view replaces the
+  least diverse one when that makes the set more diverse.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ssl_nav.config import PipelineConfig, ViewsConfig
+from ssl_nav.errors import FrameError
+from ssl_nav.frames import Frame, SkippedFrame
+from ssl_nav.mapping.instance_map import InstanceMap
+from ssl_nav.views.crops import crop_square, square_box, truncation
+from ssl_nav.views.quality import ViewQuality, sharpness_in_square
+from ssl_nav.views.selection import KeyframeGate, farthest_point_sampling, least_diverse, view_features
+from ssl_nav.views.store import ViewStore
+from ssl_nav.views.visibility import compute_visibility, square_purity
+
+
+@dataclass
+class Candidate:
+    """A view of one instance in one frame that passed the quality thresholds."""
+
+    instance_id: int
+    frame_index: int
+    square: tuple[int, int, int, int]
+    quality: ViewQuality
+    cam_position: np.ndarray = field(repr=False)
+
+
+def skip_category(reason: str) -> str:
+    """Short class of a skip reason, for summaries."""
+    r = reason.lower()
+    if "malformed" in r or "expected a json object" in r:
+        return "malformed line"
+    if "missing key" in r:
+        return "missing key"
+    if "file not found" in r:
+        return "missing file"
+    if "cannot decode" in r or "cannot read" in r or "must be single-channel" in r:
+        return "unreadable file"
+    if "no valid pixel" in r:
+        return "no valid depth"
+    if "does not match" in r or "shape" in r:
+        return "shape mismatch"
+    if "intrinsics" in r:
+        return "bad intrinsics"
+    if "pose" in r:
+        return "bad pose"
+    return "other"
+
+
+def evaluate_frame(frame: Frame, points: np.ndarray, labels: np.ndarray, cfg: ViewsConfig,
+                   point_size: float, rejected: Counter | None = None,
+                   n_points: dict[int, int] | None = None) -> list[tuple[int, tuple, ViewQuality]]:
+    """Visible instances of ``frame`` that pass the quality thresholds: (instance id, square, quality).
+
+    ``n_points`` (points per instance) saves counting ``labels`` for every frame.
+    """
+    h, w = frame.shape
+    vis = compute_visibility(points, labels, frame.K, frame.T_world_cam, frame.depth,
+                             cfg.occlusion_tolerance, point_size=point_size, n_points=n_points)
+    squares = {iid: square_box(iv.bbox, cfg.margin) for iid, iv in vis.instances.items()}
+    purity = square_purity(vis, squares, float(frame.K[0, 0]), point_size) if cfg.min_purity > 0 else {}
+    out = []
+    for iid, iv in sorted(vis.instances.items()):
+        x0, y0, x1, y1 = iv.bbox
+        square = squares[iid]
+        q = ViewQuality(sharpness=float("inf"), box_px=max(x1 - x0, y1 - y0), visible_fraction=iv.visible_fraction,
+                        truncation=truncation(square, (h, w)), n_visible=iv.n_visible, purity=purity.get(iid, 1.0))
+        reason = q.failure(cfg)
+        if reason is None:
+            q.sharpness = sharpness_in_square(frame.rgb, square)
+            reason = q.failure(cfg)
+        if reason is not None:
+            if rejected is not None:
+                rejected[reason] += 1
+            continue
+        out.append((iid, square, q))
+    return out
+
+
+def _add(store: ViewStore, frame: Frame, iid: int, square: tuple, q: ViewQuality, cfg: ViewsConfig) -> dict:
+    crop = crop_square(frame.rgb, square, cfg.crop_size)
+    return store.add_view(str(iid), crop, frame.quality, frame_id=frame.frame_id, T_world_cam=frame.T_world_cam,
+                          bbox=list(square), visible_fraction=q.visible_fraction, sharpness=q.sharpness,
+                          box_px=round(float(q.box_px), 2), truncation=round(float(q.truncation), 4),
+                          n_visible=int(q.n_visible), purity=round(float(q.purity), 4))
+
+
+def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg: PipelineConfig,
+                   progress: bool = True, total: int | None = None, *,
+                   categories: dict[int, str] | None = None, imap: InstanceMap | None = None,
+                   map_dir: str | Path | None = None) -> dict:
+    """Offline collection: map pass, then view pass with up to K diverse views per instance.
+
+    ``frames`` may contain :class:`SkippedFrame` items (from :func:`ssl_nav.frames.read_frames_dir`); they and
+    frames failing validation are counted by reason. ``categories`` names map instances (stable ids);
+    ``imap`` receives the fused map (a fresh one when ``None``); ``map_dir`` saves it there.
+    Returns a summary with counts and skip reasons.
+    """
+    from tqdm import tqdm
+
+    vcfg = cfg.views
+    imap = imap if imap is not None else InstanceMap(cfg.mapping)
+    gate = KeyframeGate(vcfg.keyframe_translation, vcfg.keyframe_rotation_deg)
+    skip_reasons: Counter = Counter()
+    skipped: list[dict] = []
+    keyframes: list[Frame] = []
+    n_total = n_used = n_not_key = 0
+    for item in tqdm(frames, total=total, desc="collect: map", unit="frame", disable=not progress):
+        n_total += 1
+        if isinstance(item, SkippedFrame):
+            skip_reasons[skip_category(item.reason)] += 1
+            skipped.append({"frame_id": item.frame_id, "line": item.line, "reason": item.reason})
+            continue
+        try:
+            imap.integrate(item)
+        except FrameError as e:
+            skip_reasons[skip_category(str(e))] += 1
+            skipped.append({"frame_id": item.frame_id, "line": None, "reason": str(e)})
+            continue
+        n_used += 1
+        if gate.accept(item.T_world_cam):
+            keyframes.append(Frame(rgb=item.rgb, depth=item.depth, K=item.K, T_world_cam=item.T_world_cam,
+                                   stamp=item.stamp, frame_id=item.frame_id, quality=item.quality))
+        else:
+            n_not_key += 1
+    for iid, cat in (categories or {}).items():
+        if iid in imap.instances():
+            imap.set_category(iid, cat)
+    infos = imap.instances()
+    old = store.instances()
+    store.set_instances({**old, **imap.to_store_instances()})
+    if map_dir is not None:
+        imap.save(map_dir)
+
+    points, labels = imap.points_and_labels()
+    n_points = {iid: info.n_points for iid, info in infos.items()}
+    rejected: Counter = Counter()
+    cands: dict[int, list[Candidate]] = {}
+    for fi, frame in enumerate(tqdm(keyframes, desc="collect: views", unit="frame", disable=not progress)):
+        for iid, square, q in evaluate_frame(frame, points, labels, vcfg, imap.cfg.voxel_size, rejected, n_points):
+            cands.setdefault(iid, []).append(Candidate(iid, fi, square, q, frame.T_world_cam[:3, 3].copy()))
+
+    chosen: list[Candidate] = []
+    for iid, cs in sorted(cands.items()):
+        feats = view_features(np.array([c.cam_position for c in cs]), infos[iid].centroid)
+        start = int(np.argmax([c.quality.score() for c in cs]))
+        chosen.extend(cs[i] for i in farthest_point_sampling(feats, vcfg.max_views_per_instance, start))
+    chosen.sort(key=lambda c: (c.frame_index, c.instance_id))
+    per_instance: Counter = Counter()
+    views_by_quality: Counter = Counter()
+    for c in tqdm(chosen, desc="collect: write", unit="view", disable=not progress):
+        frame = keyframes[c.frame_index]
+        _add(store, frame, c.instance_id, c.square, c.quality, vcfg)
+        per_instance[str(c.instance_id)] += 1
+        views_by_quality[frame.quality] += 1
+    return {
+        "frames_total": n_total, "frames_used": n_used, "frames_skipped": sum(skip_reasons.values()),
+        "skip_reasons": dict(skip_reasons), "skipped": skipped[:50], "keyframes": len(keyframes),
+        "not_keyframes": n_not_key, "instances": len(infos), "map_points": int(len(points)),
+        "instances_with_views": len(per_instance), "candidates": sum(len(c) for c in cands.values()),
+        "rejected": dict(rejected), "views_low": views_by_quality["low"], "views_high": views_by_quality["high"],
+        "views_per_instance": {k: per_instance[k] for k in sorted(per_instance, key=int)},
+        "merges": imap.merges,
+    }
+
+
+class ViewCollector:
+    """Streaming view collection against a growing :class:`InstanceMap` (used by the ROS node)."""
+
+    def __init__(self, cfg: ViewsConfig, store: ViewStore):
+        self.cfg = cfg
+        self.store = store
+        self.gate = KeyframeGate(cfg.keyframe_translation, cfg.keyframe_rotation_deg)
+        self.counts: Counter = Counter()
+        self.rejected: Counter = Counter()
+        # instance id -> [(view_id, camera position)], seeded from the store's LQ views (reopen-and-continue)
+        self._kept: dict[int, list[tuple[str, np.ndarray]]] = {}
+        for v in store.views(quality="low"):
+            if v.get("T_world_cam") is not None:
+                pos = np.asarray(v["T_world_cam"], dtype=np.float64)[:3, 3]
+                self._kept.setdefault(int(v["instance_id"]), []).append((v["view_id"], pos))
+
+    def process(self, frame: Frame, imap: InstanceMap) -> list[dict]:
+        """Gate, find visible instances, crop, check quality and add (or swap in) views; returns the new records.
+
+        Raises :class:`FrameError` for an invalid frame (the caller logs and drops it).
+        """
+        frame.validate()
+        self.counts["frames"] += 1
+        if not self.gate.accept(frame.T_world_cam):
+            self.counts["not_keyframe"] += 1
+            return []
+        self.counts["keyframes"] += 1
+        points, labels = imap.points_and_labels()
+        if len(points) == 0:
+            return []
+        infos = imap.instances()
+        added = []
+        K = self.cfg.max_views_per_instance
+        n_points = {iid: info.n_points for iid, info in infos.items()}
+        for iid, square, q in evaluate_frame(frame, points, labels, self.cfg, imap.cfg.voxel_size, self.rejected,
+                                             n_points):
+            kept = self._kept.setdefault(iid, [])
+            pos = frame.T_world_cam[:3, 3].copy()
+            if len(kept) >= K:
+                feats = view_features(np.array([p for _, p in kept] + [pos]), infos[iid].centroid)
+                worst, _ = least_diverse(feats)
+                if worst == len(kept):  # the new view is the most redundant one
+                    self.rejected["not diverse"] += 1
+                    continue
+                self.store.remove_views([kept[worst][0]])
+                kept.pop(worst)
+                self.counts["replaced"] += 1
+            rec = _add(self.store, frame, iid, square, q, self.cfg)
+            kept.append((rec["view_id"], pos))
+            added.append(rec)
+        if added:
+            self.store.set_instances({**self.store.instances(), **imap.to_store_instances()})
+        self.counts["views"] += len(added)
+        return added
+
+    def summary(self) -> dict:
+        """Counts so far: frames, keyframes, views added/replaced, rejections by reason, views per instance."""
+        return {**{k: int(v) for k, v in self.counts.items()}, "rejected": dict(self.rejected),
+                "views_per_instance": {str(k): len(v) for k, v in sorted(self._kept.items())}}

@@ -1,0 +1,45 @@
+"""``ssl-nav store check`` and ``ssl-nav store stats``."""
+
+import json
+
+import numpy as np
+
+from ssl_nav.cli import main
+from ssl_nav.views.store import ViewStore
+
+
+def _store(root):
+    s = ViewStore(root, create=True)
+    s.set_instances({"1": {"category": "mug"}, "2": {"category": None}})
+    rng = np.random.default_rng(0)
+    views = [s.add_view(iid, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), q)
+             for iid, q in (("1", "low"), ("1", "low"), ("1", "high"), ("2", "low"))]
+    return s, views
+
+
+def test_check_passes_then_lists_broken_files(tmp_path, capsys):
+    s, views = _store(tmp_path / "s")
+    assert main(["store", "check", str(tmp_path / "s")]) == 0
+    assert "ok (4 views" in capsys.readouterr().out
+    (tmp_path / "s" / views[0]["image"]).unlink()
+    (tmp_path / "s" / views[3]["image"]).write_bytes(b"\x89PNG broken")
+    assert main(["store", "check", str(tmp_path / "s")]) == 1
+    out = capsys.readouterr().out
+    assert str(tmp_path / "s" / views[0]["image"]) in out and "missing" in out
+    assert str(tmp_path / "s" / views[3]["image"]) in out and "corrupt" in out
+    with open(tmp_path / "s" / "views.jsonl", "a") as fh:
+        fh.write("{broken\n" + json.dumps(views[1] | {"view_id": "x_1"}) + "\n")
+    assert main(["store", "check", str(tmp_path / "s")]) == 1
+    assert "views.jsonl:5" in capsys.readouterr().out
+    assert main(["store", "check", str(tmp_path / "nope")]) == 2
+
+
+def test_stats(tmp_path, capsys):
+    _store(tmp_path / "s")
+    assert main(["store", "stats", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "2 instances (2 with views), 4 views: 3 low-quality, 1 high-quality" in out
+    assert "mug" in out
+    assert main(["store", "stats", str(tmp_path / "s"), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["per_instance"] == {"1": {"low": 2, "high": 1}, "2": {"low": 1, "high": 0}}

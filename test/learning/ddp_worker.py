@@ -1,0 +1,22 @@
+"""Run by test_ddp.py under ``torchrun --nproc-per-node 2``: one fine-tune step per rank, then each rank saves
+its own copy of the weights so the test can compare the replicas. Not a test module itself."""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+spec = importlib.util.spec_from_file_location("learning_conftest", Path(__file__).with_name("conftest.py"))
+fixtures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fixtures)
+
+from ssl_nav.learning.trainer import finetune  # noqa: E402
+
+store, out = Path(sys.argv[1]), Path(sys.argv[2])
+cfg = fixtures.tiny_config(epochs=1, batch_size=8, holdout_fraction=0.0, base_lr=8.0)
+res = finetune(store, out / "run", cfg, progress=False)
+rank = int(os.environ["RANK"])
+torch.save({k: v.detach().clone() for k, v in res.model.state_dict().items()}, out / f"rank{rank}.pt")
+torch.save({"world_size": res.summary["world_size"], "steps": res.metrics[-1]["step"]}, out / f"info{rank}.pt")

@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssl_nav.config import LearningConfig
+from ssl_nav.errors import CheckpointError
+from ssl_nav.learning.backbones import (Backbone, imagenet_weights_path, load_encoder, read_model, save_model,
+                                        state_dict_hash)
+from ssl_nav.learning.trainer import FinetuneModel, load_init_checkpoint
+
+
+def _official_resnet18_checkpoint(path: Path, proj_dim: int = 64, pred_hidden: int = 16) -> dict:
+    """A file in the official SimSiam format: {'state_dict': {'module.encoder.*', 'module.predictor.*'}}."""
+    from ssl_nav.learning.simsiam import SimSiamPredictionHead, SimSiamProjectionHead
+
+    torch.manual_seed(123)
+    bb = Backbone("resnet18")
+    proj, pred = SimSiamProjectionHead(512, proj_dim), SimSiamPredictionHead(proj_dim, pred_hidden)
+    state = {f"module.encoder.{k}": v for k, v in bb.net.state_dict().items()}
+    state.update({f"module.encoder.fc.{k}": v for k, v in proj.state_dict().items()})
+    state.update({f"module.predictor.{k}": v for k, v in pred.state_dict().items()})
+    torch.save({"epoch": 100, "arch": "resnet18", "state_dict": state}, path)
+    return state
+
+
+def test_official_simsiam_checkpoint_loads_into_backbone_projector_and_predictor(tmp_path):
+    ckpt = tmp_path / "checkpoint_0099.pth.tar"
+    state = _official_resnet18_checkpoint(ckpt)
+    lc = LearningConfig(backbone="resnet18", proj_dim=64, pred_hidden_dim=16)
+    torch.manual_seed(0)
+    model = FinetuneModel(Backbone("resnet18"), lc, n_classes=3)
+    info = load_init_checkpoint(model, str(ckpt))
+    assert "projector" in info and "predictor" in info
+    assert torch.equal(model.backbone.net.layer4[1].conv2.weight, state["module.encoder.layer4.1.conv2.weight"])
+    assert torch.equal(model.projector[6].weight, state["module.encoder.fc.6.weight"])
+    assert torch.equal(model.predictor[3].weight, state["module.predictor.3.weight"])
+    # the retrieval encoder of the same file is the backbone, recognised as resnet18
+    enc = load_encoder(ckpt)
+    assert enc.name == "resnet18" and enc.dim == 512 and not enc.backbone.training
+    assert torch.equal(enc.backbone.net.conv1.weight, state["module.encoder.conv1.weight"])
+
+
+def test_model_file_round_trip_with_weights_only_and_hash_check(tmp_path):
+    torch.manual_seed(0)
+    bb = Backbone("mobilenet_v3_small")
+    state = {f"backbone.net.{k}": v for k, v in bb.net.state_dict().items()}
+    path = tmp_path / "model.pt"
+    digest = save_model(path, state, backbone="mobilenet_v3_small", embedding_dim=576, image_size=64,
+                        config={"epochs": 1})
+    obj = torch.load(path, weights_only=True)  # plain tensors and JSON-able values only
+    assert obj["content_hash"] == digest == state_dict_hash(obj["state_dict"])
+    enc = load_encoder(path)
+    assert enc.model_hash == digest and enc.dim == 576 and enc.image_size == 64
+    with torch.no_grad():
+        out = enc.backbone(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 576)
+    obj["state_dict"]["backbone.net.features.0.0.weight"] += 1.0
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="content hash"):
+        read_model(path)
+
+
+def test_corrupt_model_file_names_the_file(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match=str(bad)):
+        load_encoder(bad)
+
+
+@pytest.mark.parametrize("name,stage_param", [("resnet18", "layer4.0.conv1.weight"),
+                                              ("mobilenet_v2", "features.14.conv.0.0.weight")])
+def test_last_stage_mode_trains_only_the_last_stage(name, stage_param):
+    bb = Backbone(name)
+    bb.set_trainable("last")
+    trainable = {k for k, p in bb.net.named_parameters() if p.requires_grad}
+    assert stage_param in trainable
+    assert not any(k.startswith(("conv1", "layer1", "layer3", "features.0.", "features.13.")) for k in trainable)
+    bb.set_trainable("heads")
+    assert not any(p.requires_grad for p in bb.parameters())
+    bb.set_trainable("all")
+    assert all(p.requires_grad for p in bb.parameters())
+
+
+def test_mobilenet_v2_imagenet_baseline_encoder():
+    if imagenet_weights_path("mobilenet_v2") is None:
+        pytest.skip("models/mobilenet_v2-b0353104.pth not installed (scripts/setup.sh places it)")
+    enc = load_encoder("mobilenet_v2")
+    assert enc.source == "imagenet" and enc.dim == 1280 and not enc.backbone.training
+    ref = torch.load(imagenet_weights_path("mobilenet_v2"), weights_only=True)
+    assert torch.equal(enc.backbone.net.features[0][0].weight, ref["features.0.0.weight"])
+    assert enc.model_hash == load_encoder("mobilenet_v2").model_hash

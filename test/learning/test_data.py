@@ -1,0 +1,62 @@
+import numpy as np
+import torch
+
+from ssl_nav.learning.crossia import choose_partner
+from ssl_nav.learning.data import Augment, ImageCache, PairDataset, PairSampler, open_store, split_views
+
+
+def test_crossia_pairs_lq_anchors_with_hq_views(store_factory):
+    st = open_store(store_factory(n_instances=3, views_per_instance=5, n_hq=1))
+    sv = split_views(st.views(), holdout_fraction=0.0, seed=0, crossia=True)
+    rng = np.random.default_rng(0)
+    for c, anchors in sv.anchors_by_class.items():
+        assert all(sv.qualities[a] == "low" for a in anchors)
+        for a in anchors:
+            p = choose_partner(a, sv.train_by_class[c], sv.qualities, rng, crossia=True)
+            assert sv.qualities[p] == "high" and sv.labels[p] == c
+    # SimView without CrossIA: a different view of the same instance
+    for a in sv.train_by_class[0]:
+        p = choose_partner(a, sv.train_by_class[0], sv.qualities, rng, crossia=False)
+        assert p != a and sv.labels[p] == sv.labels[a]
+    # no HQ view: another LQ view
+    assert choose_partner(1, [1, 2], ["low", "low", "low"], rng, crossia=True) == 2
+
+
+def test_holdout_split_is_seeded_and_keeps_training_views(store_factory):
+    st = open_store(store_factory(n_instances=4, views_per_instance=6))
+    a = split_views(st.views(), 0.3, seed=1, crossia=True)
+    b = split_views(st.views(), 0.3, seed=1, crossia=True)
+    assert np.array_equal(a.holdout, b.holdout) and len(a.holdout) > 0
+    assert set(a.holdout).isdisjoint(a.train)
+    assert all(len(v) >= 1 for v in a.anchors_by_class.values())
+
+
+def test_sampler_is_instance_balanced_deterministic_and_sharded(store_factory):
+    st = open_store(store_factory(n_instances=4, views_per_instance=8))
+    sv = split_views(st.views(), 0.0, seed=0, crossia=False)
+    s0 = PairSampler(sv, 8, seed=3, crossia=False, rank=0, world_size=2)
+    s1 = PairSampler(sv, 8, seed=3, crossia=False, rank=1, world_size=2)
+    k0, k1 = list(s0), list(s1)
+    assert len(k0) == len(k1) == len(s0) == s0.steps_per_epoch * 4
+    assert set(k0).isdisjoint(k1)
+    assert k0 == list(PairSampler(sv, 8, seed=3, crossia=False, rank=0, world_size=2))
+    s0.set_epoch(1)
+    assert list(s0) != k0
+    big = PairSampler(sv, 8, seed=0, crossia=False)
+    counts = np.bincount([sv.labels[a] for e in range(40) for a, _, _ in (big.set_epoch(e) or big.epoch_keys())])
+    assert counts.min() > 0.7 * counts.mean()
+
+
+def test_pairs_are_reproducible_and_shaped(store_factory):
+    st = open_store(store_factory(n_instances=2, views_per_instance=3, size=40))
+    sv = split_views(st.views(), 0.0, seed=0, crossia=True)
+    cache = ImageCache(st, sv.views, enabled=True)
+    cache.fill()
+    assert cache.enabled and cache.get(0).dtype == torch.uint8
+    for recipe in ("simsiam", "crossia"):
+        ds = PairDataset(sv, cache, Augment(recipe, 32))
+        key = (1, (0, 2), 12345)
+        a, b = ds[key], ds[key]
+        assert a["x1"].shape == (2, 3, 32, 32) and torch.equal(a["x1"], b["x1"]) and torch.equal(a["x2"], b["x2"])
+        assert not torch.equal(ds[(1, (0, 2), 999)]["x1"], a["x1"])
+        assert a["dom2"].tolist() == [int(sv.qualities[0] == "high"), int(sv.qualities[2] == "high")]

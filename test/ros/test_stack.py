@@ -1,0 +1,116 @@
+"""Done-when: ``ssl-nav ros-stack --with-sim`` runs the whole loop, and a separate rclpy process sends a query
+photo and receives a goal pose near the right object. Both are subprocesses on the test's own DDS domain."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from .conftest import TINY  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_params_file(path: Path) -> Path:
+    import yaml
+
+    nested: dict = {}
+    for key, value in TINY.items():
+        section, name = key.split(".")
+        nested.setdefault(section, {})[name] = value
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": nested}}))
+    return path
+
+
+def _wait(pred, timeout, proc, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the stack exited ({proc.returncode}) while waiting for {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_ros_stack_with_sim_and_a_separate_query_client(ros_env, tmp_path):
+    data = tmp_path / "data"
+    params = tiny_params_file(tmp_path / "tiny.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "stack.log", "w")
+    stack = subprocess.Popen([sys.executable, "-m", "ssl_nav", "ros-stack", "--params", str(params), "--with-sim",
+                              "--data-dir", str(data)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # the loop: views collected, baseline index, fine-tune, hot reload onto the fine-tuned model
+        _wait(lambda: (data / "index" / "meta.json").is_file(), 240, stack, "the baseline index")
+        store_instances = json.loads((data / "store" / "instances.json").read_text())
+        views = [json.loads(line) for line in (data / "store" / "views.jsonl").read_text().splitlines() if line]
+        assert views and store_instances
+        target = max(store_instances, key=lambda k: sum(v["instance_id"] == k for v in views))
+        photo = data / "store" / next(v["image"] for v in views if v["instance_id"] == target)
+
+        def ask():
+            r = subprocess.run([sys.executable, "-m", "ssl_nav.ros.query_client", str(photo), "--timeout", "120"],
+                               cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+            assert r.returncode == 0, r.stdout + r.stderr
+            return json.loads(r.stdout.strip().splitlines()[-1])
+
+        out = ask()
+        goal = np.asarray(out["goal"]["position"])
+        assert out["goal"]["frame_id"] == "map"
+        assert out["answer"]["matches"][0]["instance_id"] == target
+        assert np.linalg.norm(goal - np.asarray(store_instances[target]["centroid"])) < 1.0
+
+        _wait(lambda: list((data / "runs").glob("*/model.pt")), 300, stack, "the fine-tuned model")
+        model = str(next((data / "runs").glob("*/model.pt")))
+        _wait(lambda: json.loads((data / "index" / "meta.json").read_text()).get("model_spec") == model, 240,
+              stack, "the index of the fine-tuned model")
+        end = time.monotonic() + 60
+        while True:  # the reload swaps in right after the index is written
+            out = ask()
+            if out["answer"]["index"]["model"] == model or time.monotonic() > end:
+                break
+            time.sleep(1)
+        assert out["answer"]["index"]["model"] == model
+        assert out["goal"] is not None and out["answer"]["matches"][0]["instance_id"] == target
+    finally:
+        stack.send_signal(signal.SIGINT)
+        try:
+            rc = stack.wait(60)
+        except subprocess.TimeoutExpired:
+            stack.kill()
+            rc = stack.wait()
+        log.close()
+    text = (tmp_path / "stack.log").read_text()
+    assert rc == 0, text[-3000:]
+    assert "ssl-nav ros-stack:" in text and "goals" in text.splitlines()[-1], text[-3000:]
+
+
+def test_stack_nodes_live_in_the_namespace_with_the_launch_remaps(rclpy_context, tmp_path):
+    """The in-process stack applies the params file, the namespace and the launch files' remaps."""
+    from ssl_nav.ros.sim_bridge import TOPICS
+    from ssl_nav.ros.stack import Stack
+
+    params = tiny_params_file(tmp_path / "tiny.yaml")
+    stack = Stack(rclpy_context, params, with_sim=True, namespace="robot1", data_dir=str(tmp_path / "d"))
+    try:
+        nodes = stack.nodes
+        assert set(nodes) == {"sim_bridge", "view_collector", "finetuner", "retrieval_server"}
+        assert all(n.get_namespace() == "/robot1" for n in nodes.values())
+        assert nodes["view_collector"].cfg.views.crop_size == 32  # from the params file
+        assert nodes["finetuner"].cfg.ros.data_dir == str(tmp_path / "d")  # the --data-dir override
+        subs = {s.topic_name for s in nodes["view_collector"].subscriptions}
+        assert {f"/robot1/{t}" for t in TOPICS.values()} <= subs
+        assert "/robot1/finetuner/model_ready" in {s.topic_name for s in nodes["retrieval_server"].subscriptions}
+        pubs = {p.topic_name for p in nodes["retrieval_server"].publishers}
+        assert {"/robot1/retrieval_server/goal_pose", "/robot1/retrieval_server/matches"} <= pubs
+    finally:
+        stack.close()

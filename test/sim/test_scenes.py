@@ -1,0 +1,88 @@
+"""Procedural scene specs: determinism from a seed, ids, twins, resting objects, open-set objects."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ssl_nav.errors import ConfigError
+from ssl_nav.sim.scenes import build_scene_spec, model_points, navigable
+
+
+@pytest.fixture
+def small_sim_config(make_cfg):
+    return make_cfg
+
+
+def _spec_json(spec) -> str:
+    return json.dumps({"objects": [o.to_json() for o in spec.objects], "open": [o.to_json() for o in spec.open_set],
+                       "parts": [[p.name, p.center.tolist(), p.half_extents.tolist(), p.rgba, p.texture]
+                                 for p in spec.parts], **spec.to_json()}, sort_keys=True)
+
+
+def test_same_seed_same_scene_other_seed_other_scene(small_sim_config):
+    cfg = small_sim_config()
+    assert _spec_json(build_scene_spec(3, cfg)) == _spec_json(build_scene_spec(3, cfg))
+    assert _spec_json(build_scene_spec(3, cfg)) != _spec_json(build_scene_spec(4, cfg))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 11])
+def test_ids_roles_and_twins(seed, small_sim_config):
+    cfg = small_sim_config()
+    spec = build_scene_spec(seed, cfg)
+    ids = [o.instance_id for o in spec.objects]
+    assert ids == list(range(1, len(ids) + 1))
+    assert cfg.n_objects_min <= len(ids) <= cfg.n_objects_max
+    roles = [o.role for o in spec.objects]
+    assert roles.count("twin") == cfg.n_twins and roles.count("distractor") == cfg.n_distractors
+    by_id = {o.instance_id: o for o in spec.objects}
+    for twin in (o for o in spec.objects if o.role == "twin"):
+        src = by_id[twin.twin_of]
+        assert src.role == "object"
+        assert twin.category == src.category and np.allclose(twin.mesh_scale, src.mesh_scale)
+        assert (twin.rgba, twin.texture) != (src.rgba, src.texture)  # recoloured / retextured
+        assert twin.support != src.support  # placed elsewhere
+    # open-set objects: ids after the scene's, and a model not used by any goal object
+    assert [o.instance_id for o in spec.open_set] == list(range(len(ids) + 1, len(ids) + 1 + len(spec.open_set)))
+    assert len(spec.open_set) == cfg.n_open_set
+    scene_categories = {o.category for o in spec.objects}
+    assert not scene_categories & {o.category for o in spec.open_set}
+
+
+def test_objects_rest_on_supports_without_overlap(small_sim_config):
+    spec = build_scene_spec(5, small_sim_config())
+    supports = {s.name: s for s in spec.supports}
+    for o in spec.objects + spec.open_set:
+        s = supports[o.support]
+        assert o.aabb_min[2] == pytest.approx(s.z, abs=1e-9)  # resting on the surface
+        assert s.xmin - 1e-9 <= o.aabb_min[0] and o.aabb_max[0] <= s.xmax + 1e-9
+        assert o.aabb_max[2] - o.aabb_min[2] <= s.clearance + 1e-9
+        # the box is exactly the transformed mesh
+        pts = model_points(o.model, o.mesh_scale, o.yaw) + o.position
+        assert np.allclose(pts.min(0), o.aabb_min) and np.allclose(pts.max(0), o.aabb_max)
+        assert 0.15 - 1e-6 <= (o.aabb_max - o.aabb_min).max() <= 0.45 + 1e-6
+    placed = spec.objects + spec.open_set
+    for i, a in enumerate(placed):
+        for b in placed[i + 1:]:
+            if a.support == b.support:
+                apart = (a.aabb_max[:2] < b.aabb_min[:2]).any() or (b.aabb_max[:2] < a.aabb_min[:2]).any()
+                assert apart, (a.instance_id, b.instance_id)
+
+
+def test_navigable_excludes_furniture_and_floor_objects(small_sim_config):
+    spec = build_scene_spec(2, small_sim_config())
+    for r in spec.footprints:
+        assert not navigable(spec, np.array([(r[0] + r[1]) / 2, (r[2] + r[3]) / 2]), 0.3)
+    for o in spec.objects:
+        if o.support == "floor":
+            assert not navigable(spec, (o.aabb_min + o.aabb_max) / 2, 0.3)
+    assert not navigable(spec, np.array([spec.room_max[0] + 1.0, 0.0]), 0.3)
+
+
+def test_bad_counts_name_the_key(small_sim_config):
+    with pytest.raises(ConfigError, match="sim.n_twins"):
+        build_scene_spec(0, small_sim_config(n_objects_min=4, n_objects_max=4, n_twins=2, n_distractors=2))
+    with pytest.raises(ConfigError, match="sim.object_size_min"):
+        build_scene_spec(0, small_sim_config(object_size_min=0.5, object_size_max=0.3))
