@@ -14,7 +14,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     python_requires=">=3.10",
     install_requires=["setuptools", "numpy", "pyyaml"],
@@ -31,6 +31,7 @@ setup(
             "finetuner = ssl_nav.ros.finetuner:main",
             "retrieval_server = ssl_nav.ros.retrieval_server:main",
             "sim_bridge = ssl_nav.ros.sim_bridge:main",
+            "query_client = ssl_nav.ros.query_client:main",
         ],
     },
 )

@@ -128,6 +128,13 @@ class _Lightly:
         return 2 * self.batch * n / (time.perf_counter() - t)
 
 
+def _paired(a: list[float], b: list[float]) -> float:
+    """Median of the per-round ratios a[i] / b[i] (slow drifts of a shared machine cancel within a pair)."""
+    import statistics
+
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 def _interleaved(store: Path, cfg, tmp: Path, tag: str, rounds: int, others: dict) -> dict[str, list[float]]:
     """Trainer epochs 2..rounds+1, with every other loop measured right after each epoch (shared machine:
     side-by-side samples, best of each kept by the caller)."""
@@ -193,11 +200,13 @@ def run(quick: bool = False) -> list[dict]:
                                                                    "bare": lambda: bare.ips(steps)})
         ours, b_all = max(full["trainer"]), max(full["bare"] + part["bare"])
         last = max(part["trainer"])
+        eff = _paired(full["trainer"], full["bare"])
         setting = (f"MobileNetV2 + SimSiam heads, batch {batch}, {size} px, {threads} threads, {steps} steps per "
-                   f"sample, best of {rounds} interleaved samples")
+                   f"sample; median of {rounds} paired ratios (each loop measured right after a trainer epoch), "
+                   f"best img/s in brackets")
         rows.append({"benchmark": "loop efficiency: trainer images/s ÷ bare loop on pre-made tensors",
-                     "figure": f"{ours / b_all:.2f} ({ours:.1f} vs {b_all:.1f} img/s)", "target": "≥ 0.9",
-                     "ok": ours / b_all >= 0.9,
+                     "figure": f"{eff:.2f} ({ours:.1f} vs {b_all:.1f} img/s)", "target": "≥ 0.9",
+                     "ok": eff >= 0.9,
                      "note": f"{setting}, trainable all; the trainer's time includes cache reads and CrossIA-recipe "
                              f"augmentation in the main process"})
         if light is None:
@@ -206,14 +215,15 @@ def run(quick: bool = False) -> list[dict]:
                          "note": "lightly not installed: pip install -r requirements-bench.txt"})
         else:
             lt = max(full["lightly"])
+            vs = _paired(full["trainer"], full["lightly"])
             rows.append({"benchmark": "trainer ÷ plain loop on lightly heads", "figure":
-                         f"{ours / lt:.2f} ({ours:.1f} vs {lt:.1f} img/s)", "target": "≥ 1.0",
-                         "ok": ours / lt >= 1.0,
+                         f"{vs:.2f} ({ours:.1f} vs {lt:.1f} img/s)", "target": "≥ 1.0",
+                         "ok": vs >= 1.0,
                          "note": f"{setting}; same backbone, DataLoader, SGD; lightly SimSiamProjectionHead, "
                                  f"SimSiamPredictionHead, NegativeCosineSimilarity"})
-        bl = max(part["bare_last"])
+        bl = _paired(part["bare_last"], part["bare"])
         rows.append({"benchmark": "partial (last stage) ÷ full fine-tuning, trainer images/s",
-                     "figure": f"{last / ours:.2f}× ({last:.1f} vs {ours:.1f} img/s; bare loops {bl / b_all:.2f}×)",
+                     "figure": f"{last / ours:.2f}× (best {last:.1f} vs {ours:.1f} img/s; bare loops {bl:.2f}×)",
                      "target": "> 1", "ok": last > ours, "note": setting})
 
         # peak RSS of the demo default (trainable last) at batch 64, 224 px, in a fresh process

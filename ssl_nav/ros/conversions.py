@@ -13,6 +13,7 @@ camera *optical* frame in the map frame.
 
 from __future__ import annotations
 
+import array
 import math
 import sys
 from typing import Iterable
@@ -95,8 +96,9 @@ def image_to_numpy(msg: Image, topic: str = "image", expect: Iterable[str] | Non
     n = len(data)
     if n != h * step:
         raise MessageError(f"{topic}: field 'data' has {n} bytes, expected height*step = {h}*{step} = {h * step}")
-    buf = np.frombuffer(bytes(data) if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)) else data,
-                        dtype=np.uint8)
+    # rclpy gives array.array('B'), which numpy reads without a copy; lists (hand-made messages) are copied
+    buf = np.frombuffer(data if isinstance(data, (bytes, bytearray, memoryview, array.array, np.ndarray))
+                        else bytes(data), dtype=np.uint8)
     rows = buf.reshape(h, step)[:, :row]
     if dtype.itemsize > 1:
         dt = dtype.newbyteorder(">") if msg.is_bigendian else dtype.newbyteorder("<")

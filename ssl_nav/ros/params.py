@@ -236,11 +236,18 @@ def _section_from(p: Path, node: str, section: str, values: dict) -> Any:
     return section_from_dict(SECTIONS[section], values, f"{p}: node '{node}'", f"{section}.")
 
 
+ROBOT_YAML_HEADER = (
+    "# ssl_nav ROS 2 node parameters: ros__parameters per node, mirroring ssl_nav/config.py.\n"
+    "# Use: ros2 launch ssl_nav ssl_nav.launch.py params_file:=FILE, or ssl-nav ros-stack --params FILE.\n"
+    "# Regenerate after config changes: python -m ssl_nav.ros.params > config/robot.yaml\n"
+    "# Topics are remapped in the launch files (README \"On a robot\").")
+
+
 def params_yaml(cfg: PipelineConfig | None = None, nodes: tuple[str, ...] | None = None,
                 header: str | None = None) -> str:
     """``ros__parameters`` YAML for each node, mirroring the dataclasses (with each field's help as a comment)."""
     cfg = cfg or PipelineConfig()
-    lines = [header or "# ssl_nav ROS 2 node parameters; mirrors ssl_nav/config.py (see ssl_nav/ros/params.py).", ""]
+    lines = [header or ROBOT_YAML_HEADER, ""]
     for node in nodes or tuple(NODE_SECTIONS):
         lines += [f"{node}:", "  ros__parameters:"]
         for s in NODE_SECTIONS[node]:
@@ -268,3 +275,7 @@ def yaml_scalar(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     return json.dumps(v)
+
+
+if __name__ == "__main__":
+    print(params_yaml(), end="")

@@ -60,3 +60,21 @@ def test_pairs_are_reproducible_and_shaped(store_factory):
         assert a["x1"].shape == (2, 3, 32, 32) and torch.equal(a["x1"], b["x1"]) and torch.equal(a["x2"], b["x2"])
         assert not torch.equal(ds[(1, (0, 2), 999)]["x1"], a["x1"])
         assert a["dom2"].tolist() == [int(sv.qualities[0] == "high"), int(sv.qualities[2] == "high")]
+
+
+def test_fast_blur_equals_torchvision_and_hue_rotation_keeps_luma():
+    import torchvision.transforms.v2.functional as TF
+
+    from ssl_nav.learning.data import gaussian_blur, hue_rotate
+
+    x = torch.rand(3, 20, 24, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(gaussian_blur(x, 1.5), TF.gaussian_blur(x, [11, 11], [1.5, 1.5]), atol=1e-5)
+    assert torch.allclose(hue_rotate(x, 0.0), x, atol=1e-5)
+    grey = torch.full((3, 4, 4), 0.5)
+    assert torch.allclose(hue_rotate(grey, 0.1), grey, atol=1e-5)  # no chroma, nothing to rotate
+    red = torch.tensor([0.8, 0.2, 0.2]).view(3, 1, 1)
+    r, g, b = hue_rotate(red, 0.1).flatten().tolist()
+    assert g > 0.2 and b < 0.2  # red turns towards yellow, like torchvision's HSV shift
+    luma = torch.tensor([0.299, 0.587, 0.114])
+    y = hue_rotate(x * 0.5 + 0.25, 0.07)  # mid-range pixels: no clamping
+    assert torch.allclose(torch.einsum("c,chw->hw", luma, y), torch.einsum("c,chw->hw", luma, x * 0.5 + 0.25), atol=1e-4)

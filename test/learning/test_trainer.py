@@ -97,3 +97,10 @@ def test_warmup_then_cosine():
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(55, 100, 10) == pytest.approx(0.5)
     assert lr_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_dataloader_workers_do_not_change_the_result(tiny_store, tmp_path, learning_config):
+    a = finetune(tiny_store, tmp_path / "w0", learning_config(epochs=1, num_workers=0), progress=False)
+    b = finetune(tiny_store, tmp_path / "w1", learning_config(epochs=1, num_workers=1), progress=False)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa)

@@ -81,12 +81,9 @@ def test_robot_yaml_mirrors_the_dataclasses():
     assert set(data) == set(NODE_SECTIONS)
     for node, params in data.items():
         assert set(params) == set(node_parameters(node)), node
-    configs = check_params_file(ROBOT_YAML)
-    for node, cfg in configs.items():
-        for s in NODE_SECTIONS[node]:
-            assert getattr(cfg, s) == getattr(PipelineConfig(), s), (node, s)
-    # and it is what params_yaml writes for the defaults
-    assert load_params_file(ROBOT_YAML) == _parse(params_yaml())
+    check_params_file(ROBOT_YAML)  # every value has its field's type, range and choices
+    # what `python -m ssl_nav.ros.params` writes has the same keys (values are the robot's to tune)
+    assert {k: set(v) for k, v in data.items()} == {k: set(v) for k, v in _parse(params_yaml()).items()}
 
 
 def _parse(text):

@@ -1,6 +1,5 @@
 """view_collector over real DDS: sim_bridge feeds it and views get built; bad messages are survived."""
 
-import json
 import math
 
 import numpy as np
@@ -141,3 +140,42 @@ def _spin_for(executor, seconds):
 
 def probe_now(node):
     return node.get_clock().now().to_msg()
+
+
+def test_semantic_map_replaces_masks(rclpy_context, executor, tmp_path):
+    """A PointCloud2 with an ``instance`` field becomes the map; frames without masks then give views."""
+    from sensor_msgs.msg import PointCloud2
+
+    from ssl_nav.ros.view_collector import ViewCollectorNode
+
+    add(executor, ViewCollectorNode(context=rclpy_context,
+                                    parameter_overrides=overrides("view_collector", tmp_path)))
+    feeder = add(executor, rclpy.create_node("feeder", context=rclpy_context))
+    pubs = {"rgb": feeder.create_publisher(Image, "rgb", SENSOR_QOS),
+            "depth": feeder.create_publisher(Image, "depth", SENSOR_QOS),
+            "camera_info": feeder.create_publisher(CameraInfo, "camera_info", SENSOR_QOS),
+            "camera_pose": feeder.create_publisher(PoseStamped, "camera_pose", SENSOR_QOS)}
+    cloud_pub = feeder.create_publisher(PointCloud2, "semantic_map", STATUS_QOS)
+    status = Inbox(feeder, String, "/view_collector/status", STATUS_QOS, as_json=True)
+    # instance 4: a 0.4 m square patch of points on the plane x = 2, facing the camera
+    ys, zs = np.meshgrid(np.linspace(-0.2, 0.2, 15), np.linspace(0.8, 1.2, 15))
+    xyz = np.stack([np.full(ys.size, 2.0), ys.ravel(), zs.ravel()], axis=1)
+    cloud_pub.publish(conv.arrays_to_cloud(xyz, np.full(len(xyz), 4), "map"))
+    spin_until(executor, lambda: status.last and status.last["semantic_map"], 20, "the semantic map")
+    assert status.last["instances"] == 1
+    spin_until(executor, lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20, "discovery")
+    h, w = 48, 64
+    K = np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])
+    rgb = np.full((h, w, 3), 90, np.uint8)
+    rgb[14:34, 22:42] = (30, 60, 220)
+    depth = np.full((h, w), 2.0, np.float32)
+    for k in range(4):
+        stamp = feeder.get_clock().now().to_msg()
+        T = look_at(np.array([0.0, 0.05 * k, 1.0]), np.array([2.0, 0.0, 1.0]))
+        pubs["camera_info"].publish(conv.K_to_camera_info(K, w, h, "cam", stamp))
+        pubs["camera_pose"].publish(conv.matrix_to_pose_stamped(T, "map", stamp))
+        pubs["depth"].publish(conv.numpy_to_image(depth, "32FC1", "cam", stamp))
+        pubs["rgb"].publish(conv.numpy_to_image(rgb, "rgb8", "cam", stamp))
+        _spin_for(executor, 0.2)
+    spin_until(executor, lambda: status.last["views"] > 0, 30, "views from the semantic map")
+    assert set(status.last["collector"]["views_per_instance"]) == {"4"}
