@@ -20,6 +20,7 @@ demo-quick: setup
 	$(VENV)/bin/ssl-nav demo --quick --out $(DEMO_OUT)-quick
 
 bench: setup
+	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) benchmarks/run.py --out BENCHMARKS.md
 
 clean:

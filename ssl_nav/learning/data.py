@@ -5,9 +5,9 @@
   instance when one exists (:func:`ssl_nav.learning.crossia.choose_partner`).
 - Augmentations (:class:`Augment`): the SimSiam / MoCo-v2 recipe (RandomResizedCrop(scale 0.2-1), ColorJitter
   (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, Gaussian blur σ∈[0.1, 2] p 0.5, horizontal flip) or CrossIA's
-  recipe without crops (resize, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur σ∈[0.1, 2] p 0.5). The hue jitter is
-  a YIQ chroma rotation and the blur separable (:func:`hue_rotate`, :func:`gaussian_blur`): same parameters,
-  a fraction of torchvision's CPU cost, since augmentation runs beside the training step.
+  recipe without crops (resize, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur σ∈[0.1, 2] p 0.5).
+  The hue jitter is a YIQ chroma rotation and the blur OpenCV's (:func:`hue_rotate`, :func:`gaussian_blur`):
+  same parameters at a fraction of torchvision's CPU cost, since augmentation runs beside the training step.
   Every random choice comes from a per-sample seed drawn by the sampler, so a sample is the same whatever
   the number of DataLoader workers, and a resumed epoch replays exactly.
 - :class:`PairSampler` is instance-balanced (instance uniformly at random, then one of its anchor views) and
