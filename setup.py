@@ -23,7 +23,6 @@ setup(
     maintainer_email="ssl-nav@example.org",
     description="Self-supervised instance retrieval for robot navigation (SimView + CrossIA) on ROS 2.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "ssl-nav = ssl_nav.cli:main",

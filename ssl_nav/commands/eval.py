@@ -37,7 +37,7 @@ def baseline_retriever(index_dir: str, cfg, spec: str):
     from ssl_nav.learning.backbones import BACKBONES, load_encoder
     from ssl_nav.retrieval.embedder import Embedder, resolve_device
     from ssl_nav.retrieval.index import InstanceIndex, read_meta
-    from ssl_nav.retrieval.query import Retriever, index_from_store
+    from ssl_nav.retrieval.query import Retriever, embedding_config, index_from_store
 
     meta = read_meta(index_dir)
     if spec == "none" or meta.get("model_spec") in BACKBONES:
@@ -50,10 +50,12 @@ def baseline_retriever(index_dir: str, cfg, spec: str):
         return None
     from ssl_nav.views.store import ViewStore
 
+    cfg = embedding_config(cfg, meta)  # embed like the evaluated index: same image size, TTA and views
     enc = load_encoder(meta["model_name"], device=resolve_device(cfg.device))
     emb = Embedder(enc, cfg)
+    quality = ((meta.get("extra") or {}).get("embedding") or {}).get("quality")
     idx: InstanceIndex = index_from_store(ViewStore(store_dir), enc, cfg, meta["model_name"], progress=False,
-                                          embedder=emb)
+                                          quality=quality, embedder=emb)
     return Retriever(idx, emb, cfg)
 
 

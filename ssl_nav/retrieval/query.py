@@ -54,8 +54,8 @@ class Retriever:
         """Load an index directory and the model recorded in its ``meta.json`` (or ``model``); hashes must match."""
         from ssl_nav.learning.backbones import load_encoder
 
-        cfg = cfg or RetrievalConfig()
         meta = read_meta(index_dir)
+        cfg = embedding_config(cfg or RetrievalConfig(), meta)
         spec = model or resolve_model_spec(index_dir, meta)
         encoder = load_encoder(spec, device=resolve_device(cfg.device), models_dir=models_dir)
         index = InstanceIndex.load(index_dir, expected_model_hash=encoder.model_hash, cfg=cfg)
@@ -114,6 +114,16 @@ class Retriever:
                 "matches": matches}
 
 
+def embedding_config(cfg: RetrievalConfig, meta: dict) -> RetrievalConfig:
+    """``cfg`` with the embedding settings the index was built with (image size, flip TTA), so that queries
+    are embedded exactly like the indexed views whatever config the caller loaded."""
+    import dataclasses
+
+    built = (meta.get("extra") or {}).get("embedding") or {}
+    keep = {k: built[k] for k in ("image_size", "flip_tta") if k in built}
+    return dataclasses.replace(cfg, **keep) if keep else cfg
+
+
 def resolve_model_spec(index_dir: str | os.PathLike, meta: dict) -> str:
     """The model an index was built with: a backbone name, or its model.pt (absolute, else relative to the index)."""
     from ssl_nav.learning.backbones import BACKBONES
@@ -136,9 +146,12 @@ def index_from_store(store, encoder, cfg: RetrievalConfig, model_spec: str, prog
     emb, views = embed_store(store, embedder, progress=progress, quality=quality)
     if not views:
         raise RetrievalIndexError(f"{store.root}: the store has no views to index")
-    return InstanceIndex.build(emb, [v["view_id"] for v in views], [str(v["instance_id"]) for v in views],
-                               model_hash=encoder.model_hash, cfg=cfg, model_spec=model_spec,
-                               model_name=encoder.name, instances=store.instances())
+    index = InstanceIndex.build(emb, [v["view_id"] for v in views], [str(v["instance_id"]) for v in views],
+                                model_hash=encoder.model_hash, cfg=cfg, model_spec=model_spec,
+                                model_name=encoder.name, instances=store.instances())
+    index.extra["embedding"] = {"image_size": embedder.image_size, "flip_tta": bool(embedder.cfg.flip_tta),
+                                "quality": quality}
+    return index
 
 
 def build_index_from_store(store, model_spec: str | os.PathLike, cfg: RetrievalConfig | None,
