@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,9 @@ import pytest
 # Fast DDS discovery on loopback; traffic leaving loopback is not allowed on CI machines.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# Shared test helpers (e.g. scenes_for_tests, the ray-cast scenes of known geometry) import by name.
+sys.path.insert(0, str(Path(__file__).parent))
 
 _domain_ids = itertools.count()
 

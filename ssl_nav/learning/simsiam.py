@@ -50,5 +50,4 @@ def simsiam_loss_per_sample(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """L = -1/2 [cos(p1, sg(z2)) + cos(p2, sg(z1))], averaged over the batch (SimSiam eq. 3-4)."""
-    cos = lambda a, b: F.cosine_similarity(a, b, dim=-1).mean()  # noqa: E731
-    return -0.5 * (cos(p1, z2.detach()) + cos(p2, z1.detach()))
+    return simsiam_loss_per_sample(p1, p2, z1, z2).mean()

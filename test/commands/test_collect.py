@@ -11,20 +11,7 @@ from ssl_nav.mapping import InstanceMap
 from ssl_nav.views.store import ViewStore
 
 
-def _load_scenes():
-    """The ray-cast test scenes of test/views (test folders are not packages)."""
-    import importlib.util
-    import sys
-
-    name = "ssl_nav_test_scenes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "views" / "scenes_for_tests.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-scenes = _load_scenes()
+import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _frames_dir(d: Path) -> Path:

@@ -1,6 +1,5 @@
 """InstanceMap on ray-cast scenes with known boxes: stable ids, per-frame ids with association, merging."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,20 +9,7 @@ from ssl_nav.errors import FrameError
 from ssl_nav.mapping import InstanceMap
 
 
-def _load_scenes():
-    """The ray-cast test scenes of test/views (test folders are not packages)."""
-    import importlib.util
-    import sys
-
-    name = "ssl_nav_test_scenes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "views" / "scenes_for_tests.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-scenes = _load_scenes()
+import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _inside_fraction(points, box, tol=0.03):

@@ -1,7 +1,6 @@
 """View collection on ray-cast scenes with known geometry: right instance in every crop, occlusion, bad frames."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,20 +13,7 @@ from ssl_nav.views.collect import ViewCollector, collect_frames
 from ssl_nav.views.crops import crop_square
 from ssl_nav.views.store import ViewStore
 
-def _load_scenes():
-    """The ray-cast test scenes next to this file (test folders are not packages)."""
-    import importlib.util
-    import sys
-
-    name = "ssl_nav_test_scenes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "scenes_for_tests.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-scenes = _load_scenes()
+import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _cfg(**views):

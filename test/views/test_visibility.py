@@ -1,6 +1,5 @@
 """Visibility: z-buffer projection of the map with occlusion against the frame's depth."""
 
-from pathlib import Path
 
 import numpy as np
 
@@ -10,20 +9,7 @@ from ssl_nav.mapping import InstanceMap
 from ssl_nav.views.visibility import compute_visibility, instance_mask
 
 
-def _load_scenes():
-    """The ray-cast test scenes next to this file (test folders are not packages)."""
-    import importlib.util
-    import sys
-
-    name = "ssl_nav_test_scenes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "scenes_for_tests.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-scenes = _load_scenes()
+import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _map_of(boxes, poses):
