@@ -245,9 +245,9 @@ def run(quick: bool = False) -> list[dict]:
                              "note": f"ru_maxrss of a fresh `finetune` process, 2 epochs of 1 step of 64 pairs "
                                      f"each, CrossIA on"})
                 ips = r["ips"]
-                rows.append({"benchmark": "demo default speed: MobileNetV2, trainable last, 224 px",
+                rows.append({"benchmark": "default-config speed: MobileNetV2, trainable last, 224 px",
                              "figure": f"{ips:.1f} img/s ≈ {2 * 500 / ips:.0f} s per epoch of 500 views",
-                             "target": "< 60 s per epoch", "ok": 2 * 500 / ips < 60,
+                             "target": "", "ok": None,
                              "note": f"{threads} threads, second epoch (the first warms up); an epoch pairs each LQ "
                                      f"view once (2 images per pair); the per-epoch monitor adds one forward per "
                                      f"monitored view (≤ 256)"})
