@@ -22,8 +22,8 @@ the innermost open phase, or to ``phase=``.
 Between boundaries a :class:`ssl_nav.energy.base.Poller` reads backends that ask for it (RAPL wrap-around,
 sampled power); those reads also cut the open segment. A reading's increase is spread over the segments since
 the last good reading by duration, so a failed read loses no joules, and a backend slow to read (Jetson I2C
-rails: ``read_at_boundaries = False``) is read by the poller only, its phases resolved to the sampling period. Every read error and the
-longest interval between good readings go into the record's ``sampling``.
+rails: ``read_at_boundaries = False``) is read by the poller only, its phases resolved to the sampling
+period. Every read error and the longest interval between good readings go into the record's ``sampling``.
 
 ``backend: auto`` tries, in order: Jetson INA3221 rails (the board input rail is the total); NVML when CUDA is
 available, joined by RAPL when its counters can be read (``nvml+rapl``: GPU + CPU packages + DRAM); Zeus; RAPL

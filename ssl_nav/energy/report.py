@@ -45,7 +45,8 @@ def phase_table(rec: dict | None) -> str:
     if s.get("errors") or s.get("gaps") or s.get("unmeasured_s"):
         rows.append(f"sampling: {s.get('errors', 0)} read errors (last: {s.get('last_error')}), "
                     f"{s.get('gaps', 0)} gaps over 2x the {s.get('period_s')} s period, longest "
-                    f"{_num(s.get('max_gap_s'), ' s', '.3f')}, unmeasured tail {_num(s.get('unmeasured_s'), ' s', '.3f')}")
+                    f"{_num(s.get('max_gap_s'), ' s', '.3f')}, "
+                    f"unmeasured tail {_num(s.get('unmeasured_s'), ' s', '.3f')}")
     return "\n".join(rows)
 
 
