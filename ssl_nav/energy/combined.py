@@ -22,6 +22,7 @@ class CombinedBackend(EnergyBackend):
         self.source = "+".join(p.source for p in parts)
         periods = [p.poll_period_s for p in parts if p.poll_period_s is not None]
         self.poll_period_s = min(periods) if periods else None
+        self.read_at_boundaries = all(p.read_at_boundaries for p in parts)
         self._refresh()
 
     def _refresh(self) -> None:
