@@ -189,10 +189,13 @@ class LearningConfig:
 class EnergyConfig:
     """Energy metering of each fine-tune."""
 
-    backend: str = _f("auto", "energy source", choices=("auto", "nvml", "jetson", "rapl", "zeus", "none"))
+    backend: str = _f("auto", "energy source (auto: jetson, else nvml+rapl, else zeus, else rapl; docs/energy.md)",
+                      choices=("auto", "jetson", "nvml+rapl", "nvml", "rapl", "zeus", "none"))
     sample_period_s: float = _f(0.1, "sampling period of polled sensors (s)", range=(0.001, 60.0))
     powercap_root: str = _f("/sys/class/powercap", "RAPL powercap sysfs root")
     hwmon_root: str = _f("/sys/bus/i2c/drivers/ina3221", "Jetson INA3221 sysfs root")
+    idle_baseline_s: float = _f(0.0, "seconds of idle power measured before the run, reported with the total "
+                                "above it (0 = off)", range=(0.0, 600.0))
     ledger: str = _f("energy.jsonl", "ledger file name in the data directory")
 
 

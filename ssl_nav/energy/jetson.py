@@ -1,90 +1,148 @@
-"""NVIDIA Jetson power rails from the INA3221 monitors (sysfs, hwmon layout of JetPack 5/6 on Orin).
+"""NVIDIA Jetson power rails from the on-module INA3221 monitors (sysfs).
 
-Each monitor is ``<root>/<i2c-device>/hwmon/hwmonN`` with channels ``inK_label`` (rail name, e.g. ``VDD_IN``,
-``VDD_CPU_GPU_CV``, ``VDD_SOC`` on Orin Nano/NX; ``VDD_GPU_SOC``, ``VDD_CPU_CV``, ``VIN_SYS_5V0`` on AGX
-Orin), ``inK_input`` (bus voltage, mV) and ``currK_input`` (current, mA). A thread samples P = V·I every
-``sample_period_s`` and integrates it with the trapezoid rule.
+Two driver layouts are read, both under ``energy.hwmon_root``:
 
-Domains: the board input rail (``VDD_IN``, ``VIN_SYS_5V0``, ``POM_5V_IN``) is ``total``; rails whose names
-start with ``VDD_GPU`` go to ``gpu``, ``VDD_CPU`` to ``cpu``, names containing ``SOC`` to ``soc`` (a combined
-rail such as ``VDD_CPU_GPU_CV`` counts as cpu). Every rail is also reported under ``rails``. Without an input
-rail, ``total`` is the sum of the mapped rails.
+- hwmon (mainline ``ina3221`` driver, JetPack 5/6, Orin; root ``/sys/bus/i2c/drivers/ina3221``):
+  ``<dev>/hwmon/hwmonN/inK_label`` (rail name), ``inK_input`` (bus voltage, mV), ``currK_input`` (mA);
+  P = V·I.
+- iio (L4T ``ina3221x`` driver, JetPack 4, Nano/TX2/Xavier; root ``/sys/bus/i2c/drivers/ina3221x``):
+  ``<dev>/iio:deviceN/rail_name_K`` and ``in_powerK_input`` (mW).
+
+The meter samples every rail every ``energy.sample_period_s`` and integrates the power with the trapezoid
+rule. Each sample is an I2C transaction per file, so phase boundaries do not sample by default
+(``read_at_boundaries``): the energy between two samples is split over the phases in between by their
+durations, i.e. phases are resolved to the sampling period.
+
+Domains by rail name: the module input rail (``VDD_IN``, ``VIN_SYS_5V0`` on AGX Orin, ``POM_5V_IN`` on Nano)
+is ``board``: it feeds everything on the module (CPU, GPU, memory, SoC, regulators), so it becomes the
+record's ``total``. Otherwise names with both ``CPU`` and ``GPU`` go to ``cpu_gpu`` (Orin Nano/NX
+``VDD_CPU_GPU_CV``), ``GPU`` to ``gpu`` (``VDD_GPU_SOC`` on AGX Orin includes part of the SoC), ``CPU`` to
+``cpu``, ``SOC`` to ``soc``, ``DDR``/``VDDRQ`` to ``dram``; other rails (``CV``, carrier-board rails such as
+``VDD_MUX``) are listed as channels without a domain.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
+from typing import Callable
 
-from ssl_nav.energy.base import EnergyBackend, Poller, now
+from ssl_nav.energy.base import EnergyBackend, trapezoid
 
+DEFAULT_ROOT = "/sys/bus/i2c/drivers/ina3221"
+#: module input rails, in preference order
 INPUT_RAILS = ("VDD_IN", "VIN_SYS_5V0", "POM_5V_IN")
 
 
-def ina3221_rails(root: str | Path) -> list[dict]:
-    """Readable rails: ``{"name", "volt": Path, "curr": Path}``."""
+def _int(p: Path) -> int:
+    return int(p.read_text().strip())
+
+
+def _hwmon_rails(root: Path) -> list[dict]:
     rails = []
-    for label in sorted(Path(root).glob("*/hwmon/hwmon*/in*_label")):
+    for label in sorted(root.glob("*/hwmon/hwmon*/in*_label")):
         ch = label.name[len("in"):-len("_label")]
         volt, curr = label.parent / f"in{ch}_input", label.parent / f"curr{ch}_input"
         try:
             name = label.read_text().strip()
-            int(volt.read_text().strip()), int(curr.read_text().strip())
+            _int(volt), _int(curr)
         except (OSError, ValueError):
             continue
-        if name and not name.lower().startswith("nc"):
-            rails.append({"name": name, "volt": volt, "curr": curr})
+        rails.append({"name": name, "files": (volt, curr), "unit": "mV*mA"})
     return rails
 
 
+def _iio_rails(root: Path) -> list[dict]:
+    rails = []
+    for label in sorted(root.glob("*/iio:device*/rail_name_*")):
+        ch = label.name[len("rail_name_"):]
+        power = label.parent / f"in_power{ch}_input"
+        try:
+            name = label.read_text().strip()
+            _int(power)
+        except (OSError, ValueError):
+            continue
+        rails.append({"name": name, "files": (power,), "unit": "mW"})
+    return rails
+
+
+def ina3221_rails(root: str | Path) -> list[dict]:
+    """Readable rails under ``root`` (either layout): ``{"name", "files", "unit"}``. Unconnected channels
+    (``NC``) and labels that are not rail names (with spaces, e.g. "Sum of shunt voltages") are skipped; a
+    name seen twice gets its device directory appended."""
+    root = Path(root)
+    out: list[dict] = []
+    for r in _hwmon_rails(root) + _iio_rails(root):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", r["name"]) or r["name"].upper().startswith("NC"):
+            continue
+        if any(q["name"] == r["name"] for q in out):
+            r["name"] = f"{r['name']}@{r['files'][0].relative_to(root).parts[0]}"
+        out.append(r)
+    return out
+
+
 def rail_domain(name: str) -> str | None:
-    n = name.upper()
+    """The domain of a rail name (see the module docstring)."""
+    n = name.upper().split("@")[0]
     if n in INPUT_RAILS:
-        return "total"
-    if n.startswith("VDD_GPU"):
-        return "gpu"
-    if n.startswith("VDD_CPU"):
-        return "cpu"
-    if "SOC" in n:
-        return "soc"
+        return "board"
+    tokens = set(re.split(r"[_\W]+", n))
+    if "GPU" in tokens and "CPU" in tokens:
+        return "cpu_gpu"
+    for token, domain in (("GPU", "gpu"), ("CPU", "cpu"), ("SOC", "soc")):
+        if token in tokens:
+            return domain
+    if tokens & {"DDR", "DDRQ", "VDDRQ", "DRAM"}:
+        return "dram"
     return None
 
 
 class JetsonBackend(EnergyBackend):
+    """INA3221 rails, sampled and integrated (see the module docstring)."""
+
     source = "jetson-ina3221"
 
-    def __init__(self, root: str | Path = "/sys/bus/i2c/drivers/ina3221", sample_period_s: float = 0.1) -> None:
+    def __init__(self, root: str | Path = DEFAULT_ROOT, sample_period_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic, read_at_boundaries: bool = False) -> None:
+        super().__init__()
+        self.read_at_boundaries = read_at_boundaries
         self.rails = ina3221_rails(root)
-        self.sample_period_s = sample_period_s
-        self._last: dict[str, tuple[float, float]] = {}
+        if not self.rails:
+            raise OSError(f"no readable INA3221 rails under {root}")
+        self.poll_period_s = sample_period_s
+        self.clock = clock
+        self.channels = {r["name"]: rail_domain(r["name"]) for r in self.rails}
+        boards = sorted((r["name"] for r in self.rails if self.channels[r["name"]] == "board"),
+                        key=lambda n: INPUT_RAILS.index(n.upper().split("@")[0]))
+        for extra in boards[1:]:  # two input rails would count the module twice: keep the preferred one
+            self.channels[extra] = None
+            self.notes.append(f"rail {extra} listed without a domain: {boards[0]} is the board input")
+        self._prev: dict[str, tuple[float, float]] = {}
         self._joules: dict[str, float] = {}
-        self._poller: Poller | None = None
 
     @classmethod
-    def available(cls, root: str | Path = "/sys/bus/i2c/drivers/ina3221") -> bool:
+    def available(cls, root: str | Path = DEFAULT_ROOT) -> bool:
         return bool(ina3221_rails(root))
 
-    def _sample(self) -> None:
-        t = now()
+    def _watts(self) -> dict[str, float]:
+        out = {}
         for r in self.rails:
-            watts = int(r["volt"].read_text()) * int(r["curr"].read_text()) / 1e6  # mV * mA = µW
-            if r["name"] in self._last:
-                t0, w0 = self._last[r["name"]]
-                self._joules[r["name"]] = self._joules.get(r["name"], 0.0) + 0.5 * (w0 + watts) * (t - t0)
-            self._last[r["name"]] = (t, watts)
+            if r["unit"] == "mW":
+                out[r["name"]] = _int(r["files"][0]) / 1e3
+            else:
+                volt, curr = r["files"]
+                out[r["name"]] = _int(volt) * _int(curr) / 1e6  # mV * mA = µW
+        return out
 
     def start(self) -> None:
-        self._last, self._joules = {}, {}
-        self._poller = Poller(self._sample, self.sample_period_s)
-        self._poller.start()
+        t, w = self.clock(), self._watts()
+        self._prev = {n: (t, w[n]) for n in w}
+        self._joules = {n: 0.0 for n in w}
 
-    def stop(self) -> dict:
-        assert self._poller is not None
-        self._poller.stop()
-        out: dict = {"rails": {r["name"]: self._joules.get(r["name"], 0.0) for r in self.rails}}
-        for r in self.rails:
-            d = rail_domain(r["name"])
-            if d is not None:
-                out[d] = out.get(d, 0.0) + self._joules.get(r["name"], 0.0)
-        if "total" not in out:
-            out["total"] = sum(out.get(d, 0.0) for d in ("gpu", "cpu", "soc"))
-        return out
+    def read(self) -> dict[str, float]:
+        t, w = self.clock(), self._watts()  # all rails or none
+        for n, watts in w.items():
+            self._joules[n] += trapezoid(self._prev.get(n), t, watts)
+            self._prev[n] = (t, watts)
+        return dict(self._joules)
