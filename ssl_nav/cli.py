@@ -3,8 +3,9 @@
 Each subcommand is one module in :mod:`ssl_nav.commands` that defines
 ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Modules
 import heavy dependencies (torch, open3d, pybullet) inside ``run`` so that
-``--help`` stays fast. An :class:`~ssl_nav.errors.SslNavError` prints its message
-and exits 2, without a traceback.
+``--help`` stays fast. An :class:`~ssl_nav.errors.SslNavError` (or an ``OSError``:
+a full disk, a directory that is not writable) prints its message and exits 2,
+without a traceback.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except SslNavError as e:
         print(f"ssl-nav {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the disk is full, a directory is not writable, ...: the user's to fix, not a bug
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ssl-nav {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ssl-nav {args.command}: interrupted", file=sys.stderr)

@@ -323,6 +323,9 @@ def validate(cfg: Any, where: str = "config") -> None:
                 raise ConfigError(f"{where}: key 'sim.{lo}_min' exceeds 'sim.{lo}_max'")
     if isinstance(cfg, MappingConfig) and cfg.min_depth >= cfg.max_depth:
         raise ConfigError(f"{where}: key 'mapping.min_depth' must be below 'mapping.max_depth'")
+    if isinstance(cfg, LearningConfig) and cfg.warmup_epochs > cfg.epochs:
+        raise ConfigError(f"{where}: key 'learning.warmup_epochs' ({cfg.warmup_epochs}) exceeds 'learning.epochs' "
+                          f"({cfg.epochs}): the learning rate would never reach its base value")
 
 
 def config_from_dict(data: dict | None, where: str = "config") -> PipelineConfig:
@@ -337,19 +340,53 @@ def config_from_dict(data: dict | None, where: str = "config") -> PipelineConfig
                              for name in data})
 
 
+class DuplicateKeyError(ValueError):
+    """A YAML mapping holds one key twice (the message starts with the line number)."""
+
+
+def _unique_key_loader() -> type:
+    """A YAML SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: let PyYAML report it
+                    break
+                if first is not None:
+                    raise DuplicateKeyError(f"{key_node.start_mark.line + 1}: key '{key}' is given twice "
+                                            f"(first on line {first}); remove one")
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_config(path: str | os.PathLike | None) -> PipelineConfig:
-    """Load a YAML config; ``None`` gives the defaults. Errors name the file and the key."""
+    """Load a YAML config; ``None`` gives the defaults. Errors name the file and the key (a key given twice, a
+    file that is not UTF-8 or not YAML, an unknown key, a wrong type or range, inconsistent keys)."""
     if path is None:
         return PipelineConfig()
     import yaml
 
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{line}: not UTF-8 text (byte {e.start})") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{p}:{e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
     return config_from_dict(data, str(p))
@@ -387,8 +424,11 @@ def _yaml_scalar(v: Any) -> str:
 
 
 def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any], where: str = "command line") -> PipelineConfig:
-    """Return a copy of ``cfg`` with ``{"section.key": value}`` overrides applied (``None`` values are skipped)."""
+    """Return a copy of ``cfg`` with ``{"section.key": value}`` overrides applied (``None`` values are skipped).
+
+    Cross-field checks run once all overrides are in (``--epochs 3`` may come with a lower warm-up)."""
     cfg = dataclasses.replace(cfg)
+    touched: list[str] = []
     for dotted, value in overrides.items():
         if value is None:
             continue
@@ -400,7 +440,9 @@ def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any], where: str =
         if key not in info:
             raise ConfigError(f"{where}: unknown key '{dotted}'")
         value = _check_value(where, dotted, value, info[key][1], info[key][0])
-        new_section = dataclasses.replace(section, **{key: value})
-        validate(new_section, where)
-        setattr(cfg, section_name, new_section)
+        setattr(cfg, section_name, dataclasses.replace(section, **{key: value}))
+        if section_name not in touched:
+            touched.append(section_name)
+    for section_name in touched:
+        validate(getattr(cfg, section_name), where)
     return cfg

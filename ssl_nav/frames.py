@@ -16,7 +16,10 @@ reads; a user's own recordings can be written in it too::
     DIR/queries.jsonl    optional queries (DESIGN.md queries format)
     DIR/scene.json       optional scene description (objects, boxes, categories)
 
-Paths are relative to DIR. Unknown keys are ignored.
+Paths are relative to DIR and must stay inside it (:func:`ssl_nav.paths.resolve_inside`); a frame naming a
+path outside DIR, or a field of the wrong type, is skipped with its reason (``frames.jsonl:LINE``), like any
+other unusable frame. Lines must be UTF-8. Unknown keys are ignored. Images whose header claims more than
+:data:`MAX_IMAGE_PIXELS` pixels are refused before they are decoded.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -32,8 +36,13 @@ import numpy as np
 
 from ssl_nav.errors import FormatError, FrameError
 from ssl_nav.geometry import check_intrinsics, check_pose
+from ssl_nav.paths import resolve_inside
 
 QUALITIES = ("low", "high")
+#: the largest image (in pixels) any reader decodes: 100 MP, above a 48 MP phone photo. The size is read from
+#: the file's header first, since a small file can claim a huge image (a decompression bomb).
+MAX_IMAGE_PIXELS = 100_000_000
+_FRAME_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass
@@ -93,6 +102,39 @@ class SkippedFrame:
 
 # ---------------------------------------------------------------- image I/O
 
+def image_size_from_header(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(width, height)`` read from the image file's header, without decoding its pixels.
+
+    ``None`` when Pillow does not know the format (OpenCV may still read it). A header beyond Pillow's own
+    decompression-bomb limit (about 179 MP) reports ``(-1, -1)``: larger than :data:`MAX_IMAGE_PIXELS` anyway.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                return int(im.size[0]), int(im.size[1])
+        except Image.DecompressionBombError:
+            return -1, -1
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            return None
+
+
+def check_image_size(path: str | os.PathLike, error: type[Exception] = FrameError) -> None:
+    """Refuse an image whose header claims more than :data:`MAX_IMAGE_PIXELS` pixels, before decoding it."""
+    size = image_size_from_header(path)
+    if size is None:
+        return
+    w, h = size
+    if w < 0 or w * h > MAX_IMAGE_PIXELS:
+        claim = "more than 179 million" if w < 0 else f"{w}x{h}"
+        raise error(f"{path}: image too large ({claim} pixels; the limit is {MAX_IMAGE_PIXELS // 1_000_000} MP), "
+                    f"not decoded")
+
+
 def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB; raise :class:`FrameError` naming the file."""
     import cv2
@@ -100,6 +142,7 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
+    check_image_size(p)
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise FrameError(f"{p}: cannot decode image")
@@ -130,6 +173,7 @@ def _read_unchanged(p: Path) -> np.ndarray:
 
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
+    check_image_size(p)
     img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FrameError(f"{p}: cannot decode image")
@@ -183,6 +227,8 @@ class FramesWriter:
 
     def write(self, frame: Frame) -> dict:
         fid = frame.frame_id
+        if not _FRAME_ID_RE.match(fid):  # it names the image files
+            raise FrameError(f"frame {fid!r}: a frame id may only hold letters, digits, '_', '-' and '.'")
         rec = {
             "frame_id": fid,
             "stamp": float(frame.stamp),
@@ -219,8 +265,12 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     p = Path(path)
     if not p.is_file():
         raise FormatError(f"{p}: file not found")
-    with open(p) as fh:
-        for n, line in enumerate(fh, start=1):
+    with open(p, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise FormatError(f"{p}:{n}: not UTF-8 text (byte {e.start})") from None
             if not line.strip():
                 continue
             try:
@@ -232,43 +282,75 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             yield n, obj
 
 
+def _number(rec: dict, key: str, default: float, where: str, positive: bool = False) -> float:
+    v = rec.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        raise FrameError(f"{where}: key '{key}' must be a {'positive ' if positive else ''}finite number, got {v!r}")
+    return float(v)
+
+
 def frame_from_record(root: Path, rec: dict, line: int = 0) -> Frame:
-    """Load one ``frames.jsonl`` record; raise :class:`FrameError` with the reason."""
+    """Load one ``frames.jsonl`` record; raise :class:`FrameError` whose message starts ``frames.jsonl:LINE``."""
     where = f"{root / 'frames.jsonl'}:{line}"
     for key in ("rgb", "depth", "K", "T_world_cam"):
         if key not in rec:
             raise FrameError(f"{where}: missing key '{key}'")
-    fid = str(rec.get("frame_id", line))
-    rgb = read_image_rgb(root / rec["rgb"])
-    depth = read_depth(root / rec["depth"], float(rec.get("depth_scale", 0.001)))
-    mask = read_instance(root / rec["instance"]) if rec.get("instance") else None
+    fid = rec.get("frame_id", line)
+    if isinstance(fid, bool) or not isinstance(fid, (str, int)):
+        raise FrameError(f"{where}: key 'frame_id' must be a string, got {fid!r}")
+    fid = str(fid)
     try:
-        K = np.asarray(rec["K"], dtype=np.float64)
-        T = np.asarray(rec["T_world_cam"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise FrameError(f"{where}: K or T_world_cam is not a numeric matrix") from None
-    frame = Frame(rgb=rgb, depth=depth, K=K, T_world_cam=T, instance_mask=mask,
-                  stamp=float(rec.get("stamp", 0.0)), frame_id=fid, quality=rec.get("quality", "low"))
-    return frame.validate()
+        rgb_p = resolve_inside(root, rec["rgb"], f"{where}: key 'rgb'", error=FrameError)
+        depth_p = resolve_inside(root, rec["depth"], f"{where}: key 'depth'", error=FrameError)
+        inst = rec.get("instance")
+        inst_p = None if inst in (None, "") else resolve_inside(root, inst, f"{where}: key 'instance'",
+                                                                error=FrameError)
+        depth_scale = _number(rec, "depth_scale", 0.001, where, positive=True)
+        stamp = _number(rec, "stamp", 0.0, where)
+        quality = rec.get("quality", "low")
+        if quality not in QUALITIES:
+            raise FrameError(f"{where}: key 'quality' must be 'low' or 'high', got {quality!r}")
+        try:
+            K = np.asarray(rec["K"], dtype=np.float64)
+            T = np.asarray(rec["T_world_cam"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise FrameError(f"{where}: K or T_world_cam is not a numeric matrix") from None
+        rgb = read_image_rgb(rgb_p)
+        depth = read_depth(depth_p, depth_scale)
+        mask = read_instance(inst_p) if inst_p is not None else None
+        frame = Frame(rgb=rgb, depth=depth, K=K, T_world_cam=T, instance_mask=mask, stamp=stamp, frame_id=fid,
+                      quality=quality)
+        return frame.validate()
+    except FrameError as e:
+        msg = str(e)
+        if msg.startswith(where):
+            raise
+        if msg.startswith(f"frame {fid}"):  # Frame.validate names the frame already
+            raise FrameError(f"{where}: {msg}") from None
+        raise FrameError(f"{where}: frame {fid}: {msg}") from None
 
 
 def read_frames_dir(root: str | os.PathLike) -> Iterator[Frame | SkippedFrame]:
     """Yield each frame of a frames directory, or a :class:`SkippedFrame` with the reason it is unusable.
 
-    A malformed ``frames.jsonl`` line is skipped with its line number in the reason.
+    Every reason starts with ``frames.jsonl:LINE``; a malformed or non-UTF-8 line is skipped like a bad frame.
     """
     root = Path(root)
     path = root / "frames.jsonl"
     if not path.is_file():
         raise FormatError(f"{path}: not a frames directory (frames.jsonl missing)")
-    with open(path) as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json.loads(raw.decode("utf-8"))
                 if not isinstance(rec, dict):
                     raise ValueError("not a JSON object")
+            except UnicodeDecodeError as e:
+                yield SkippedFrame(frame_id="?", line=n, reason=f"{path}:{n}: malformed line (not UTF-8 text, "
+                                                                f"byte {e.start})")
+                continue
             except ValueError as e:
                 yield SkippedFrame(frame_id="?", line=n, reason=f"{path}:{n}: malformed line ({e})")
                 continue
@@ -280,5 +362,5 @@ def read_frames_dir(root: str | os.PathLike) -> Iterator[Frame | SkippedFrame]:
 
 def count_frames(root: str | os.PathLike) -> int:
     """Number of non-empty lines in ``frames.jsonl`` (for progress bars)."""
-    with open(Path(root) / "frames.jsonl") as fh:
+    with open(Path(root) / "frames.jsonl", "rb") as fh:
         return sum(1 for line in fh if line.strip())

@@ -1,12 +1,15 @@
 """The Frame contract and the frames-directory format."""
 
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
 
 from ssl_nav.errors import FormatError, FrameError
-from ssl_nav.frames import Frame, FramesWriter, SkippedFrame, read_frames_dir, read_jsonl
+from ssl_nav.frames import (Frame, FramesWriter, SkippedFrame, count_frames, image_size_from_header, read_frames_dir,
+                            read_image_rgb, read_instance, read_jsonl, write_png)
 from ssl_nav.geometry import camera_pose, intrinsics_from_fov
 
 
@@ -74,3 +77,94 @@ def test_read_jsonl_names_file_and_line(tmp_path):
     assert next(it) == (1, {"a": 1})
     with pytest.raises(FormatError, match=r"x.jsonl:3"):
         next(it)
+
+
+def _one_good_frame(tmp_path):
+    with FramesWriter(tmp_path) as w:
+        w.write(make_frame("good"))
+    return json.loads((tmp_path / "frames.jsonl").read_text())
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"depth_scale": "abc"}, "key 'depth_scale' must be a positive finite number"),
+    ({"depth_scale": 0}, "key 'depth_scale'"),
+    ({"stamp": None}, "key 'stamp' must be a finite number"),
+    ({"stamp": "now"}, "key 'stamp'"),
+    ({"rgb": None}, "key 'rgb': must be a relative path"),
+    ({"rgb": 5}, "key 'rgb': must be a relative path"),
+    ({"depth": ["a"]}, "key 'depth': must be a relative path"),
+    ({"rgb": "../outside.png"}, "key 'rgb': path '../outside.png' leaves"),
+    ({"instance": "/etc/hostname"}, "key 'instance': path '/etc/hostname' is absolute"),
+    ({"frame_id": {"a": 1}}, "key 'frame_id'"),
+    ({"quality": ["low"]}, "key 'quality'"),
+])
+def test_fields_of_the_wrong_type_skip_the_frame_with_file_and_line(tmp_path, change, match):
+    """T1, D1: a wrong type or a path outside the directory skips that frame only; the reason names file:line."""
+    rec = _one_good_frame(tmp_path)
+    (tmp_path.parent / "outside.png").write_bytes((tmp_path / rec["rgb"]).read_bytes())
+    with open(tmp_path / "frames.jsonl", "a") as fh:
+        fh.write(json.dumps({**rec, "frame_id": "bad", **change}) + "\n")
+        fh.write(json.dumps(rec) + "\n")
+    out = list(read_frames_dir(tmp_path))
+    assert [type(o).__name__ for o in out] == ["Frame", "SkippedFrame", "Frame"]
+    assert out[1].line == 2 and f"{tmp_path / 'frames.jsonl'}:2: " in out[1].reason
+    assert match in out[1].reason
+
+
+def test_non_utf8_lines_are_skipped_not_fatal(tmp_path):
+    """T2: bytes that are not UTF-8 make one malformed line, not a UnicodeDecodeError."""
+    rec = _one_good_frame(tmp_path)
+    with open(tmp_path / "frames.jsonl", "ab") as fh:
+        fh.write(b'{"frame_id": "\xff\xfe"}\n' + json.dumps(rec).encode() + b"\n")
+    out = list(read_frames_dir(tmp_path))
+    assert [type(o).__name__ for o in out] == ["Frame", "SkippedFrame", "Frame"]
+    assert "frames.jsonl:2: malformed line (not UTF-8" in out[1].reason
+    assert count_frames(tmp_path) == 3
+    p = tmp_path / "photos.jsonl"
+    p.write_bytes(b'{"instance_id": "1"}\n{"image": "\xe9"}\n')
+    with pytest.raises(FormatError, match=r"photos.jsonl:2: not UTF-8"):
+        list(read_jsonl(p))
+
+
+def test_skip_reasons_name_file_line_and_frame(tmp_path):
+    """U12: a frame whose image is missing names frames.jsonl:LINE, the frame and the file."""
+    with FramesWriter(tmp_path) as w:
+        w.write(make_frame("a"))
+        w.write(make_frame("b"))
+    (tmp_path / "depth" / "b.png").unlink()
+    bad = list(read_frames_dir(tmp_path))[1]
+    assert bad.reason.startswith(f"{tmp_path / 'frames.jsonl'}:2: frame b: ")
+    assert str(tmp_path / "depth" / "b.png") in bad.reason and "not found" in bad.reason
+
+
+def _png_header_only(path, width, height, channels=3):
+    """A few hundred bytes whose PNG header claims width x height (the pixel data is cut short)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, {1: 0, 3: 2}[channels], 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (width * channels + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_claiming_too_many_pixels_is_refused_before_decoding(tmp_path):
+    """U8: the size comes from the header; a small file claiming > 100 MP is never handed to the decoder."""
+    big = _png_header_only(tmp_path / "big.png", 10_001, 10_001)
+    assert big.stat().st_size < 2000
+    assert image_size_from_header(big) == (10_001, 10_001)
+    with pytest.raises(FrameError, match=r"big.png: image too large \(10001x10001 pixels; the limit is 100 MP\)"):
+        read_image_rgb(big)
+    bomb = _png_header_only(tmp_path / "bomb.png", 20_000, 20_000, channels=1)
+    with pytest.raises(FrameError, match="too large"):
+        read_instance(bomb)
+    write_png(tmp_path / "ok.png", np.zeros((4, 6, 3), np.uint8))
+    assert read_image_rgb(tmp_path / "ok.png").shape == (4, 6, 3)
+
+
+def test_writer_refuses_frame_ids_that_are_not_file_names(tmp_path):
+    f = make_frame("../../escape")
+    with pytest.raises(FrameError, match="frame id"):
+        with FramesWriter(tmp_path) as w:
+            w.write(f)
+    assert not (tmp_path.parent / "escape.png").exists()

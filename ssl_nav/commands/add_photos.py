@@ -1,6 +1,9 @@
 """Add high-quality user photos of one instance to a view store (CrossIA, arXiv 2404.09645: at most 5 per instance).
 
   ssl-nav add-photos --store STORE --instance ID photo1.jpg photo2.png ...
+
+Every photo is read before any is added, and a failure adds none; a photo already in the store for that
+instance (the same image) is skipped.
 """
 
 from __future__ import annotations
@@ -39,9 +42,14 @@ def run(args: argparse.Namespace) -> int:
             images.append((path, read_image_rgb(path)))
         except FrameError as e:
             raise StoreError(str(e)) from None
-    for path, img in images:
-        rec = store.add_view(iid, img, "high", source=Path(path).name)
-        print(f"added {rec['image']} ({img.shape[1]}x{img.shape[0]}) from {path}")
+    with store.transaction():  # all photos or none
+        for path, img in images:
+            same = store.identical_view(iid, img, "high")
+            if same is not None:
+                print(f"skipped {path}: already in the store as {same['image']}")
+                continue
+            rec = store.add_view(iid, img, "high", source=Path(path).name)
+            print(f"added {rec['image']} ({img.shape[1]}x{img.shape[0]}) from {path}")
     n = len(store.views(iid, "high"))
     print(f"instance {iid}: {n} high-quality photo(s), {len(store.views(iid, 'low'))} low-quality view(s)"
           + ("  (CrossIA uses at most 5 photos per instance)" if n > 5 else ""))

@@ -19,11 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ssl_nav.config import dump_yaml, load_config
+    from ssl_nav.errors import ConfigError
 
+    if args.action == "check" and args.file is None:
+        raise ConfigError("give the FILE to check: ssl-nav config check FILE")
     cfg = load_config(args.file)
     if args.action == "check":
-        if args.file is None:
-            raise SystemExit("ssl-nav config check: give the FILE to check")
         print(f"{args.file}: ok")
     else:
         print(dump_yaml(cfg), end="")

@@ -31,10 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ssl_nav.errors import DependencyError
+    from ssl_nav.shutdown import StopOnSignal
 
-    try:
-        from ssl_nav.ros.stack import run_stack
-    except ImportError as e:
-        raise DependencyError(f"rclpy and the ROS 2 message packages are needed for ros-stack ({e})") from None
-    return run_stack(args.params, args.with_sim, namespace=args.namespace, data_dir=args.data_dir,
-                     duration=args.duration, finetune=not args.no_finetune)
+    with StopOnSignal() as signals:  # from the start: a signal during the imports also ends with exit 0
+        try:
+            from ssl_nav.ros.stack import run_stack
+        except ImportError as e:
+            raise DependencyError(f"rclpy and the ROS 2 message packages are needed for ros-stack ({e})") from None
+        if signals.stop.is_set():
+            return 0
+        return run_stack(args.params, args.with_sim, namespace=args.namespace, data_dir=args.data_dir,
+                         duration=args.duration, finetune=not args.no_finetune, stop=signals.stop)

@@ -166,13 +166,35 @@ class Backbone(nn.Module):
 
 def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
     """``torch.load(path, weights_only=True)`` on CPU; any failure becomes a CheckpointError naming the file."""
+    import pickle
+
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: {what} not found")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p}: cannot load {what}: the file is empty (0 bytes; a copy or a save that was cut "
+                              f"short?)")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt zip, truncated file, pickle of a non-allowed type, ...
-        raise CheckpointError(f"{p}: cannot load {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "weights_only" in text or "Weights only load failed" in text:
+            detail = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), "")
+            detail = detail.split(" was not an allowed global")[0].replace("WeightsUnpickler error: ", "")
+            raise CheckpointError(
+                f"{p}: {what} refused for safety: it holds pickled Python objects"
+                + (f" ({detail})" if detail else "") + ", and ssl_nav only loads tensors and plain containers "
+                "(torch.load with weights_only=True), since unpickling can run arbitrary code. To get a safe file, "
+                "re-save only the weights from a Python session you trust, e.g. "
+                "torch.save(model.state_dict(), 'weights.pt'), or write model.pt with `ssl-nav finetune`") from None
+        raise CheckpointError(f"{p}: cannot load {what} ({type(e).__name__}: {_first_line(e)})") from None
+    except Exception as e:  # corrupt zip, truncated file, ...
+        raise CheckpointError(f"{p}: cannot load {what} ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else "truncated or corrupt file"
 
 
 def state_dict_hash(state: dict[str, torch.Tensor]) -> str:

@@ -227,6 +227,7 @@ def load_queries(path: str | os.PathLike) -> list[dict]:
     other keys. Errors name the file and line.
     """
     from ssl_nav.frames import read_jsonl
+    from ssl_nav.paths import resolve_inside
 
     p = Path(path)
     out = []
@@ -238,7 +239,7 @@ def load_queries(path: str | os.PathLike) -> list[dict]:
         inst = rec["instance_id"]
         if inst is not None and not isinstance(inst, (str, int)):
             raise FormatError(f"{p}:{n}: key 'instance_id' must be a string or null, got {inst!r}")
-        img = (p.parent / rec["image"]).resolve()
+        img = resolve_inside(p.parent, rec["image"], f"{p}:{n}: key 'image'").resolve()
         if not img.is_file():
             raise FormatError(f"{p}:{n}: image {rec['image']!r} not found ({img})")
         out.append({**rec, "image_path": img, "instance_id": None if inst is None else str(inst), "line": n})

@@ -10,10 +10,16 @@ remaps as ``launch/ssl_nav.launch.py`` / ``launch/sim_demo.launch.py``:
 With ``--with-sim`` the stack also runs the whole loop once (:class:`SimLoop`): when the trajectory is done and
 the collector idle, it saves the map, builds the baseline index (``ros.index_model``) so that queries are
 answered at once, starts a fine-tune, and the retrieval server hot-reloads on ``model_ready``.
+
+Ctrl-C (SIGINT) and SIGTERM stop the stack in order: rclpy's own signal handlers are off (they shut the context
+down at once, under the nodes' worker threads), a :class:`~ssl_nav.shutdown.StopOnSignal` flag ends the spin
+loop, the nodes' threads stop, the nodes are destroyed and only then the context is shut down; the exit code is
+0. A second signal while that runs interrupts it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -22,12 +28,14 @@ from typing import Any
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from ssl_nav.ros.finetuner import FinetunerNode
 from ssl_nav.ros.params import check_params_file
 from ssl_nav.ros.retrieval_server import RetrievalServerNode
 from ssl_nav.ros.sim_bridge import TOPICS as SIM_TOPICS
 from ssl_nav.ros.view_collector import ViewCollectorNode
+from ssl_nav.shutdown import StopOnSignal
 
 #: relative remaps node -> ["from:=to"], as in the launch files
 REMAPS: dict[str, list[str]] = {
@@ -74,12 +82,10 @@ class Stack:
         for n in self.nodes.values():
             self.executor.add_node(n)
 
-    def spin(self, duration: float | None = None) -> None:
-        if duration is None:
-            self.executor.spin()
-            return
-        end = time.monotonic() + duration
-        while time.monotonic() < end:
+    def spin(self, duration: float | None = None, stop: threading.Event | None = None) -> None:
+        """Spin until ``duration`` seconds have passed (forever when ``None``) or ``stop`` is set."""
+        end = None if duration is None else time.monotonic() + duration
+        while (end is None or time.monotonic() < end) and not (stop is not None and stop.is_set()):
             self.executor.spin_once(timeout_sec=0.1)
 
     def close(self) -> None:
@@ -141,31 +147,38 @@ class SimLoop(threading.Thread):
 
 
 def run_stack(params_file: str | None, with_sim: bool = False, *, namespace: str = "", data_dir: str | None = None,
-              duration: float | None = None, finetune: bool = True) -> int:
-    """Run the stack until Ctrl-C (or ``duration`` seconds); returns an exit code."""
-    rclpy.init()
+              duration: float | None = None, finetune: bool = True, stop: threading.Event | None = None) -> int:
+    """Run the stack until Ctrl-C or SIGTERM (or ``duration`` seconds); returns an exit code (0 on a signal).
+
+    ``stop``: an event the caller's :class:`~ssl_nav.shutdown.StopOnSignal` sets; without one, this function
+    installs its own."""
     stack = None
     loop = None
-    try:
-        stack = Stack(None, params_file, with_sim, namespace, data_dir)
-        names = ", ".join(stack.nodes)
-        print(f"ssl-nav ros-stack: running {names}" + (f" in namespace {namespace}" if namespace else ""), flush=True)
-        if with_sim:
-            loop = SimLoop(stack, finetune=finetune)
-            loop.start()
-        stack.spin(duration)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if loop is not None:
-            loop.stop.set()
-        summary = _summary(stack)
-        if stack is not None:
-            stack.close()
-        if rclpy.ok():
-            rclpy.shutdown()
-        if summary:
-            print(summary, flush=True)
+    with contextlib.nullcontext(None) if stop is not None else StopOnSignal() as own:
+        stop = stop if stop is not None else own.stop
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            stack = Stack(None, params_file, with_sim, namespace, data_dir)
+            names = ", ".join(stack.nodes)
+            print(f"ssl-nav ros-stack: running {names}" + (f" in namespace {namespace}" if namespace else ""),
+                  flush=True)
+            if with_sim and not stop.is_set():
+                loop = SimLoop(stack, finetune=finetune)
+                loop.start()
+            stack.spin(duration, stop)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if loop is not None:
+                loop.stop.set()
+                loop.join(timeout=5)
+            summary = _summary(stack)
+            if stack is not None:
+                stack.close()
+            if rclpy.ok():
+                rclpy.shutdown()
+            if summary:
+                print(summary, flush=True)
     return 0
 
 

@@ -198,9 +198,12 @@ class ViewCollector:
         # instance id -> [(view_id, camera position)], seeded from the store's LQ views (reopen-and-continue)
         self._kept: dict[int, list[tuple[str, np.ndarray]]] = {}
         for v in store.views(quality="low"):
-            if v.get("T_world_cam") is not None:
-                pos = np.asarray(v["T_world_cam"], dtype=np.float64)[:3, 3]
-                self._kept.setdefault(int(v["instance_id"]), []).append((v["view_id"], pos))
+            try:  # ViewStore checks T_world_cam when it reads a line; a view without a usable pose is not seeded
+                T = np.asarray(v.get("T_world_cam"), dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            if T.shape == (4, 4) and np.isfinite(T).all():
+                self._kept.setdefault(int(v["instance_id"]), []).append((v["view_id"], T[:3, 3]))
 
     def process(self, frame: Frame, imap: InstanceMap) -> list[dict]:
         """Gate, find visible instances, crop, check quality and add (or swap in) views; returns the new records.

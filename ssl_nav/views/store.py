@@ -1,9 +1,14 @@
-"""ViewStore: the on-disk dataset of instance views (DESIGN.md, a stable format)::
+"""ViewStore: the on-disk dataset of instance views (a stable format, docs/formats.md)::
 
     STORE/instances.json   {"<instance_id>": {"category", "centroid", "aabb", "n_points"}}
     STORE/views.jsonl      one view per line (view_id, instance_id, image, quality, frame_id,
                            T_world_cam, bbox, visible_fraction, sharpness, and any extra keys)
     STORE/views/<instance_id>/<view_id>.png
+
+Every line is checked when the store is read: key types, a 4x4 finite ``T_world_cam``, a unique
+``view_id`` and an ``image`` path inside ``STORE/views/`` (:func:`ssl_nav.paths.resolve_inside`). A store
+opened ``strict`` (the default) refuses a bad line with ``views.jsonl:LINE`` in the message; ``strict=False``
+(``ssl-nav store check``) skips it and lists it in :meth:`ViewStore.check`.
 
 Appends are atomic: the PNG is written first (temporary file, fsync, rename),
 then the whole JSON line is appended with a single ``os.write`` and fsynced. A
@@ -12,25 +17,81 @@ image exists; at worst an orphan PNG, which no line references. A trailing
 partial line (which a single write makes practically impossible) is ignored by
 readers and cut off when the store is next opened for writing. Unknown keys are
 kept. Instance ids are ``str(int)``.
+
+:meth:`ViewStore.transaction` makes a whole command all-or-nothing: when its block raises (a bad input file,
+a full disk, Ctrl-C), ``views.jsonl`` and ``instances.json`` get their old bytes back, the images written in
+the block are deleted, and a store the same object created is removed again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from ssl_nav.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ssl_nav.errors import StoreError
+from ssl_nav.errors import FormatError, StoreError
+from ssl_nav.paths import resolve_inside
 
 QUALITIES = ("low", "high")
 REQUIRED_KEYS = ("view_id", "instance_id", "image", "quality")
 _ID_RE = re.compile(r"^-?\d+$")
 _VIEW_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: what a store directory may hold besides hidden temporary files (``collect`` adds map/ and sources.jsonl)
+STORE_ENTRIES = ("instances.json", "views.jsonl", "views", "map", "sources.jsonl")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_view_record(rec: Any, root: Path) -> dict:
+    """A ``views.jsonl`` record with its types checked and ``instance_id`` as ``str``; ``ValueError`` otherwise.
+
+    ``image`` must name a file inside ``root/views`` (paths are relative to ``root``).
+    """
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"missing key '{missing[0]}'")
+    vid, iid = rec["view_id"], rec["instance_id"]
+    if not isinstance(vid, str) or not _VIEW_ID_RE.match(vid):
+        raise ValueError(f"key 'view_id' must be a string of letters, digits, '_', '-', '.', got {vid!r}")
+    if isinstance(iid, bool) or not isinstance(iid, (str, int)) or not _ID_RE.match(str(iid)):
+        raise ValueError(f"key 'instance_id' must be an integer id, got {iid!r}")
+    if rec["quality"] not in QUALITIES:
+        raise ValueError(f"key 'quality' must be 'low' or 'high', got {rec['quality']!r}")
+    try:
+        resolve_inside(root, rec["image"], "key 'image'", under="views")
+    except FormatError as e:
+        raise ValueError(str(e)) from None
+    T = rec.get("T_world_cam")
+    if T is not None:
+        try:
+            a = np.asarray(T, dtype=np.float64)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.shape != (4, 4) or not np.isfinite(a).all():
+            raise ValueError(f"key 'T_world_cam' must be null or a 4x4 matrix of finite numbers, got {T!r:.60}")
+    bbox = rec.get("bbox")
+    if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(b) for b in bbox)):
+        raise ValueError(f"key 'bbox' must be null or 4 numbers, got {bbox!r:.60}")
+    for key in ("visible_fraction", "sharpness"):
+        v = rec.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"key '{key}' must be null or a number, got {v!r:.60}")
+    fid = rec.get("frame_id")
+    if fid is not None and (isinstance(fid, bool) or not isinstance(fid, (str, int))):
+        raise ValueError(f"key 'frame_id' must be null or a string, got {fid!r:.60}")
+    return {**rec, "instance_id": str(iid)}
 
 
 def _json_value(v: Any) -> Any:
@@ -51,22 +112,55 @@ class ViewStore:
         (recorded for :meth:`check`) instead of raising :class:`StoreError`."""
         self.root = Path(root)
         self.strict = strict
+        #: paths this object created (a new store), removed again when a transaction fails
+        self._created: list[Path] = []
+        self._tx: dict | None = None
         if not (self.root / "views.jsonl").is_file() or not (self.root / "instances.json").is_file():
             if not create:
                 if not self.root.exists():
                     raise StoreError(f"{self.root}: view store not found")
                 raise StoreError(f"{self.root}: not a view store (views.jsonl or instances.json missing)")
-            (self.root / "views").mkdir(parents=True, exist_ok=True)
-            if not (self.root / "instances.json").is_file():
-                atomic_write_json(self.root / "instances.json", {})
-            if not (self.root / "views.jsonl").is_file():
-                atomic_write_text(self.root / "views.jsonl", "")
+            self._create()
         self._problems: list[str] = []
         self._partial_tail = False
         self._views: list[dict] = []
+        self._lines: dict[str, int] = {}  # view id -> line in views.jsonl
+        self._n_lines = 0
         self._next: dict[str, int] = {}
         self._instances: dict[str, dict] | None = None
         self.reload()
+
+    def _create(self) -> None:
+        """Make the missing files of a new store; refuse a directory that holds anything else, or views without
+        their ``instances.json`` (that would hide lost data behind an empty file)."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root}: exists and is not a directory")
+        if root.is_dir():
+            other = sorted(p.name for p in root.iterdir() if p.name not in STORE_ENTRIES and not p.name.startswith("."))
+            if other:
+                raise StoreError(f"{root}: not a view store and not empty (holds {other[0]!r}); "
+                                 f"give a new or empty directory")
+            views_jsonl = root / "views.jsonl"
+            has_lines = views_jsonl.is_file() and views_jsonl.stat().st_size > 0
+            has_images = (root / "views").is_dir() and any((root / "views").iterdir())
+            if not (root / "instances.json").is_file() and has_lines:
+                raise StoreError(f"{root / 'instances.json'}: missing, but views.jsonl holds views; restore it "
+                                 f"(a store is views.jsonl + instances.json + views/)")
+            if not views_jsonl.is_file() and has_images:
+                raise StoreError(f"{views_jsonl}: missing, but views/ holds images; restore it")
+        else:
+            missing = root
+            while not missing.parent.exists() and missing.parent != missing:
+                missing = missing.parent
+            root.mkdir(parents=True)
+            self._created.append(missing)
+        for name, write in (("instances.json", lambda p: atomic_write_json(p, {})),
+                            ("views.jsonl", lambda p: atomic_write_text(p, "")), ("views", Path.mkdir)):
+            p = root / name
+            if not p.exists():
+                write(p)
+                self._created.append(p)
 
     # ------------------------------------------------------------ reading
 
@@ -79,35 +173,48 @@ class ViewStore:
         return self.root / "instances.json"
 
     def reload(self) -> None:
-        """Re-read ``views.jsonl`` (a trailing partial line is ignored)."""
+        """Re-read ``views.jsonl`` (a trailing partial line is ignored); check every line (module docstring)."""
         data = self.views_path.read_bytes()
         self._partial_tail = bool(data) and not data.endswith(b"\n")
         lines = data.split(b"\n")
         if self._partial_tail:
             lines = lines[:-1]
+        elif lines and lines[-1] == b"":
+            lines = lines[:-1]
         views, problems = [], []
+        line_of: dict[str, int] = {}
+        image_of: dict[str, str] = {}
         for n, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
+            where = f"{self.views_path}:{n}"
             try:
-                rec = json.loads(raw)
-                if not isinstance(rec, dict):
-                    raise ValueError("not a JSON object")
-                missing = [k for k in REQUIRED_KEYS if k not in rec]
-                if missing:
-                    raise ValueError(f"missing key '{missing[0]}'")
-                if rec["quality"] not in QUALITIES:
-                    raise ValueError(f"quality must be 'low' or 'high', got {rec['quality']!r}")
-            except (ValueError, UnicodeDecodeError) as e:
-                msg = f"{self.views_path}:{n}: malformed view line ({e})"
+                try:
+                    obj = json.loads(raw)
+                except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+                    raise StoreError(f"{where}: malformed view line ({e})") from None
+                try:
+                    rec = check_view_record(obj, self.root)
+                    vid = rec["view_id"]
+                    if vid in line_of:
+                        raise ValueError(f"duplicate view id {vid!r} (first on line {line_of[vid]})")
+                    img = os.path.normpath(rec["image"])
+                    if img in image_of:
+                        raise ValueError(f"image {rec['image']!r} is also the image of view {image_of[img]!r}")
+                except ValueError as e:
+                    raise StoreError(f"{where}: bad view line ({e})") from None
+            except StoreError as e:
                 if self.strict:
-                    raise StoreError(msg) from None
-                problems.append(msg)
+                    raise StoreError(f"{e}; `ssl-nav store check {self.root}` lists every problem") from None
+                problems.append(str(e))
                 continue
-            rec["instance_id"] = str(rec["instance_id"])
+            line_of[vid] = n
+            image_of[img] = vid
             views.append(rec)
         self._views = views
         self._problems = problems
+        self._lines = line_of
+        self._n_lines = len(lines)
         self._next = {}
         for v in views:
             m = re.search(r"(\d+)$", str(v["view_id"]))
@@ -120,11 +227,16 @@ class ViewStore:
         """``instances.json`` as a dict keyed by ``str(int)`` ids."""
         if self._instances is None:
             try:
-                d = json.loads(self.instances_path.read_text())
-            except (OSError, json.JSONDecodeError) as e:
+                d = json.loads(self.instances_path.read_bytes())
+            except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 raise StoreError(f"{self.instances_path}: cannot read instances ({e})") from None
             if not isinstance(d, dict):
                 raise StoreError(f"{self.instances_path}: expected a JSON object of instances")
+            for key, entry in d.items():
+                if not _ID_RE.match(key):
+                    raise StoreError(f"{self.instances_path}: instance id {key!r} is not an integer")
+                if not isinstance(entry, dict):
+                    raise StoreError(f"{self.instances_path}: instance {key} must be a JSON object, got {entry!r:.60}")
             self._instances = d
         return dict(self._instances)
 
@@ -138,15 +250,24 @@ class ViewStore:
         return len(self._views)
 
     def image_path(self, view: dict) -> Path:
-        return self.root / view["image"]
+        """``STORE/<image>``; :class:`StoreError` when the record's path would leave ``STORE/views``."""
+        return resolve_inside(self.root, view.get("image"), f"{self.views_path}: view {view.get('view_id')}: "
+                              f"key 'image'", under="views", error=StoreError)
+
+    def line_of(self, view_id: str) -> int | None:
+        """The line of ``views.jsonl`` that holds ``view_id`` (for messages)."""
+        return self._lines.get(str(view_id))
 
     def load_image(self, view: dict) -> np.ndarray:
         """The view's image as uint8 RGB; :class:`StoreError` naming the file when missing or corrupt."""
         import cv2
 
+        from ssl_nav.frames import check_image_size
+
         p = self.image_path(view)
         if not p.is_file():
             raise StoreError(f"{p}: image of view {view.get('view_id')} is missing")
+        check_image_size(p, StoreError)
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             raise StoreError(f"{p}: image of view {view.get('view_id')} cannot be decoded")
@@ -164,6 +285,7 @@ class ViewStore:
             out[key] = {k: _json_value(v) for k, v in dict(entry).items()}
         atomic_write_json(self.instances_path, out)
         self._instances = out
+        self._keep_created()
 
     def _repair_tail(self) -> None:
         """Cut a trailing partial line left by a crash (before our first append)."""
@@ -207,11 +329,40 @@ class ViewStore:
                "sharpness": None if sharpness is None else float(sharpness)}
         for k, v in extra.items():
             rec[k] = _json_value(v)
+        if view_id in self._lines:
+            raise StoreError(f"{self.views_path}: view id {view_id!r} exists already (line {self._lines[view_id]})")
         self._repair_tail()
+        if self._tx is not None:
+            self._tx["images"].append(self.root / rec["image"])
         atomic_write_bytes(self.root / rec["image"], encode_png(img))
         self._append_line(json.dumps(rec) + "\n")
+        self._n_lines += 1
+        self._lines[view_id] = self._n_lines
         self._views.append(rec)
+        self._keep_created()
         return dict(rec)
+
+    def _keep_created(self) -> None:
+        """A write outside a transaction makes a new store permanent: a later failed transaction keeps it."""
+        if self._tx is None:
+            self._created = []
+
+    def identical_view(self, instance_id: str, image: np.ndarray, quality: str | None = None) -> dict | None:
+        """A view of ``instance_id`` (of ``quality``) whose PNG file equals ``image`` encoded, else ``None``.
+
+        Keeps a photo added twice (``add-photos``, ``collect --append`` of a recording with the same photos)
+        from becoming two views."""
+        from ssl_nav.frames import encode_png
+
+        data = encode_png(np.asarray(image))
+        for v in self.views(instance_id, quality):
+            p = self.root / v["image"]
+            try:
+                if p.stat().st_size == len(data) and p.read_bytes() == data:
+                    return v
+            except OSError:
+                continue
+        return None
 
     def _append_line(self, line: str) -> None:
         data = line.encode("utf-8")
@@ -229,46 +380,111 @@ class ViewStore:
         drop = {str(v) for v in view_ids}
         if not drop:
             return 0
+        if self._tx is not None:
+            raise StoreError(f"{self.root}: views cannot be removed inside a transaction (it could not undo that)")
         self._repair_tail()
         kept = [v for v in self._views if v["view_id"] not in drop]
         gone = [v for v in self._views if v["view_id"] in drop]
         atomic_write_text(self.views_path, "".join(json.dumps(v) + "\n" for v in kept))
+        self._keep_created()
         self._views = kept
+        self._lines = {v["view_id"]: n for n, v in enumerate(kept, start=1)}
+        self._n_lines = len(kept)
+        still_used = {os.path.normpath(v["image"]) for v in kept}
         for v in gone:
-            self.image_path(v).unlink(missing_ok=True)
+            if os.path.normpath(v["image"]) not in still_used:
+                # every record was checked when read; image_path checks again, right before the unlink
+                self.image_path(v).unlink(missing_ok=True)
         return len(gone)
+
+    # ------------------------------------------------------------ all or nothing
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["ViewStore"]:
+        """Undo the block's writes when it raises (see the module docstring); nests into the outer one."""
+        if self._tx is not None:
+            yield self
+            return
+        self._repair_tail()
+        self._tx = {"views": self.views_path.read_bytes(), "instances": self.instances_path.read_bytes(),
+                    "images": []}
+        try:
+            yield self
+        except BaseException:
+            self._rollback()
+            raise
+        self._tx = None
+        self._created = []  # committed: a later failure no longer removes the store
+
+    def _rollback(self) -> None:
+        tx, self._tx = self._tx, None
+        for p in tx["images"]:
+            p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                p.parent.rmdir()  # views/<instance_id>/ when it is empty now
+        created = set(self._created)
+        for path, data in ((self.views_path, tx["views"]), (self.instances_path, tx["instances"])):
+            if path not in created:
+                atomic_write_bytes(path, data)
+        for p in reversed(self._created):  # what this object created (a new store): remove it again
+            if p.is_dir() and not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    for sub in sorted(p.rglob("*"), reverse=True):  # only empty directories are left in it
+                        if sub.is_dir() and not sub.is_symlink():
+                            sub.rmdir()
+                    p.rmdir()
+            else:
+                p.unlink(missing_ok=True)
+        self._created = []
+        if self.views_path.is_file() and self.instances_path.is_file():
+            self.reload()
+        else:
+            self._views, self._lines, self._n_lines, self._next, self._instances = [], {}, 0, {}, None
 
     # ------------------------------------------------------------ checking
 
     def check(self, decode: bool = True) -> list[str]:
-        """Problems by path: malformed lines, missing or undecodable images, duplicate ids, bad instances.json."""
+        """Problems by path and line: malformed or bad lines (types, paths leaving the store, duplicate ids),
+        a bad instances.json, views of unknown instances, missing, oversized or undecodable images, and the same
+        image stored twice for one instance and frame (a view collected twice)."""
         import cv2
+
+        from ssl_nav.frames import check_image_size
 
         problems = list(self._problems)
         try:
             inst = self.instances()
-            for key in inst:
-                if not _ID_RE.match(str(key)):
-                    problems.append(f"{self.instances_path}: instance id {key!r} is not an integer")
         except StoreError as e:
             problems.append(str(e))
             inst = None
-        seen: set[str] = set()
+        first: dict[tuple, dict] = {}
         for v in self._views:
-            p = self.image_path(v)
-            if v["view_id"] in seen:
-                problems.append(f"{self.views_path}: duplicate view id {v['view_id']}")
-            seen.add(v["view_id"])
-            if not _ID_RE.match(v["instance_id"]):
-                problems.append(f"{self.views_path}: view {v['view_id']}: "
-                                f"instance id {v['instance_id']!r} is not an integer")
+            vid = v["view_id"]
+            where = f"{self.views_path}:{self._lines.get(vid, '?')}: view {vid}"
+            p = self.root / v["image"]  # every path was checked when the line was read
             if inst is not None and v["instance_id"] not in inst:
-                problems.append(f"{self.views_path}: view {v['view_id']}: "
-                                f"instance {v['instance_id']} not in {self.instances_path.name}")
+                problems.append(f"{where}: instance {v['instance_id']} not in {self.instances_path.name}")
             if not p.is_file():
-                problems.append(f"{p}: missing (view {v['view_id']})")
-            elif decode and cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is None:
-                problems.append(f"{p}: corrupt, cannot be decoded (view {v['view_id']})")
+                problems.append(f"{p}: missing (view {vid})")
+                continue
+            if not decode:
+                continue
+            try:
+                check_image_size(p, StoreError)
+                data = p.read_bytes()
+            except (StoreError, OSError) as e:
+                problems.append(f"{e} (view {vid})")
+                continue
+            if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is None:
+                problems.append(f"{p}: corrupt, cannot be decoded (view {vid})")
+                continue
+            key = (v["instance_id"], v.get("frame_id"), hashlib.sha256(data).hexdigest())
+            if key in first:
+                other = first[key]["view_id"]
+                problems.append(f"{where}: the same image as view {other} (line {self._lines.get(other, '?')}) "
+                                f"of the same instance and frame: a duplicate view")
+            else:
+                first[key] = v
         return problems
 
     def stats(self) -> dict:

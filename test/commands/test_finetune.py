@@ -41,3 +41,50 @@ def test_finetune_command_reports_a_bad_store(tmp_path, capsys):
     rc = main(["finetune", "--store", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--no-progress"])
     assert rc == 2
     assert str(tmp_path / "missing") in capsys.readouterr().err
+
+
+def _tiny(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML)
+    return ["--config", str(cfg), "--epochs", "1", "--device", "cpu", "--no-progress", "--ledger", "none"]
+
+
+def test_finetune_refuses_to_overwrite_a_run_unless_asked(tmp_path, capsys):
+    """D3: an existing run is kept unless --resume or --overwrite; --overwrite starts from scratch."""
+    store = fixtures.write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
+    out = tmp_path / "run"
+    assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path), "--resume",
+                 "--overwrite"]) == 2
+    (out / "metrics.jsonl").write_text('{"epoch": 1, "stale": true}\n')
+    assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path), "--overwrite"]) == 0
+    assert "stale" not in (out / "metrics.jsonl").read_text()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_finetune_refuses_duplicate_views(tmp_path, capsys):
+    """U3: a view listed twice is not trained on twice silently: the store is refused, naming both lines."""
+    store = fixtures.write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
+    lines = (store / "views.jsonl").read_text().splitlines()
+    (store / "views.jsonl").write_text("\n".join(lines + [lines[1]]) + "\n")
+    assert main(["finetune", "--store", str(store), "--out", str(tmp_path / "run"), *_tiny(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "views.jsonl:7: bad view line (duplicate view id 'v1_1' (first on line 2))" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_finetune_warns_about_a_store_too_small_to_learn_from(tmp_path, capsys):
+    """U5: one instance (or one view each) still trains, but says why the result means little."""
+    store = fixtures.write_store(tmp_path / "store", n_instances=1, views_per_instance=2)
+    assert main(["finetune", "--store", str(store), "--out", str(tmp_path / "run"), *_tiny(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "only 2 view(s) of 1 instance(s)" in err
+    store2 = fixtures.write_store(tmp_path / "store2", n_instances=2, views_per_instance=3)
+    assert main(["finetune", "--store", str(store2), "--out", str(tmp_path / "run2"), *_tiny(tmp_path)]) == 0
+    assert "warning" not in capsys.readouterr().err

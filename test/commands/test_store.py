@@ -43,3 +43,24 @@ def test_stats(tmp_path, capsys):
     assert main(["store", "stats", str(tmp_path / "s"), "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["per_instance"] == {"1": {"low": 2, "high": 1}, "2": {"low": 1, "high": 0}}
+
+
+def test_check_and_index_name_a_bad_line_instead_of_crashing(tmp_path, capsys):
+    """T4, D1, T5: "image": 5, a path outside the store and a bad pose are listed by line; index refuses."""
+    s, views = _store(tmp_path / "s")
+    (tmp_path / "outside.png").write_bytes((tmp_path / "s" / views[0]["image"]).read_bytes())
+    with open(tmp_path / "s" / "views.jsonl", "a") as fh:
+        fh.write(json.dumps(views[1] | {"view_id": "x_1", "image": 5}) + "\n")
+        fh.write(json.dumps(views[1] | {"view_id": "x_2", "image": "../outside.png"}) + "\n")
+        fh.write(json.dumps(views[1] | {"view_id": "x_3", "image": "views/1/x_3.png", "T_world_cam": "x"}) + "\n")
+    assert main(["store", "check", str(tmp_path / "s")]) == 1
+    out = capsys.readouterr().out
+    assert "views.jsonl:5: bad view line (key 'image': must be a relative path" in out
+    assert "views.jsonl:6: bad view line (key 'image': path '../outside.png' leaves" in out
+    assert "views.jsonl:7: bad view line (key 'T_world_cam'" in out
+    assert "3 problem(s) in 4 views" in out
+    assert main(["index", "--store", str(tmp_path / "s"), "--model", "mobilenet_v3_small",
+                 "--out", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert "views.jsonl:5: bad view line" in err and "ssl-nav store check" in err
+    assert not (tmp_path / "idx").exists()

@@ -90,3 +90,24 @@ def test_mobilenet_v2_imagenet_baseline_encoder():
     ref = torch.load(imagenet_weights_path("mobilenet_v2"), weights_only=True)
     assert torch.equal(enc.backbone.net.features[0][0].weight, ref["features.0.0.weight"])
     assert enc.model_hash == load_encoder("mobilenet_v2").model_hash
+
+
+def test_safe_load_names_an_empty_file_and_explains_a_refused_pickle(tmp_path):
+    """T3: a 0-byte file is a CheckpointError, not an IndexError; U4: a pickle refused for safety says so in full."""
+    import pickle
+
+    from ssl_nav.errors import CheckpointError
+    from ssl_nav.learning.backbones import safe_load
+
+    (tmp_path / "model.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"model.pt: cannot load model: the file is empty"):
+        safe_load(tmp_path / "model.pt", "model")
+    torch.save({"w": torch.zeros(2), "opt": pickle.PickleError("x")}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError) as e:
+        safe_load(tmp_path / "checkpoint.pt")
+    msg = str(e.value)
+    assert "refused for safety" in msg and "pickle.PickleError" in msg and "torch.save(model.state_dict()" in msg
+    assert "weights_only` set to `False`" not in msg
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "checkpoint.pt").read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="cut.pt: cannot load checkpoint"):
+        safe_load(tmp_path / "cut.pt")

@@ -68,3 +68,19 @@ def test_load_queries(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "q/missing.png", "instance_id": "1"}) + "\n")
     with pytest.raises(FormatError, match="bad.jsonl:1"):
         load_queries(tmp_path / "bad.jsonl")
+
+
+def test_load_queries_refuses_images_outside_its_directory(tmp_path):
+    """D1: queries.jsonl paths resolve inside the directory that holds the file."""
+    import json
+
+    from ssl_nav.errors import FormatError
+    from ssl_nav.frames import write_png
+    from ssl_nav.retrieval.evaluate import load_queries
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    write_png(tmp_path / "outside.png", np.zeros((4, 4, 3), np.uint8))
+    (d / "queries.jsonl").write_text(json.dumps({"image": "../outside.png", "instance_id": "1"}) + "\n")
+    with pytest.raises(FormatError, match=r"queries.jsonl:1: key 'image': path '../outside.png' leaves"):
+        load_queries(d / "queries.jsonl")

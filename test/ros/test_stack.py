@@ -114,3 +114,54 @@ def test_stack_nodes_live_in_the_namespace_with_the_launch_remaps(rclpy_context,
         assert {"/robot1/retrieval_server/goal_pose", "/robot1/retrieval_server/matches"} <= pubs
     finally:
         stack.close()
+
+
+def _wait_for_text(path: Path, text: str, proc, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if text in path.read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the stack exited ({proc.returncode}) before {text!r}:\n{path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"no {text!r} after {timeout} s:\n{path.read_text()[-3000:]}")
+
+
+@pytest.mark.parametrize("sig, when", [
+    (signal.SIGTERM, "[sim_bridge]: scene"),  # while the nodes are being created
+    (signal.SIGINT, "sim loop: fine-tune: started"),  # while worker threads publish
+])
+def test_ros_stack_shuts_down_cleanly_on_a_signal(ros_env, tmp_path, sig, when):
+    """T7: Ctrl-C or SIGTERM stops the nodes' threads before the context goes: exit 0, no traceback."""
+    params = tiny_params_file(tmp_path / "tiny.yaml")
+    log_path = tmp_path / "stack.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ssl_nav", "ros-stack", "--params", str(params), "--with-sim",
+                                 "--data-dir", str(tmp_path / "data")], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            _wait_for_text(log_path, when, proc, 180)
+            proc.send_signal(sig)
+            rc = proc.wait(90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log_path.read_text()
+    assert rc == 0, text[-3000:]
+    assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
+
+
+def test_a_store_with_a_bad_pose_stops_the_stack_with_a_clear_error(rclpy_context, tmp_path):
+    """T5: a view with "T_world_cam": "x" is named by line when the view collector opens the store."""
+    from ssl_nav.errors import StoreError
+    from ssl_nav.ros.stack import Stack
+    from ssl_nav.views.store import ViewStore
+
+    store = ViewStore(tmp_path / "d" / "store", create=True)
+    store.set_instances({"1": {}})
+    rec = store.add_view("1", np.zeros((8, 8, 3), np.uint8), "low", T_world_cam=np.eye(4))
+    (tmp_path / "d" / "store" / "views.jsonl").write_text(json.dumps({**rec, "T_world_cam": "x"}) + "\n")
+    with pytest.raises(StoreError, match=r"views.jsonl:1: bad view line \(key 'T_world_cam'"):
+        Stack(rclpy_context, tiny_params_file(tmp_path / "tiny.yaml"), data_dir=str(tmp_path / "d"))

@@ -46,8 +46,9 @@ def test_round_trip_and_reopen_and_continue(tmp_path):
     assert len(ViewStore(root)) == 3
     assert ViewStore(root).check() == []
     # unknown keys written by someone else are kept
+    (root / "views" / "3" / "other_1.png").write_bytes((root / c["image"]).read_bytes())
     with open(root / "views.jsonl", "a") as fh:
-        fh.write(json.dumps({**c, "view_id": "other_1", "future_key": [1, 2]}) + "\n")
+        fh.write(json.dumps({**c, "view_id": "other_1", "image": "views/3/other_1.png", "future_key": [1, 2]}) + "\n")
     assert ViewStore(root).views()[-1]["future_key"] == [1, 2]
 
 
@@ -140,3 +141,156 @@ def test_sigkill_mid_append_leaves_a_store_that_passes_check(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ssl_nav", "store", "check", str(root)], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _store_with_view(root):
+    s = ViewStore(root, create=True)
+    s.set_instances({"1": {}})
+    return s, s.add_view("1", _img(0), "low", T_world_cam=np.eye(4))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"image": "../../victim.png"}, "path '../../victim.png' leaves"),
+    ({"image": "ABS"}, "is absolute"),
+    ({"image": "views.jsonl"}, "leaves"),  # inside the store, but not in views/: remove_views would delete it
+    ({"image": 5}, "key 'image': must be a relative path"),
+    ({"T_world_cam": "x"}, "key 'T_world_cam' must be null or a 4x4 matrix"),
+    ({"T_world_cam": [[1, 0], [0, 1]]}, "key 'T_world_cam'"),
+    ({"bbox": "wide"}, "key 'bbox'"),
+    ({"view_id": 7}, "key 'view_id'"),
+    ({"instance_id": "mug"}, "key 'instance_id'"),
+    ({"sharpness": "high"}, "key 'sharpness'"),
+])
+def test_bad_lines_are_refused_naming_line_and_key(tmp_path, change, match):
+    """D1, T4, T5: every line is checked on reading; strict refuses, strict=False skips and lists it."""
+    root = tmp_path / "store"
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    s, a = _store_with_view(root)
+    change = {k: (str(victim) if v == "ABS" else v) for k, v in change.items()}
+    with open(root / "views.jsonl", "a") as fh:
+        fh.write(json.dumps({**a, "view_id": "1_000099", "image": "views/1/1_000099.png", **change}) + "\n")
+    with pytest.raises(StoreError, match=match) as e:
+        ViewStore(root)
+    assert f"{root / 'views.jsonl'}:2: bad view line" in str(e.value)
+    lenient = ViewStore(root, strict=False)
+    assert len(lenient) == 1
+    problems = lenient.check()
+    assert len(problems) == 1 and "views.jsonl:2" in problems[0]
+    assert lenient.remove_views(["1_000099", a["view_id"]]) == 1
+    assert victim.read_bytes() == b"precious" and (root / "views.jsonl").is_file()
+
+
+def test_images_linked_outside_the_store_are_refused(tmp_path):
+    """D1: a symlink under views/ pointing outside counts as outside."""
+    root = tmp_path / "store"
+    (tmp_path / "victim.png").write_bytes(b"precious")
+    s, a = _store_with_view(root)
+    os.symlink(tmp_path / "victim.png", root / "views" / "1" / "1_000050.png")
+    with open(root / "views.jsonl", "a") as fh:
+        fh.write(json.dumps({**a, "view_id": "1_000050", "image": "views/1/1_000050.png"}) + "\n")
+    with pytest.raises(StoreError, match="leaves"):
+        ViewStore(root)
+    with pytest.raises(StoreError, match="leaves"):
+        s.image_path({"view_id": "x", "image": "views/1/1_000050.png"})
+
+
+def test_duplicate_view_ids_and_images_are_refused_with_both_lines(tmp_path):
+    """U3: the message names the duplicate id, its line and the first line."""
+    root = tmp_path / "store"
+    s, a = _store_with_view(root)
+    b = s.add_view("1", _img(1), "low")
+    with open(root / "views.jsonl", "a") as fh:
+        fh.write(json.dumps({**b, "sharpness": 3.0}) + "\n")
+    with pytest.raises(StoreError, match=rf"views.jsonl:3: bad view line \(duplicate view id '{b['view_id']}' "
+                                         rf"\(first on line 2\)\)"):
+        ViewStore(root)
+    problems = ViewStore(root, strict=False).check()
+    assert len(problems) == 1 and "views.jsonl:3" in problems[0] and b["view_id"] in problems[0]
+    lines = (root / "views.jsonl").read_text().splitlines()
+    (root / "views.jsonl").write_text("\n".join(lines[:2] + [json.dumps({**b, "view_id": "1_000077"})]) + "\n")
+    with pytest.raises(StoreError, match=rf"views.jsonl:3: .*is also the image of view '{b['view_id']}'"):
+        ViewStore(root)
+
+
+def test_check_finds_a_view_collected_twice(tmp_path):
+    """D2: the same image of the same instance and frame under a new id is a duplicate view."""
+    root = tmp_path / "store"
+    s, a = _store_with_view(root)
+    s.add_view("1", _img(0), "low", frame_id="f1")
+    s.add_view("1", _img(0), "low", frame_id="f2")  # same pixels, another frame: not a duplicate
+    assert s.check() == []
+    dup = s.add_view("1", _img(0), "low", frame_id="f1")
+    problems = ViewStore(root).check()
+    assert len(problems) == 1 and f"views.jsonl:4: view {dup['view_id']}: the same image as view" in problems[0]
+    assert "(line 2)" in problems[0]
+
+
+def test_instances_json_is_checked(tmp_path):
+    root = tmp_path / "store"
+    _store_with_view(root)
+    (root / "instances.json").write_text(json.dumps({"1": 5}))
+    with pytest.raises(StoreError, match="instance 1 must be a JSON object"):
+        ViewStore(root).instances()
+    (root / "instances.json").write_bytes(b'{"1": {"category": "\xff"}}')
+    assert "cannot read instances" in ViewStore(root).check()[0]
+
+
+def test_create_refuses_foreign_or_half_stores(tmp_path):
+    """U9: no empty instances.json is made next to views it would hide; no store inside an unrelated directory."""
+    root = tmp_path / "store"
+    s, a = _store_with_view(root)
+    (root / "instances.json").unlink()
+    with pytest.raises(StoreError, match="instances.json: missing, but views.jsonl holds views"):
+        ViewStore(root, create=True)
+    assert not (root / "instances.json").exists()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("x")
+    with pytest.raises(StoreError, match="not a view store and not empty"):
+        ViewStore(home, create=True)
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    (tmp_path / "empty").mkdir()
+    assert len(ViewStore(tmp_path / "empty", create=True)) == 0
+
+
+def test_transaction_undoes_everything_on_failure(tmp_path):
+    """D4: a failed block leaves views.jsonl, instances.json and views/ byte for byte as they were."""
+    root = tmp_path / "store"
+    s, a = _store_with_view(root)
+    before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(OSError, match="disk full"):
+        with s.transaction():
+            s.set_instances({"1": {}, "2": {"category": "mug"}})
+            for i in range(3):
+                s.add_view("2", _img(i), "low")
+            raise OSError("disk full")
+    after = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before and not (root / "views" / "2").exists()
+    assert len(s) == 1 and set(s.instances()) == {"1"}
+    with s.transaction():
+        s.add_view("1", _img(5), "high")
+    assert len(ViewStore(root)) == 2
+
+
+def test_a_failed_transaction_removes_the_store_it_created(tmp_path):
+    root = tmp_path / "new" / "store"
+    s = ViewStore(root, create=True)
+    with pytest.raises(KeyboardInterrupt):
+        with s.transaction():
+            s.set_instances({"1": {}})
+            s.add_view("1", _img(0), "low")
+            raise KeyboardInterrupt
+    assert not (tmp_path / "new").exists()
+
+
+def test_oversized_images_are_not_decoded(tmp_path):
+    """U8: load_image and check read the size from the header first."""
+    from test_frames import _png_header_only  # test/ is on sys.path
+
+    root = tmp_path / "store"
+    s, a = _store_with_view(root)
+    _png_header_only(root / a["image"], 12_000, 9_000)
+    with pytest.raises(StoreError, match="too large"):
+        s.load_image(a)
+    assert "too large" in s.check()[0]
