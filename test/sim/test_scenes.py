@@ -18,7 +18,9 @@ def small_sim_config(make_cfg):
 
 def _spec_json(spec) -> str:
     return json.dumps({"objects": [o.to_json() for o in spec.objects], "open": [o.to_json() for o in spec.open_set],
-                       "parts": [[p.name, p.center.tolist(), p.half_extents.tolist(), p.rgba, p.texture]
+                       "calibration": [o.to_json() for o in spec.calibration_open_set],
+                       "parts": [[p.name, p.center.tolist(), p.half_extents.tolist(), p.rgba,
+                                  None if p.texture is None else p.texture.key()]
                                  for p in spec.parts], **spec.to_json()}, sort_keys=True)
 
 
