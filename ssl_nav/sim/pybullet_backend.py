@@ -89,6 +89,8 @@ def linearise_depth(zbuf: np.ndarray, near: float, far: float) -> np.ndarray:
 class PyBulletSimulator:
     """:class:`ssl_nav.sim.base.Simulator` on pybullet (DIRECT, TinyRenderer); scenes come from a seed."""
 
+    backend_name = "pybullet"
+
     def __init__(self, cfg: SimConfig | None = None):
         import pybullet as p
 
@@ -458,7 +460,7 @@ class PyBulletSimulator:
         spec = self._require_scene()
         return {"open_set_objects": [o.to_json() for o in spec.open_set],
                 "calibration_open_set_objects": [o.to_json() for o in spec.calibration_open_set],
-                **spec.to_json(), "camera_height_m": spec.camera_height}
+                **spec.to_json()}
 
     def close(self) -> None:
         """Disconnect the pybullet client and remove the texture files (idempotent)."""

@@ -512,21 +512,15 @@ def _place(rng: np.random.Generator, model: ModelSpec, size: float, supports: li
 # ---------------------------------------------------------------- touching footprints (hard cases)
 
 def convex_hull_2d(points: np.ndarray) -> np.ndarray:
-    """Counter-clockwise convex hull of 2D points (Andrew's monotone chain)."""
-    pts = np.unique(np.round(np.asarray(points, np.float64), 9), axis=0)
-    if len(pts) < 3:
-        return pts
+    """Counter-clockwise convex hull of 2D points (qhull through scipy)."""
+    from scipy.spatial import ConvexHull, QhullError
 
-    def half(seq):
-        out: list = []
-        for p in seq:
-            while len(out) >= 2 and np.cross(out[-1] - out[-2], p - out[-2]) <= 0:
-                out.pop()
-            out.append(p)
-        return out
-
-    lower, upper = half(pts), half(pts[::-1])
-    return np.asarray(lower[:-1] + upper[:-1])
+    pts = np.asarray(points, np.float64)
+    try:
+        return pts[ConvexHull(pts).vertices]  # counter-clockwise in 2D
+    except (QhullError, ValueError):  # degenerate (a segment or a point): its bounding rectangle
+        lo, hi = pts.min(0), pts.max(0) + 1e-9
+        return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
 
 
 def _segment_distances(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -631,7 +625,7 @@ def _looks_distinct(rgba: tuple, tex: Texture | None, family: list[tuple[tuple, 
             if not designs_distinct(tex, f_tex):
                 return False
         elif (tex.key() if tex else None) == (f_tex.key() if f_tex else None) \
-                and _circ(_hue(rgba), _hue(f_rgba)) < 0.12:
+                and float(np.linalg.norm(np.subtract(rgba[:3], f_rgba[:3]))) < 0.25:
             return False
     return True
 
@@ -655,6 +649,9 @@ def lookalike_appearance(rng: np.random.Generator, src: PlacedObject,
                 kind = f"variant:{detail}"
                 tex = near_identical(src.texture, detail, rng)
             rgba = src.rgba
+        elif src.model.textured and rng.uniform() < 0.5:  # the same texture, tinted another colour
+            kind, tex = "recolour", src.texture
+            rgba = _rgba_hsv(rng.uniform(0, 1), float(rng.uniform(0.45, 0.8)), 1.0)
         elif src.model.textured:
             kind = "retexture"
             choices = [t for t in TWIN_TEXTURES if src.texture is None or t != src.texture.key()]
@@ -682,10 +679,44 @@ def _check_config(cfg: SimConfig) -> None:
                           f"sim.n_objects_min ({cfg.n_objects_min})")
 
 
+class _Placer:
+    """Rests objects on the supports without overlap and keeps them in placement order (ids come later)."""
+
+    def __init__(self, rng: np.random.Generator, cfg: SimConfig, supports: list[Support], weights: np.ndarray,
+                 footprints: list[tuple]):
+        self.rng, self.cfg, self.supports, self.weights, self.footprints = rng, cfg, supports, weights, footprints
+        self.taken: dict[str, list[tuple]] = {}
+        self.placed: list[PlacedObject] = []
+
+    def add(self, model: ModelSpec, role: str, size: float, rgba: tuple | None = None,
+            texture: Texture | None = None, twin_of: int | None = None, avoid: str | None = None,
+            generator: np.random.Generator | None = None, weights: np.ndarray | None = None, margin: float = 0.06,
+            into: dict | None = None) -> PlacedObject | None:
+        """Place ``model``; ``weights`` picks the supports (default: furniture twice as likely as the floor),
+        ``into`` a private copy of the occupied rectangles (objects that never share the room)."""
+        w = self.weights if weights is None else weights
+        w = np.concatenate([w, np.zeros(len(self.supports) - len(w))])  # supports on objects only by request
+        res = _place(generator if generator is not None else self.rng, model, size, self.supports, w,
+                     self.taken if into is None else into, self.footprints, avoid_support=avoid, margin=margin)
+        if res is None:
+            return None
+        position, yaw, mesh_scale, amin, amax, sname = res
+        obj = PlacedObject(0, role, model, mesh_scale, yaw, position, rgba or model.rgba or (1.0, 1.0, 1.0, 1.0),
+                           texture, amin, amax, sname, twin_of)
+        self.placed.append(obj)
+        return obj
+
+    def size(self, m: ModelSpec, r: np.random.Generator) -> float:
+        if m.procedural is not None:  # real-size products, kept within the configured size range
+            return float(np.clip(max(m.procedural.dims), self.cfg.object_size_min, self.cfg.object_size_max))
+        return float(r.uniform(self.cfg.object_size_min, self.cfg.object_size_max))
+
+
 def build_scene_spec(seed: int, cfg: SimConfig) -> SceneSpec:
     """The procedural scene of ``seed``: same seed and config, same scene (pure numpy, no pybullet)."""
     _check_config(cfg)
-    rng = np.random.default_rng([int(seed), 0x5CE7E])
+    seed = int(seed)
+    rng = np.random.default_rng([seed, 0x5CE7E])
     lo, hi, H, parts = _build_room(rng, cfg)
     fparts, footprints, tops, supports = _place_furniture(rng, lo, hi)
     parts += fparts
@@ -694,54 +725,54 @@ def build_scene_spec(seed: int, cfg: SimConfig) -> SceneSpec:
     # objects prefer furniture; the floor gets about a third
     weights = np.array([0.35 * len(supports[1:]) / 0.65 if s.name == "floor" else 1.0 for s in supports]) \
         if len(supports) > 1 else np.ones(1)
-    weights = weights / weights.sum()
+    placer = _Placer(rng, cfg, supports, weights / weights.sum(), footprints)
     n_total = int(rng.integers(cfg.n_objects_min, cfg.n_objects_max + 1))
     n_primary = n_total - cfg.n_twins - cfg.n_distractors
     primary_models = _choose_models(rng, n_primary + cfg.n_open_set, exclude=set())
     open_models, primary_models = primary_models[n_primary:], primary_models[:n_primary]
     n_products = min(int(cfg.n_products), n_primary)
     if n_products:  # products take the last goal slots (their own stream: the other goals stay as they were)
-        prng = np.random.default_rng([int(seed), 0x9D0C])
+        prng = np.random.default_rng([seed, 0x9D0C])
         kinds = [PRODUCT_KINDS[int(k)] for k in prng.permutation(len(PRODUCT_KINDS))]
         kinds = (kinds * (n_products // len(kinds) + 1))[:n_products]
         primary_models[n_primary - n_products:] = [product_model(prng, k) for k in kinds]
-    taken: dict[str, list[tuple]] = {}
-    placed: list[PlacedObject] = []
+    sizes = _add_goals_and_twins(placer, seed, primary_models)
+    dmodels = list(DISTRACTOR_MODELS) + [random_shape_model(int(k)) for k in rng.integers(0, N_RANDOM_SHAPES, 4)]
+    used = {m.category for m in primary_models + open_models}
+    dmodels = [m for m in dmodels if m.category not in used]
+    for k in range(cfg.n_distractors):
+        m = dmodels[int(rng.integers(len(dmodels)))]
+        placer.add(m, "distractor", float(rng.uniform(cfg.object_size_min, cfg.object_size_max)), texture=m.texture)
+    if cfg.hard_cases:
+        _add_hard_cases(np.random.default_rng([seed, 0x4A2D]), placer)
+    _assign_ids(placer.placed, supports)
+    open_set, calibration = _add_open_sets(placer, seed, open_models, sizes,
+                                           exclude={m.category for m in primary_models + open_models})
+    camera_height = float(rng.uniform(cfg.camera_height_min, cfg.camera_height_max))
+    lighting = random_lighting(rng)
+    return SceneSpec(seed=seed, scene_id=f"pybullet_seed{seed}", room_min=lo, room_max=hi, wall_height=H,
+                     camera_height=camera_height, parts=parts, footprints=footprints, furniture_tops=tops,
+                     supports=supports, objects=list(placer.placed), open_set=open_set, lighting=lighting,
+                     calibration_open_set=calibration)
 
-    def add(model: ModelSpec, role: str, size: float, rgba: tuple, texture: Texture | None = None,
-            twin_of: int | None = None, avoid: str | None = None, generator: np.random.Generator | None = None,
-            weights_: np.ndarray | None = None, margin: float = 0.06, into: dict | None = None,
-            ) -> PlacedObject | None:
-        w = weights if weights_ is None else weights_
-        w = np.concatenate([w, np.zeros(len(supports) - len(w))])  # supports on objects only by request
-        res = _place(generator if generator is not None else rng, model, size, supports, w,
-                     taken if into is None else into, footprints, avoid_support=avoid, margin=margin)
-        if res is None:
-            return None
-        position, yaw, mesh_scale, amin, amax, sname = res
-        obj = PlacedObject(0, role, model, mesh_scale, yaw, position, rgba, texture, amin, amax, sname, twin_of)
-        placed.append(obj)
-        return obj
 
-    def model_size(m: ModelSpec, r: np.random.Generator) -> float:
-        if m.procedural is not None:  # real-size products, kept within the configured size range
-            return float(np.clip(max(m.procedural.dims), cfg.object_size_min, cfg.object_size_max))
-        return float(r.uniform(cfg.object_size_min, cfg.object_size_max))
-
+def _add_goals_and_twins(placer: _Placer, seed: int, models: list[ModelSpec]) -> dict[int, float]:
+    """Place the goal objects, then ``sim.n_twins`` look-alikes of them elsewhere; returns sizes by ``id(obj)``."""
+    rng, cfg = placer.rng, placer.cfg
     sizes: dict[int, float] = {}
-    for m in primary_models:
+    for m in models:
         size = float(rng.uniform(cfg.object_size_min, cfg.object_size_max))
         if m.procedural is not None:
-            size = model_size(m, rng)
-        o = add(m, "object", size, m.rgba or (1.0, 1.0, 1.0, 1.0), m.texture)
+            size = placer.size(m, rng)
+        o = placer.add(m, "object", size, texture=m.texture)
         if o is not None:
             sizes[id(o)] = size
-    primaries = [o for o in placed]
+    primaries = list(placer.placed)
     family: dict[int, list[tuple[tuple, Texture | None]]] = {id(o): [(o.rgba, o.texture)] for o in primaries}
     for i, j in enumerate(rng.permutation(len(primaries))[: cfg.n_twins]):
         src = primaries[int(j)]
         if isinstance(src.texture, PackagingDesign):
-            rgba, tex, kind = lookalike_appearance(np.random.default_rng([int(seed), 0x7A1, i]), src, family[id(src)])
+            rgba, tex, kind = lookalike_appearance(np.random.default_rng([seed, 0x7A1, i]), src, family[id(src)])
         elif src.model.textured:
             tex = DataTexture(str(rng.choice([t for t in TWIN_TEXTURES
                                               if src.texture is None or t != src.texture.key()])))
@@ -750,20 +781,16 @@ def build_scene_spec(seed: int, cfg: SimConfig) -> SceneSpec:
             h, s, v = colorsys.rgb_to_hsv(*src.rgba[:3])
             tex, kind = None, "recolour"
             rgba = _rgba_hsv(h + rng.uniform(0.25, 0.75), max(0.5, s), min(1.0, max(0.45, v)))
-        twin = add(src.model, "twin", sizes[id(src)], rgba, tex, twin_of=placed.index(src), avoid=src.support)
+        twin = placer.add(src.model, "twin", sizes[id(src)], rgba, tex, twin_of=placer.placed.index(src),
+                          avoid=src.support)
         if twin is not None:
             twin.lookalike = kind
             family[id(src)].append((rgba, tex))
-    dmodels = list(DISTRACTOR_MODELS) + [random_shape_model(int(k)) for k in rng.integers(0, N_RANDOM_SHAPES, 4)]
-    used = {m.category for m in primary_models + open_models}
-    dmodels = [m for m in dmodels if m.category not in used]
-    for k in range(cfg.n_distractors):
-        m = dmodels[int(rng.integers(len(dmodels)))]
-        add(m, "distractor", float(rng.uniform(cfg.object_size_min, cfg.object_size_max)),
-            m.rgba or (1.0, 1.0, 1.0, 1.0), m.texture)
-    if cfg.hard_cases:
-        _add_hard_cases(np.random.default_rng([int(seed), 0x4A2D]), cfg, placed, supports, taken, footprints, add)
-    # assign the stable instance ids 1..N in placement order; twins point at their source's id
+    return sizes
+
+
+def _assign_ids(placed: list[PlacedObject], supports: list[Support]) -> None:
+    """Stable instance ids 1..N in placement order; indices (twins, touching, supports on objects) become ids."""
     for i, o in enumerate(placed, start=1):
         o.instance_id = i
     for o in placed:
@@ -775,57 +802,58 @@ def build_scene_spec(seed: int, cfg: SimConfig) -> SceneSpec:
     for s in supports:
         if s.name.startswith("on_object#"):
             s.name = f"on_object_{placed[int(s.name.split('#')[1])].instance_id}"
-    mapped = list(placed)
-    mapped_taken = copy.deepcopy(taken)
-    # open-set objects reserve a free spot (used only while their goal image is rendered)
+
+
+def _add_open_sets(placer: _Placer, seed: int, open_models: list[ModelSpec], sizes: dict[int, float],
+                   exclude: set[str]) -> tuple[list[PlacedObject], list[PlacedObject]]:
+    """The test open set (unrelated models, then look-alikes of goal objects) and the calibration open set.
+
+    Each open-set object reserves a free spot, used only while its goal images render; the unrelated test
+    objects share one set of occupied spots (as they always did), the others each get a copy of the mapped
+    room's. Ids follow the mapped objects'.
+    """
+    rng, cfg = placer.rng, placer.cfg
+    mapped = list(placer.placed)
+    mapped_taken = copy.deepcopy(placer.taken)
     open_set: list[PlacedObject] = []
+    calibration: list[PlacedObject] = []
 
     def reserve(o: PlacedObject | None, bucket: list[PlacedObject]) -> None:
-        if o is None:
-            return
-        placed.remove(o)
-        o.instance_id = len(mapped) + len(open_set) + len(calibration) + 1
-        bucket.append(o)
+        if o is not None:
+            placer.placed.remove(o)
+            o.instance_id = len(mapped) + len(open_set) + len(calibration) + 1
+            bucket.append(o)
 
-    calibration: list[PlacedObject] = []
     for m in open_models:
-        reserve(add(m, "open_set", float(rng.uniform(cfg.object_size_min, cfg.object_size_max)),
-                    m.rgba or (1.0, 1.0, 1.0, 1.0), m.texture), open_set)
+        reserve(placer.add(m, "open_set", float(rng.uniform(cfg.object_size_min, cfg.object_size_max)),
+                           texture=m.texture), open_set)
     goals = [o for o in mapped if o.role == "object"]
     families = {o.instance_id: [(o.rgba, o.texture)] + [(t.rgba, t.texture) for t in mapped
                                                          if t.twin_of == o.instance_id] for o in goals}
 
     def add_lookalikes(r: np.random.Generator, n: int, bucket: list[PlacedObject]) -> None:
-        order = [goals[int(k)] for k in r.permutation(len(goals))] if goals else []
+        order = [goals[int(k)] for k in r.permutation(len(goals))]
         for k in range(n if order else 0):
             src = order[k % len(order)]
             rgba, tex, kind = lookalike_appearance(r, src, families[src.instance_id])
-            o = add(src.model, "open_set", sizes.get(id(src), model_size(src.model, r)), rgba, tex, generator=r,
-                    into=copy.deepcopy(mapped_taken))
+            o = placer.add(src.model, "open_set", sizes.get(id(src), placer.size(src.model, r)), rgba, tex,
+                           generator=r, into=copy.deepcopy(mapped_taken))
             if o is not None:
                 o.lookalike_of, o.lookalike = src.instance_id, kind
                 families[src.instance_id].append((rgba, tex))
                 reserve(o, bucket)
 
-    add_lookalikes(np.random.default_rng([int(seed), 0x100C]), int(cfg.n_lookalikes), open_set)
+    add_lookalikes(np.random.default_rng([seed, 0x100C]), int(cfg.n_lookalikes), open_set)
     if cfg.n_calibration_queries_per_instance > 0:
-        crng = np.random.default_rng([int(seed), 0xCA1B])
-        exclude = {m.category for m in primary_models + open_models} | {o.category for o in mapped}
-        for m in _choose_models(crng, cfg.n_open_set, exclude=exclude):
-            reserve(add(m, "open_set", float(crng.uniform(cfg.object_size_min, cfg.object_size_max)),
-                        m.rgba or (1.0, 1.0, 1.0, 1.0), m.texture, generator=crng,
-                        into=copy.deepcopy(mapped_taken)), calibration)
+        crng = np.random.default_rng([seed, 0xCA1B])
+        for m in _choose_models(crng, cfg.n_open_set, exclude=exclude | {o.category for o in mapped}):
+            reserve(placer.add(m, "open_set", float(crng.uniform(cfg.object_size_min, cfg.object_size_max)),
+                               texture=m.texture, generator=crng, into=copy.deepcopy(mapped_taken)), calibration)
         add_lookalikes(crng, int(cfg.n_lookalikes), calibration)
-    camera_height = float(rng.uniform(cfg.camera_height_min, cfg.camera_height_max))
-    lighting = random_lighting(rng)
-    return SceneSpec(seed=int(seed), scene_id=f"pybullet_seed{int(seed)}", room_min=lo, room_max=hi, wall_height=H,
-                     camera_height=camera_height, parts=parts, footprints=footprints, furniture_tops=tops,
-                     supports=supports, objects=mapped, open_set=open_set, lighting=lighting,
-                     calibration_open_set=calibration)
+    return open_set, calibration
 
 
-def _add_hard_cases(rng: np.random.Generator, cfg: SimConfig, placed: list[PlacedObject], supports: list[Support],
-                    taken: dict[str, list[tuple]], footprints: list[tuple], add) -> None:
+def _add_hard_cases(rng: np.random.Generator, placer: _Placer) -> None:
     """Segmentation hard cases (mapped distractors tagged ``hard_case``), from their own random stream.
 
     touching: boxes and cans whose footprint comes within ``sim.hard_touch_gap`` of a goal object's;
@@ -833,8 +861,13 @@ def _add_hard_cases(rng: np.random.Generator, cfg: SimConfig, placed: list[Place
     plates, cards, boards, mats, pens; small: dice, batteries, matchboxes, erasers, lip balms, caps;
     stacked: a small object resting on a book.
     """
+    cfg, placed, supports, taken = placer.cfg, placer.placed, placer.supports, placer.taken
     by_name = {s.name: s for s in supports}
     goals = [o for o in placed if o.role == "object"]
+
+    def add(model: ModelSpec, role: str, size: float, rgba: tuple, texture: Texture | None, **kw
+            ) -> PlacedObject | None:
+        return placer.add(model, role, size, rgba, texture, generator=rng, **kw)
 
     def tag(o: PlacedObject | None, case: str) -> PlacedObject | None:
         if o is not None:
@@ -882,7 +915,7 @@ def _add_hard_cases(rng: np.random.Generator, cfg: SimConfig, placed: list[Place
             else:
                 m = random_shape_model(int(rng.integers(N_RANDOM_SHAPES)))
                 size = float(rng.uniform(0.06, 0.15))
-            tag(add(m, "distractor", size, m.rgba or (1.0, 1.0, 1.0, 1.0), m.texture, generator=rng, weights_=w,
+            tag(add(m, "distractor", size, m.rgba or (1.0, 1.0, 1.0, 1.0), m.texture, weights=w,
                     margin=float(cfg.hard_clutter_margin)), "clutter")
     def furniture_w(floor: bool = False) -> np.ndarray:
         w = np.array([0.0 if s.name.startswith("on_object") or (s.name == "floor" and not floor) else 1.0
@@ -892,17 +925,17 @@ def _add_hard_cases(rng: np.random.Generator, cfg: SimConfig, placed: list[Place
     for k in range(int(cfg.hard_thin_flat)):
         m, size = thin_model()
         w = furniture_w(floor=m.category in ("placemat", "book"))
-        tag(add(m, "distractor", size, (1.0, 1.0, 1.0, 1.0), m.texture, generator=rng, weights_=w, margin=0.03),
+        tag(add(m, "distractor", size, (1.0, 1.0, 1.0, 1.0), m.texture, weights=w, margin=0.03),
             "thin_flat")
     for k in range(int(cfg.hard_small)):
         m, size = small_model()
-        tag(add(m, "distractor", size, (1.0, 1.0, 1.0, 1.0), m.texture, generator=rng, weights_=furniture_w(),
+        tag(add(m, "distractor", size, (1.0, 1.0, 1.0, 1.0), m.texture, weights=furniture_w(),
                 margin=0.03), "small")
     # stacked: a small object on a book (the book becomes a support)
     for k in range(int(cfg.hard_stacked)):
         base_m = product_model(rng, THIN_FLAT_KINDS[0])
         base = tag(add(base_m, "distractor", float(max(base_m.procedural.dims)),  # type: ignore[union-attr]
-                       (1.0, 1.0, 1.0, 1.0), base_m.texture, generator=rng, weights_=furniture_w(), margin=0.05),
+                       (1.0, 1.0, 1.0, 1.0), base_m.texture, weights=furniture_w(), margin=0.05),
                    "thin_flat")
         if base is None:
             continue
@@ -913,7 +946,7 @@ def _add_hard_cases(rng: np.random.Generator, cfg: SimConfig, placed: list[Place
         supports.append(top)
         m, size = small_model()
         w = np.array([1.0 if s is top else 0.0 for s in supports])
-        o = tag(add(m, "distractor", size, (1.0, 1.0, 1.0, 1.0), m.texture, generator=rng, weights_=w, margin=0.01),
+        o = tag(add(m, "distractor", size, (1.0, 1.0, 1.0, 1.0), m.texture, weights=w, margin=0.01),
                 "stacked")
         if o is not None:
             o.touching = [placed.index(base)]

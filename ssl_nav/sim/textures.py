@@ -69,6 +69,7 @@ def periodic_noise(rng: np.random.Generator, h: int, w: int, scale_px: float) ->
     fx = np.fft.fftfreq(w)[None, :]
     lowpass = np.exp(-((fx ** 2 + fy ** 2) * (math.pi * scale_px) ** 2))
     out = np.real(np.fft.ifft2(np.fft.fft2(white) * lowpass))
+    out -= out.mean()
     std = out.std()
     return (out / std if std > 0 else out).astype(np.float32)
 
