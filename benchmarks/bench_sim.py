@@ -64,8 +64,8 @@ def _breakdown(sim, poses) -> dict[str, float]:
     for k, T in enumerate(poses):
         (_, _, px, zbuf, seg), dt = _timed(
             p.getCameraImage, w, h, viewMatrix=opengl_view_matrix(T),
-            projectionMatrix=opengl_projection_matrix(K, w, h, NEAR, cfg.max_depth), lightDirection=list(light.direction),
-            lightColor=list(light.color), lightDistance=10.0, shadow=0, lightAmbientCoeff=light.ambient,
+            projectionMatrix=opengl_projection_matrix(K, w, h, NEAR, cfg.max_depth),
+            lightDirection=list(light.direction), lightColor=list(light.color), lightDistance=10.0, shadow=0, lightAmbientCoeff=light.ambient,
             lightDiffuseCoeff=light.diffuse, lightSpecularCoeff=light.specular, renderer=p.ER_TINY_RENDERER,
             physicsClientId=sim._cid)
         acc["getCameraImage (furniture, objects)"] += dt

@@ -115,7 +115,7 @@ class SimConfig:
                                                  "1/32)", range=(0.0, 1.0))
     depth_min_m: float = _f(0.2, "realsense depth: nearest valid depth (m)", range=(0.0, 10.0))
     depth_max_m: float = _f(6.0, "realsense depth: farthest valid depth (m)", range=(0.1, 100.0))
-    depth_edge_px: int = _f(2, "realsense depth: pixels invalidated on each side of a depth discontinuity",
+    depth_edge_px: int = _f(1, "realsense depth: pixels invalidated on each side of a depth discontinuity",
                             range=(0, 32))
     depth_dark_level: float = _f(25.0, "realsense depth: surfaces darker than this grey level (0-255) lose depth",
                                  range=(0.0, 255.0))

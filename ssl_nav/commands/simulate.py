@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--turns", type=int, default=None, help="turn steps per position (sim.n_turn_steps)")
     p.add_argument("--width", type=int, default=None, help="image width (sim.width)")
     p.add_argument("--height", type=int, default=None, help="image height (sim.height)")
-    p.add_argument("--photos", type=int, default=None, help="user photos per goal instance, at most 5 (sim.n_user_photos)")
+    p.add_argument("--photos", type=int, default=None,
+                   help="user photos per goal instance, at most 5 (sim.n_user_photos)")
     p.add_argument("--hard-cases", action="store_true",
                    help="add segmentation hard cases and RealSense-like robot depth (sim.hard_cases, "
                         "sim.depth_model: realsense)")

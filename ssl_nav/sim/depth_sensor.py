@@ -93,7 +93,7 @@ def realsense_depth(depth: np.ndarray, rgb: np.ndarray, fx: float, cfg: SimConfi
     if cfg.depth_edge_px > 0:
         k = 2 * int(cfg.depth_edge_px) + 1
         band = cv2.dilate(depth_edges(z).astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
-        invalid |= band & (rng.random((h, w), dtype=np.float32) < 0.7)
+        invalid |= band & (rng.random((h, w), dtype=np.float32) < 0.6)
     # dark (low IR return) and specular (saturated) surfaces
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     if cfg.depth_dark_level > 0:

@@ -26,7 +26,8 @@ class MeshSpec:
     """A procedural mesh: its kind and size (metres); hashable, so meshes are built once."""
 
     kind: str  #: one of MESH_KINDS
-    dims: tuple[float, float, float]  #: box: (x, y, z); can/bottle/plate: (radius, radius, height); pen: (length, radius, radius)
+    #: box: (x, y, z); can, bottle, plate: (radius, radius, height); pen: (length, radius, radius)
+    dims: tuple[float, float, float]
 
     def build(self) -> "Mesh":
         return build_mesh(self)

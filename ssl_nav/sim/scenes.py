@@ -512,15 +512,35 @@ def _place(rng: np.random.Generator, model: ModelSpec, size: float, supports: li
 # ---------------------------------------------------------------- touching footprints (hard cases)
 
 def convex_hull_2d(points: np.ndarray) -> np.ndarray:
-    """Counter-clockwise convex hull of 2D points (qhull through scipy)."""
-    from scipy.spatial import ConvexHull, QhullError
+    """Counter-clockwise convex hull of 2D points (Andrew's monotone chain).
 
-    pts = np.asarray(points, np.float64)
-    try:
-        return pts[ConvexHull(pts).vertices]  # counter-clockwise in 2D
-    except (QhullError, ValueError):  # degenerate (a segment or a point): its bounding rectangle
-        lo, hi = pts.min(0), pts.max(0) + 1e-9
-        return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+    Points strictly inside the polygon of the extreme points in eight directions are dropped first
+    (Akl-Toussaint), so meshes with thousands of vertices leave a few dozen candidates.
+    """
+    pts = np.unique(np.round(np.asarray(points, np.float64), 9), axis=0)
+    if len(pts) > 16:
+        dirs = np.array([[1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0], [-1, -1], [0, -1], [1, -1]], np.float64)
+        ext = pts[np.unique(np.argmax(pts @ dirs.T, axis=0))]
+        ext = ext[np.argsort(np.arctan2(*(ext - ext.mean(0)).T[::-1]))]  # counter-clockwise
+        if len(ext) >= 3:
+            edge = np.roll(ext, -1, axis=0) - ext
+            rel = pts[:, None, :] - ext[None]
+            inside = (edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0] > 1e-12).all(1)
+            pts = pts[~inside]
+    if len(pts) < 3:
+        return pts
+
+    def half(seq: np.ndarray) -> list:
+        out: list = []
+        for p in seq.tolist():
+            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (p[1] - out[-2][1])
+                                     - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])) <= 0:
+                out.pop()
+            out.append(p)
+        return out
+
+    lower, upper = half(pts), half(pts[::-1])
+    return np.asarray(lower[:-1] + upper[:-1])
 
 
 def _segment_distances(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -28,6 +28,8 @@ import math
 import shutil
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,13 +178,21 @@ def write_simulation(sim, cfg: PipelineConfig, out: str | Path, draw: SceneDraw,
     bar = tqdm(total=total, desc=f"simulate {sim.scene_id}", unit="img", disable=not progress, file=sys.stderr)
     seen: set[int] = set()
     K, shape = None, (scfg.height, scfg.width)
-    with FramesWriter(out) as writer:
+    # PNG encoding costs about as much as rendering: one writer thread encodes frame i (in order, so the files
+    # and frames.jsonl are the same) while the next frames render; OpenCV releases the GIL while it encodes
+    with FramesWriter(out) as writer, ThreadPoolExecutor(max_workers=1) as pool:
+        pending: deque = deque()
         for i, T in enumerate(draw.poses):
             frame = sim.render(T, "low", frame_id=f"{i:06d}", stamp=i / scfg.frame_rate_hz)
             if K is None:
                 K, shape = frame.K, frame.rgb.shape[:2]
             seen.update(int(v) for v in np.unique(frame.instance_mask) if v > 0)
-            writer.write(frame)
+            pending.append(pool.submit(writer.write, frame))
+            while len(pending) > 3 or (pending and pending[0].done()):
+                pending.popleft().result()  # re-raises a write error here
+                bar.update(1)
+        while pending:
+            pending.popleft().result()
             bar.update(1)
     photo_lines, photos_skipped = [], 0
     for iid, photos in sorted(draw.user_photos.items()):

@@ -361,7 +361,7 @@ def _background(d: PackagingDesign, h: int, w: int, rng: np.random.Generator) ->
     grad = np.linspace(1.06, 0.9, h, dtype=np.float32)[:, None, None]
     img *= grad
     acc = np.array(d.accent, np.float32)
-    y, x = np.mgrid[:h, :w]
+    y, x = np.ogrid[:h, :w]
     period = max(8, min(h, w) // 8)
     if d.pattern == "stripes":
         m = (y // max(2, period // 2)) % 4 == 0
@@ -375,6 +375,7 @@ def _background(d: PackagingDesign, h: int, w: int, rng: np.random.Generator) ->
         m = ((x // period) + (y // period)) % 2 == 0
     else:
         m = np.zeros((h, w), bool)
+    m = np.broadcast_to(m, (h, w))
     img[m] = img[m] * 0.55 + acc * 0.45
     noise = cv2.resize(rng.standard_normal((max(2, h // 6), max(2, w // 6))).astype(np.float32), (w, h),
                        interpolation=cv2.INTER_LINEAR)
@@ -392,6 +393,8 @@ def _photo(img: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Gener
         return
     patch = np.ascontiguousarray(img[y0:y1, x0:x1]).astype(np.float32)
     hue = float(rng.uniform(0, 1))
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    sigma = max(0.8, min(w, h) / 60)
     for _ in range(int(rng.integers(3, 7))):
         c = np.array(_rgb(hue + float(rng.normal(0, 0.08)), float(rng.uniform(0.4, 0.9)),
                           float(rng.uniform(0.4, 0.95))), np.float32)
@@ -400,10 +403,10 @@ def _photo(img: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Gener
         blob = np.zeros((h, w), np.float32)
         cv2.ellipse(blob, (int(cx), int(cy)), (max(1, int(ax)), max(1, int(ay))), float(rng.uniform(0, 180)), 0, 360,
                     1.0, -1, cv2.LINE_AA)
-        shade = 1.0 - 0.35 * ((np.mgrid[:h, :w][0] - (cy - ay)) / max(1.0, 2 * ay)).clip(0, 1)
-        blob = cv2.GaussianBlur(blob, (0, 0), max(0.8, min(w, h) / 60))
-        patch = patch * (1 - blob[..., None]) + (c * shade[..., None]) * blob[..., None]
-    img[y0:y1, x0:x1] = patch
+        blob = cv2.GaussianBlur(blob, (0, 0), sigma)[..., None]
+        shade = 1.0 - 0.35 * ((rows - (cy - ay)) / max(1.0, 2 * ay)).clip(0, 1)  # darker towards the bottom
+        patch += blob * (c * shade[..., None] - patch)
+    img[y0:y1, x0:x1] = np.clip(np.round(patch), 0, 255)
 
 
 def _small_print(img: np.ndarray, box: tuple[int, int, int, int], colour: RGB, rng: np.random.Generator,
@@ -668,12 +671,16 @@ class TextureFiles:
             return str(resolve_data_file(tex.path))
         key = tex.key()
         if key not in self._paths:
-            from ssl_nav.frames import encode_png
+            import cv2
 
             if self.root is None:
                 self.root = Path(tempfile.mkdtemp(prefix="ssl_nav_textures_"))
             p = self.root / f"{key}.png"
-            p.write_bytes(encode_png(texture_image(tex)))
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(texture_image(tex), cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_PNG_COMPRESSION, 1])  # private, read once: fast over small
+            if not ok:
+                raise DependencyError(f"{p}: cannot encode texture")
+            p.write_bytes(buf.tobytes())
             self._paths[key] = os.fspath(p)
         return self._paths[key]
 
