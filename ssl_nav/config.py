@@ -77,6 +77,51 @@ class SimConfig:
                                   "the object's longest side (farther than the user photos)", range=(0.5, 50.0))
     goal_distance_max: float = _f(3.6, "farthest goal-image camera distance to the object centre, in multiples of "
                                   "the object's longest side", range=(0.5, 50.0))
+    room_shell: str = _f("raycast", "how the room's floor, walls and ceiling are drawn: ray-cast in numpy (fast) or "
+                         "as pybullet boxes rasterised by TinyRenderer (the slow reference)",
+                         choices=("raycast", "tinyrenderer"))
+    # scene content: products, look-alikes, the calibration split (docs/simulator.md)
+    n_products: int = _f(0, "goal objects that are procedurally textured product packages (boxes, cans, bottles "
+                         "with brand, variant, logo, barcode) instead of pybullet_data models", range=(0, 50))
+    n_lookalikes: int = _f(0, "open-set look-alikes: objects never placed in the mapped room that look like a goal "
+                           "object (the same mesh recoloured or retextured, or a near-identical product)",
+                           range=(0, 50))
+    n_calibration_queries_per_instance: int = _f(
+        1, "calibration split (calibration.jsonl): queries per goal instance from other viewpoints, plus as many "
+           "open-set objects as the test split (unrelated and look-alikes), disjoint from it; 0 = no split",
+        range=(0, 20))
+    # segmentation hard cases (docs/simulator.md)
+    hard_cases: bool = _f(False, "add segmentation hard cases: objects touching goal objects, clutter on one table, "
+                                 "thin and flat objects, small objects, objects stacked on others")
+    hard_touching: int = _f(3, "hard cases: objects placed touching a goal object", range=(0, 50))
+    hard_touch_gap: float = _f(0.002, "hard cases: largest gap between the footprints of touching objects (m)",
+                               range=(0.0, 0.05))
+    hard_clutter: int = _f(6, "hard cases: objects crowded onto one table", range=(0, 50))
+    hard_clutter_margin: float = _f(0.01, "hard cases: smallest footprint gap within the clutter (m)", range=(0.0, 0.2))
+    hard_thin_flat: int = _f(4, "hard cases: thin and flat objects (books, plates, cards, pens, boards, mats)",
+                             range=(0, 50))
+    hard_small: int = _f(4, "hard cases: small objects (dice, batteries, matchboxes, erasers, caps)", range=(0, 50))
+    hard_small_size_min: float = _f(0.02, "hard cases: shortest longest side of a small object (m)", range=(0.005, 0.5))
+    hard_small_size_max: float = _f(0.07, "hard cases: longest longest side of a small object (m)", range=(0.005, 0.5))
+    hard_stacked: int = _f(2, "hard cases: small objects resting on top of a book or a box", range=(0, 50))
+    # robot depth (LQ frames)
+    depth_model: str = _f("ideal", "robot depth: ideal (plus depth_noise_std) or realsense (active stereo: noise "
+                                   "growing with z^2, disparity quantisation, holes at depth edges, stereo shadows, "
+                                   "on dark and specular surfaces, range limits)", choices=("ideal", "realsense"))
+    depth_baseline_m: float = _f(0.05, "realsense depth: stereo baseline (m; D435: 0.05)", range=(0.005, 1.0))
+    depth_disparity_noise_px: float = _f(0.08, "realsense depth: disparity noise std (px); depth noise is "
+                                               "z^2 / (fx * baseline) times this", range=(0.0, 5.0))
+    depth_disparity_step_px: float = _f(0.03125, "realsense depth: disparity quantisation step (px; D435 subpixel "
+                                                 "1/32)", range=(0.0, 1.0))
+    depth_min_m: float = _f(0.2, "realsense depth: nearest valid depth (m)", range=(0.0, 10.0))
+    depth_max_m: float = _f(6.0, "realsense depth: farthest valid depth (m)", range=(0.1, 100.0))
+    depth_edge_px: int = _f(1, "realsense depth: pixels invalidated on each side of a depth discontinuity",
+                            range=(0, 32))
+    depth_dark_level: float = _f(25.0, "realsense depth: surfaces darker than this grey level (0-255) lose depth",
+                                 range=(0.0, 255.0))
+    depth_specular_level: float = _f(250.0, "realsense depth: highlights at or above this grey level lose depth",
+                                     range=(0.0, 256.0))
+    depth_dropout: float = _f(0.003, "realsense depth: probability of an isolated invalid pixel", range=(0.0, 1.0))
     # Habitat backend (habitat-lab InstanceImageNav HM3D v2 defaults; see ssl_nav/sim/habitat_spec.py)
     habitat_gpu_id: int = _f(0, "Habitat: GPU device id of the renderer", range=(0, 64))
     habitat_width: int = _f(360, "Habitat: RGB width (px; InstanceImageNav HM3D v2: 360)", range=(16, 4096))

@@ -2,34 +2,36 @@
 
 :func:`run_scene` runs every stage on one loaded scene of a :class:`~ssl_nav.sim.base.Simulator`:
 
-1. **simulate**: render low-quality robot frames (blur, noise) at the exploration poses (panoramic turns at
-   positions spread over the free floor) into the frames directory ``OUT/frames`` (``frames.jsonl``,
-   ``scene.json``), render each episode's goal image into ``OUT/frames/queries/<episode_id>.png`` with
-   ``OUT/frames/queries.jsonl`` (DESIGN.md queries format), and save the user photos.
-2. **map + views**: fuse the frames into the 3D instance map (``OUT/map``) and collect up to K diverse square
-   crops per instance into the view store ``OUT/store`` (SimView, arXiv 2404.09647).
-3. **user photos**: add the high-quality user photos (at most 5 per instance, CrossIA arXiv 2404.09645) of the
-   goal instances to the store as ``quality: high`` views, cropped square around the object's mask.
+1. **simulate**: :func:`ssl_nav.sim.simulate.write_simulation`, the stage ``ssl-nav simulate`` runs: low-quality
+   robot frames (blur, noise) at the exploration poses (panoramic turns at positions spread over the free
+   floor), the user photos and each episode's goal image (both cropped square around their object, as a user
+   frames them), and the calibration split, into the frames directory ``OUT/frames`` (``frames.jsonl``,
+   ``photos.jsonl``, ``queries.jsonl``, ``calibration.jsonl``, ``scene.json``).
+2. **map + views**: fuse the frames read back from ``OUT/frames`` into the 3D instance map (``OUT/map``) and
+   collect up to K diverse square crops per instance into the view store ``OUT/store`` (SimView,
+   arXiv 2404.09647).
+3. **user photos**: add the high-quality user photos of ``OUT/frames/photos.jsonl`` (at most 5 per instance,
+   CrossIA arXiv 2404.09645) to the store as ``quality: high`` views, as ``ssl-nav collect`` does.
 4. **fine-tune**: SimSiam + CrossIA partial fine-tuning of the backbone on the store (``OUT/run``), energy
    metered (``OUT/energy.jsonl``).
 5. **index**: FAISS indexes of the store with the ImageNet backbone (the baseline, ``OUT/index-baseline``) and
    with the fine-tuned one (``OUT/index-finetuned``).
-6. **evaluate**: the goal images (never used for training) against both indexes: top-1, top-5, mAP, MRR,
-   open-set AUROC, goal-distance error (:mod:`ssl_nav.retrieval.evaluate`), side by side.
+6. **evaluate**: the goal images of ``queries.jsonl`` (never used for training) against both indexes: top-1,
+   top-5, mAP, MRR, open-set AUROC, goal-distance error (:mod:`ssl_nav.retrieval.evaluate`), side by side.
 
 It writes ``OUT/report.json`` and ``OUT/report.png`` (each query photo with its top-3 instances under both
 models, each instance shown by its best-matching stored view, green = correct, red = wrong).
 
-:func:`run_demo` loads the embedded pybullet scene for a seed, draws its episodes and user photos, and calls
-:func:`run_scene`. Its presets (:data:`DEMO_OVERRIDES`, and :data:`QUICK_OVERRIDES` on top for ``--quick``)
-fit the 10-minute (3-minute) budget on 2 CPU cores. Seeds are fixed: the scene, the trajectory, the photos,
-the episodes and training all derive from ``sim.seed`` / ``learning.seed``.
+:func:`run_demo` loads the embedded pybullet scene for a seed and draws its trajectory, episodes and user
+photos with :func:`ssl_nav.sim.simulate.draw_pybullet_scene` (the streams ``ssl-nav simulate`` uses, so
+``ssl-nav simulate --preset demo --seed N`` writes the demo's frames directory), then calls :func:`run_scene`.
+Its presets (:data:`DEMO_OVERRIDES`, and :data:`QUICK_OVERRIDES` on top for ``--quick``) fit the 10-minute
+(3-minute) budget on 2 CPU cores. Seeds are fixed: the scene, the trajectory, the photos, the episodes and
+training all derive from ``sim.seed`` / ``learning.seed``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -41,12 +43,15 @@ import numpy as np
 from ssl_nav.atomic import atomic_write_json
 from ssl_nav.config import PipelineConfig, apply_overrides, to_dict
 
-#: the demo's scene size and training budget (10 min on 2 CPU cores); applied when no config file is given
+#: the demo's scene size and training budget (10 min on 2 CPU cores); applied when no config file is given.
+#: The development benchmark: half the goal objects are printed product packages, twins include near-identical
+#: products, and the open set is mostly look-alikes of goal objects that are not in the map.
 DEMO_OVERRIDES: dict[str, Any] = {
     "sim.width": 480, "sim.height": 360,
     "sim.n_objects_min": 14, "sim.n_objects_max": 14, "sim.n_twins": 3, "sim.n_distractors": 3,
-    "sim.n_open_set": 4, "sim.n_explore_positions": 10, "sim.n_turn_steps": 8,
-    "sim.n_user_photos": 3, "sim.n_queries_per_instance": 3,
+    "sim.n_open_set": 2, "sim.n_lookalikes": 4, "sim.n_products": 4,
+    "sim.n_explore_positions": 10, "sim.n_turn_steps": 8,
+    "sim.n_user_photos": 3, "sim.n_queries_per_instance": 3, "sim.n_calibration_queries_per_instance": 1,
     "views.crop_size": 160, "views.max_views_per_instance": 16,
     "learning.image_size": 128, "learning.epochs": 25, "learning.batch_size": 32,
     "learning.trainable": "last",
@@ -56,7 +61,8 @@ DEMO_OVERRIDES: dict[str, Any] = {
 QUICK_OVERRIDES: dict[str, Any] = {
     "sim.width": 400, "sim.height": 300,
     "sim.n_objects_min": 10, "sim.n_objects_max": 10, "sim.n_twins": 2, "sim.n_distractors": 2,
-    "sim.n_open_set": 3, "sim.n_explore_positions": 8, "sim.n_turn_steps": 8,
+    "sim.n_open_set": 1, "sim.n_lookalikes": 3, "sim.n_products": 3,
+    "sim.n_explore_positions": 8, "sim.n_turn_steps": 8,
     "sim.n_queries_per_instance": 2,
     "views.crop_size": 128, "views.max_views_per_instance": 12,
     "learning.image_size": 112, "learning.epochs": 20,
@@ -105,25 +111,6 @@ class StageTimer:
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-def object_crop(frame, instance_id: int, size: int, margin: float) -> np.ndarray | None:
-    """SimView-style square crop of one instance in a frame, from its instance mask (None when not visible)."""
-    from ssl_nav.views.crops import crop_square, square_box
-
-    if frame.instance_mask is None:
-        return None
-    ys, xs = np.nonzero(frame.instance_mask == instance_id)
-    if len(xs) < 16:
-        return None
-    square = square_box((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), margin)
-    return crop_square(frame.rgb, square, size)
-
-
-def _write_png(path: Path, img: np.ndarray) -> None:
-    from ssl_nav.frames import write_png
-
-    write_png(path, img)
-
-
 def _summary_columns(metrics: dict) -> dict:
     keys = ("top1", "top5", "mAP", "mrr", "auroc", "goal_error_median_m", "goal_success_1m", "open_set_accuracy")
     return {k: metrics.get(k) for k in keys}
@@ -131,73 +118,42 @@ def _summary_columns(metrics: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------ run_scene
 
-def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: list, user_photos: dict | None = None,
-              progress: bool = True, timer: StageTimer | None = None) -> dict:
+def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: list | None = None,
+              user_photos: dict | None = None, draw=None, progress: bool = True,
+              timer: StageTimer | None = None) -> dict:
     """Run every stage on the loaded scene of ``sim``; write into ``out``; return the scene report.
 
-    ``episodes`` are instance-image-goal episodes (``goal_instance_id`` None = not in the map); their goal
-    images are the queries and are never trained on. ``user_photos`` maps an instance id to its HQ photos
-    (frames with instance masks); they are added to the store as training data (CrossIA).
+    Give either ``draw`` (a :class:`ssl_nav.sim.simulate.SceneDraw`: poses, episodes, calibration episodes,
+    photos) or ``episodes`` (instance-image-goal episodes, ``goal_instance_id`` None = not in the map) and
+    ``user_photos`` (instance id -> HQ frames with instance masks); the robot then explores with
+    :func:`ssl_nav.sim.explore.exploration_poses`. Goal images are the queries and are never trained on;
+    user photos are training data (CrossIA).
     """
-    from tqdm import tqdm
-
-    from ssl_nav.frames import FramesWriter
+    from ssl_nav.commands.collect import add_photos_from_dir, read_categories
+    from ssl_nav.frames import count_frames, read_frames_dir, read_image_rgb
     from ssl_nav.learning.trainer import finetune
-    from ssl_nav.retrieval.evaluate import compute_metrics, query_result, result_summary
+    from ssl_nav.retrieval.evaluate import compute_metrics, load_queries, query_result, result_summary
     from ssl_nav.retrieval.query import Retriever, build_index_from_store
+    from ssl_nav.sim.simulate import SceneDraw, write_simulation
     from ssl_nav.views.collect import collect_frames
     from ssl_nav.views.store import ViewStore
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timer = timer or StageTimer(progress)
-    rng = np.random.default_rng([cfg.sim.seed, 7])
     frames_dir, store_dir, map_dir = out / "frames", out / "store", out / "map"
     run_dir, idx_base, idx_ft = out / "run", out / "index-baseline", out / "index-finetuned"
     objects = {int(o.instance_id): o for o in sim.objects()}
 
     # 1. simulate --------------------------------------------------------------------------------------
     with timer.stage("simulate"):
-        from ssl_nav.sim.explore import exploration_poses
+        if draw is None:
+            from ssl_nav.sim.explore import exploration_poses, exploration_rng
 
-        poses = exploration_poses(sim, cfg.sim, rng)
-        frames = []
-        with FramesWriter(frames_dir) as fw:
-            for i, T in enumerate(tqdm(poses, desc="simulate: frames", unit="frame", disable=not progress)):
-                f = sim.render(T, quality="low", frame_id=f"{i:05d}", stamp=0.2 * i)
-                fw.write(f)
-                frames.append(f)
-        scene = {"seed": cfg.sim.seed, "scene_id": sim.scene_id, "objects": [o.to_json() for o in objects.values()]}
-        atomic_write_json(frames_dir / "scene.json", scene)
-        queries, query_images = [], []
-        (frames_dir / "queries").mkdir(exist_ok=True)
-        for ep in tqdm(episodes, desc="simulate: goal images", unit="query", disable=not progress):
-            g = sim.render_goal(ep)
-            rel = f"queries/{ep.episode_id}.png"
-            img = g.rgb
-            if cfg.retrieval.query_crop == "object":
-                oid = ep.goal_instance_id if ep.goal_instance_id is not None else ep.extra.get("object_instance_id")
-                crop = None if oid is None else object_crop(g, int(oid), cfg.views.crop_size, cfg.views.margin)
-                if crop is not None:
-                    _write_png(frames_dir / f"queries/{ep.episode_id}_full.png", g.rgb)
-                    img = crop
-            _write_png(frames_dir / rel, img)
-            queries.append({"image": rel, "instance_id": None if ep.goal_instance_id is None else str(ep.goal_instance_id),
-                            "episode_id": str(ep.episode_id), "category": ep.category,
-                            "goal_T_world_cam": np.asarray(ep.goal_T_world_cam).tolist()})
-            query_images.append(img)
-        with open(frames_dir / "queries.jsonl.tmp", "w") as fh:
-            fh.writelines(json.dumps(q) + "\n" for q in queries)
-        os.replace(frames_dir / "queries.jsonl.tmp", frames_dir / "queries.jsonl")
-        photo_lines = []
-        for iid, photos in sorted((user_photos or {}).items()):
-            for n, ph in enumerate(photos):
-                rel = f"photos/{iid}/{n}.png"
-                _write_png(frames_dir / rel, ph.rgb)
-                photo_lines.append({"instance_id": str(iid), "image": rel})
-        with open(frames_dir / "photos.jsonl.tmp", "w") as fh:
-            fh.writelines(json.dumps(p) + "\n" for p in photo_lines)
-        os.replace(frames_dir / "photos.jsonl.tmp", frames_dir / "photos.jsonl")
+            draw = SceneDraw(exploration_poses(sim, cfg.sim, exploration_rng(cfg.sim.seed)), list(episodes or []),
+                             [], dict(user_photos or {}))
+        simulated = write_simulation(sim, cfg, frames_dir, draw, progress=progress)
+        del draw, user_photos
 
     # 2. map + views -----------------------------------------------------------------------------------
     with timer.stage("map_views"):
@@ -206,23 +162,17 @@ def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: lis
 
             shutil.rmtree(store_dir)
         store = ViewStore(store_dir, create=True)
-        categories = {iid: o.category for iid, o in objects.items()}
-        collect = collect_frames(frames, store, cfg, progress=progress, total=len(frames), categories=categories,
+        collect = collect_frames(read_frames_dir(frames_dir), store, cfg, progress=progress,
+                                 total=count_frames(frames_dir), categories=read_categories(frames_dir),
                                  map_dir=map_dir)
-        del frames
 
-    # 3. user photos (HQ, CrossIA) ---------------------------------------------------------------------
+    # 3. user photos (HQ, CrossIA): the cropped photos of photos.jsonl, as ``ssl-nav collect`` adds them ------
     with timer.stage("user_photos"):
-        n_hq = 0
-        mapped = set(store.instances())
-        for iid, photos in sorted((user_photos or {}).items()):
-            if str(iid) not in mapped:
-                continue  # the map never saw it: no instance to attach the photo to
-            for ph in photos[:5]:
-                crop = object_crop(ph, int(iid), cfg.views.crop_size, cfg.views.margin)
-                if crop is not None:
-                    store.add_view(str(iid), crop, "high", frame_id=None, T_world_cam=ph.T_world_cam, source="user_photo")
-                    n_hq += 1
+        n_hq = add_photos_from_dir(frames_dir, store, progress=progress)["photos"]
+        queries = load_queries(frames_dir / "queries.jsonl")
+        query_images = [read_image_rgb(q["image_path"]) for q in queries]
+        for q in queries:
+            q.pop("image_path")
 
     # 4. fine-tune -------------------------------------------------------------------------------------
     with timer.stage("finetune"):
@@ -262,7 +212,7 @@ def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: lis
         beats = None if b.get("mAP") is None or f.get("mAP") is None else bool(f["mAP"] > b["mAP"])
         report = {
             "scene_id": sim.scene_id, "seed": cfg.sim.seed, "n_objects": len(objects),
-            "n_frames": len(poses), "n_queries": len(queries),
+            "n_frames": simulated["frames"], "n_queries": len(queries), "simulate": simulated,
             "summary": {"baseline": _summary_columns(b), "finetuned": _summary_columns(f),
                         "finetuned_beats_baseline_mAP": beats},
             "metrics": metrics,
@@ -344,6 +294,7 @@ def run_demo(cfg: PipelineConfig | None, out: str | os.PathLike, quick: bool = F
              seed: int | None = None) -> dict:
     """The embedded-simulator demo: one pybullet scene for ``sim.seed`` (or ``seed``), every stage, report."""
     from ssl_nav.sim.pybullet_backend import PyBulletSimulator
+    from ssl_nav.sim.simulate import draw_pybullet_scene
 
     if cfg is None or quick or seed is not None:
         cfg = demo_config(cfg, quick, seed)
@@ -352,13 +303,8 @@ def run_demo(cfg: PipelineConfig | None, out: str | os.PathLike, quick: bool = F
     sim = PyBulletSimulator(cfg.sim)
     try:
         with timer.stage("load_scene"):
-            sim.load_scene(cfg.sim.seed)
-            rng = np.random.default_rng([cfg.sim.seed, 11])
-            episodes = sim.episodes(rng)
-            goal_ids = sorted({ep.goal_instance_id for ep in episodes if ep.goal_instance_id is not None})
-            photos = {iid: sim.user_photos(iid, cfg.sim.n_user_photos, rng) for iid in goal_ids} \
-                if cfg.sim.n_user_photos > 0 else {}
-        report = run_scene(sim, cfg, out, episodes=episodes, user_photos=photos, progress=progress, timer=timer)
+            draw = draw_pybullet_scene(sim, cfg)
+        report = run_scene(sim, cfg, out, draw=draw, progress=progress, timer=timer)
     finally:
         sim.close()
     report["quick"] = quick

@@ -44,3 +44,18 @@ def test_eval_on_the_demo_queries_reproduces_the_demo_metrics(demo_out, tmp_path
     for ours, theirs in (("baseline", "baseline"), ("fine-tuned", "finetuned")):
         assert got[ours]["mAP"] == pytest.approx(want[theirs]["mAP"], abs=1e-6)
         assert got[ours]["top1"] == pytest.approx(want[theirs]["top1"], abs=1e-6)
+
+
+def test_simulate_with_the_quick_preset_writes_the_demos_frames_directory(demo_out, tmp_path):
+    """One simulate stage: `ssl-nav simulate --preset quick --seed 0` is the scene `ssl-nav demo --quick` used."""
+    out, _ = demo_out
+    sim = tmp_path / "q0"
+    proc = subprocess.run([sys.executable, "-m", "ssl_nav", "simulate", "--preset", "quick", "--seed", "0",
+                           "--out", str(sim), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    demo_frames = out / "frames"
+    ours = sorted(p.relative_to(sim) for p in sim.rglob("*") if p.is_file())
+    theirs = sorted(p.relative_to(demo_frames) for p in demo_frames.rglob("*") if p.is_file())
+    assert ours == theirs and (sim / "calibration.jsonl").is_file()
+    for rel in ours:
+        assert (sim / rel).read_bytes() == (demo_frames / rel).read_bytes(), rel

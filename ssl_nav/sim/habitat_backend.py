@@ -99,6 +99,8 @@ def make_habitat_config(spec: HabitatSpec) -> Any:
 class HabitatSimulator:
     """:class:`~ssl_nav.sim.base.Simulator` on habitat_sim (HM3D scenes through a scene dataset config)."""
 
+    backend_name = "habitat"
+
     def __init__(self, cfg: SimConfig, scene_dataset_config: str = "default"):
         self.cfg = cfg
         self.scene_dataset_config = scene_dataset_config

@@ -13,8 +13,15 @@ the z-buffer and the segmentation buffer:
   instance ids of :class:`~ssl_nav.sim.base.SceneObject` (0 for the room,
   furniture and background).
 
+The room's floor, walls and ceiling are ray-cast in numpy (:mod:`ssl_nav.sim.room_shell`) and composited
+behind what TinyRenderer draws (furniture and objects): TinyRenderer spends most of its time on the near-plane
+clipped room triangles. ``sim.room_shell: tinyrenderer`` draws the room as pybullet boxes instead (the slow
+reference the tests compare against). Procedural objects (products, books, plates...) are in-memory meshes
+(:mod:`ssl_nav.sim.meshes`) with procedural textures written to a private temporary directory.
+
 Objects are static (no physics stepping). Robot frames (``quality="low"``) are
-degraded with :mod:`ssl_nav.sim.degrade` from a generator seeded by the scene
+degraded with :mod:`ssl_nav.sim.degrade` (and, with ``sim.depth_model: realsense``,
+:mod:`ssl_nav.sim.depth_sensor`) from a generator seeded by the scene
 seed, the frame id and the pose, so a render is reproducible on its own.
 """
 
@@ -33,14 +40,19 @@ from ssl_nav.frames import Frame
 from ssl_nav.geometry import camera_pose, intrinsics_from_fov, invert, look_at, project, transform
 from ssl_nav.sim.base import Episode, SceneObject
 from ssl_nav.sim.degrade import degrade
-from ssl_nav.sim.scenes import (Lighting, PlacedObject, SceneSpec, build_scene_spec, navigable, random_lighting,
-                                resolve_data_file)
+from ssl_nav.sim.room_shell import RoomShell, ShellFace
+from ssl_nav.sim.scenes import (SHELL_PARTS, BoxPart, Lighting, PlacedObject, SceneSpec, build_scene_spec, navigable,
+                                random_lighting, resolve_data_file)
+from ssl_nav.sim.textures import Texture, TextureFiles, texture_image
 
 NEAR = 0.05  #: near clipping plane (m)
 MIN_PHOTO_DISTANCE = 0.3  #: nearest camera distance of photos and goal images (m)
 BOX_MESH = "cube.obj"  #: unit cube with UVs in pybullet_data (textured room parts)
 #: OpenCV camera -> OpenGL camera (y and z flip)
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+#: scene.json keys of an object that SceneObject.extra keeps
+OBJECT_EXTRA_KEYS = ("role", "model", "support", "twin_of", "rgba", "texture", "design", "lookalike", "lookalike_of",
+                     "hard_case", "touching", "mesh_dims")
 
 
 def opengl_view_matrix(T_world_cam: np.ndarray) -> list[float]:
@@ -50,8 +62,15 @@ def opengl_view_matrix(T_world_cam: np.ndarray) -> list[float]:
 
 
 def opengl_projection_matrix(K: np.ndarray, width: int, height: int, near: float, far: float) -> list[float]:
-    """Column-major OpenGL projection of pinhole ``K`` (pixel centres at +0.5, row 0 at the top)."""
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    """Column-major OpenGL projection of pinhole ``K`` for TinyRenderer (row 0 at the top).
+
+    TinyRenderer samples its viewport at integer coordinates ``(X, Y)`` and pybullet returns row ``h - 1 - Y``;
+    with ``x_s = u`` and ``y_s = h - v`` that would sample pixel ``(i, j)`` at ``(u, v) = (j, i + 1)``. Shifting
+    the principal point by half a pixel (``cx - 0.5``, ``cy + 0.5``) samples the pixel centre
+    ``(j + 0.5, i + 0.5)``, so a point projected with :func:`ssl_nav.geometry.project` lands in pixel
+    ``(floor(u), floor(v))`` and the room shell's rays (:mod:`ssl_nav.sim.room_shell`) meet TinyRenderer's.
+    """
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2] - 0.5, K[1, 2] + 0.5
     P = np.array([
         [2 * fx / width, 0.0, 1.0 - 2 * cx / width, 0.0],
         [0.0, 2 * fy / height, 2 * cy / height - 1.0, 0.0],
@@ -70,6 +89,8 @@ def linearise_depth(zbuf: np.ndarray, near: float, far: float) -> np.ndarray:
 class PyBulletSimulator:
     """:class:`ssl_nav.sim.base.Simulator` on pybullet (DIRECT, TinyRenderer); scenes come from a seed."""
 
+    backend_name = "pybullet"
+
     def __init__(self, cfg: SimConfig | None = None):
         import pybullet as p
 
@@ -83,6 +104,8 @@ class PyBulletSimulator:
         self._body_to_id: dict[int, int] = {}
         self._lut = np.zeros(1, dtype=np.int32)
         self._textures: dict[str, int] = {}
+        self._texture_files = TextureFiles()
+        self._shell: RoomShell | None = None
         self._objects: list[SceneObject] = []
 
     # ------------------------------------------------------------ scene
@@ -95,47 +118,70 @@ class PyBulletSimulator:
         self._textures.clear()
         self._body_to_id.clear()
         spec = build_scene_spec(seed, self.cfg)
+        raycast = self.cfg.room_shell == "raycast"
         for part in spec.parts:
-            if part.texture:  # a unit cube mesh with per-face UVs, so the texture covers each face
-                vs = p.createVisualShape(p.GEOM_MESH, fileName=resolve_data_file(BOX_MESH),
-                                         meshScale=(2 * part.half_extents).tolist(), rgbaColor=list(part.rgba),
-                                         physicsClientId=cid)
-            else:
-                vs = p.createVisualShape(p.GEOM_BOX, halfExtents=part.half_extents.tolist(), rgbaColor=list(part.rgba),
-                                         physicsClientId=cid)
-            body = p.createMultiBody(baseMass=0, baseCollisionShapeIndex=-1, baseVisualShapeIndex=vs,
-                                     basePosition=part.center.tolist(), physicsClientId=cid)
-            if part.texture:
-                p.changeVisualShape(body, -1, textureUniqueId=self._texture(part.texture), physicsClientId=cid)
+            if not (raycast and part.name in SHELL_PARTS):
+                self._create_part(part)
         for obj in spec.objects:
             self._body_to_id[self._create_object(obj)] = obj.instance_id
         self._rebuild_lut()
+        self._shell = None
+        if raycast:
+            faces = {part.name: ShellFace(part.rgba, None if part.texture is None else texture_image(part.texture),
+                                          getattr(part.texture, "tile_m", 1.0))
+                     for part in spec.parts if part.name in SHELL_PARTS}
+            self._shell = RoomShell(spec.room_min, spec.room_max, spec.wall_height, faces)
         self.spec = spec
         self.scene_id = spec.scene_id
         self._objects = [SceneObject(o.instance_id, o.category, o.aabb_min.copy(), o.aabb_max.copy(),
-                                     extra={k: v for k, v in o.to_json().items()
-                                            if k in ("role", "model", "support", "twin_of", "rgba", "texture")})
+                                     extra={k: v for k, v in o.to_json().items() if k in OBJECT_EXTRA_KEYS})
                          for o in spec.objects]
 
-    def _texture(self, rel: str) -> int:
-        if rel not in self._textures:
-            tid = self._p.loadTexture(resolve_data_file(rel), physicsClientId=self._cid)
+    def _create_part(self, part: BoxPart) -> int:
+        p, cid = self._p, self._cid
+        if part.texture is not None:  # a unit cube mesh with per-face UVs, so the texture covers each face
+            vs = p.createVisualShape(p.GEOM_MESH, fileName=resolve_data_file(BOX_MESH),
+                                     meshScale=(2 * part.half_extents).tolist(), rgbaColor=list(part.rgba),
+                                     physicsClientId=cid)
+        else:
+            vs = p.createVisualShape(p.GEOM_BOX, halfExtents=part.half_extents.tolist(), rgbaColor=list(part.rgba),
+                                     physicsClientId=cid)
+        body = p.createMultiBody(baseMass=0, baseCollisionShapeIndex=-1, baseVisualShapeIndex=vs,
+                                 basePosition=part.center.tolist(), physicsClientId=cid)
+        if part.texture is not None:
+            p.changeVisualShape(body, -1, textureUniqueId=self._texture(part.texture), physicsClientId=cid)
+        return body
+
+    def _texture(self, tex: Texture) -> int:
+        key = tex.key()
+        if key not in self._textures:
+            path = self._texture_files.path(tex)
+            tid = self._p.loadTexture(path, physicsClientId=self._cid)
             if tid < 0:
-                raise SslNavError(f"pybullet: cannot load texture {resolve_data_file(rel)}")
-            self._textures[rel] = tid
-        return self._textures[rel]
+                raise SslNavError(f"pybullet: cannot load texture {path}")
+            self._textures[key] = tid
+        return self._textures[key]
 
     def _create_object(self, obj: PlacedObject) -> int:
         p, cid = self._p, self._cid
-        vs = p.createVisualShape(p.GEOM_MESH, fileName=resolve_data_file(obj.model.mesh),
-                                 meshScale=obj.mesh_scale.tolist(), rgbaColor=list(obj.rgba),
-                                 visualFrameOrientation=p.getQuaternionFromEuler(obj.model.rpy), physicsClientId=cid)
+        if obj.model.procedural is not None:
+            m = obj.model.procedural.build()
+            vs = p.createVisualShape(p.GEOM_MESH, vertices=m.vertices.tolist(), indices=m.indices.tolist(),
+                                     uvs=m.uvs.tolist(), normals=m.normals.tolist(),
+                                     meshScale=obj.mesh_scale.tolist(), rgbaColor=list(obj.rgba), physicsClientId=cid)
+            what = f"procedural {obj.model.procedural.kind} mesh"
+        else:
+            vs = p.createVisualShape(p.GEOM_MESH, fileName=resolve_data_file(obj.model.mesh),
+                                     meshScale=obj.mesh_scale.tolist(), rgbaColor=list(obj.rgba),
+                                     visualFrameOrientation=p.getQuaternionFromEuler(obj.model.rpy),
+                                     physicsClientId=cid)
+            what = f"mesh {resolve_data_file(obj.model.mesh)}"
         if vs < 0:
-            raise SslNavError(f"pybullet: cannot load mesh {resolve_data_file(obj.model.mesh)}")
+            raise SslNavError(f"pybullet: cannot load {what}")
         body = p.createMultiBody(baseMass=0, baseCollisionShapeIndex=-1, baseVisualShapeIndex=vs,
                                  basePosition=obj.position.tolist(),
                                  baseOrientation=p.getQuaternionFromEuler((0.0, 0.0, obj.yaw)), physicsClientId=cid)
-        if obj.texture:
+        if obj.texture is not None:
             p.changeVisualShape(body, -1, textureUniqueId=self._texture(obj.texture), rgbaColor=list(obj.rgba),
                                 physicsClientId=cid)
         return body
@@ -200,20 +246,30 @@ class PyBulletSimulator:
             lightDirection=list(light.direction), lightColor=list(light.color), lightDistance=10.0, shadow=0,
             lightAmbientCoeff=light.ambient, lightDiffuseCoeff=light.diffuse, lightSpecularCoeff=light.specular,
             renderer=p.ER_TINY_RENDERER, physicsClientId=self._cid)
-        rgb = np.ascontiguousarray(np.asarray(px, dtype=np.uint8).reshape(h, w, 4)[:, :, :3])
-        seg = np.asarray(seg, dtype=np.int64).reshape(h, w)
-        depth = linearise_depth(np.asarray(zbuf, dtype=np.float64).reshape(h, w), NEAR, far)
-        background = (seg < 0) | (depth >= far * 0.999)
+        seg = np.asarray(seg).reshape(h, w)
+        covered = seg >= 0
+        depth = linearise_depth(np.asarray(zbuf).reshape(h, w), NEAR, far)
+        if self._shell is not None:  # the room behind everything TinyRenderer drew
+            rgb, shell_depth = self._shell.render(K, T, w, h, light)
+            rgb[covered] = np.asarray(px).reshape(h, w, 4)[:, :, :3][covered]
+            depth = np.where(covered, depth, shell_depth)
+        else:
+            rgb = np.ascontiguousarray(np.asarray(px, dtype=np.uint8).reshape(h, w, 4)[:, :, :3])
+        background = depth >= far * 0.999
         depth[background] = 0.0
-        seg = np.clip(seg, -1, len(self._lut) - 2)
-        mask = self._lut[seg + 1]
+        mask = self._lut[np.clip(seg, -1, len(self._lut) - 2) + 1]
         mask[background] = 0
         extra: dict = {}
         if quality == "low":
             rng = self._frame_rng(frame_id, T)
+            sharp = rgb
             rgb, d = degrade(rgb, self.cfg, rng)
             extra["degradation"] = d.to_json()
-            if self.cfg.depth_noise_std > 0:
+            if self.cfg.depth_model == "realsense":
+                from ssl_nav.sim.depth_sensor import realsense_depth
+
+                depth = realsense_depth(depth, sharp, float(K[0, 0]), self.cfg, rng)
+            elif self.cfg.depth_noise_std > 0:
                 valid = depth > 0
                 depth[valid] += rng.normal(0.0, self.cfg.depth_noise_std, size=int(valid.sum()))
                 depth[valid & (depth <= 0)] = 0.0
@@ -253,7 +309,7 @@ class PyBulletSimulator:
 
     def _object(self, instance_id: int) -> PlacedObject:
         spec = self._require_scene()
-        for o in spec.objects + spec.open_set:
+        for o in spec.all_objects():
             if o.instance_id == int(instance_id):
                 return o
         raise SslNavError(f"scene {spec.scene_id}: no object with instance id {instance_id}")
@@ -312,8 +368,9 @@ class PyBulletSimulator:
                 best, best_score = T, score
             if score >= 0.45:
                 break
-        if best is None:  # no free spot found: look from straight above
-            best = look_at(c + np.array([0.05, 0.0, dist[0] + (obj.aabb_max[2] - obj.aabb_min[2])]), c)
+        if best is None:  # no free spot found: look from straight above (below the ceiling)
+            top = min(c[2] + dist[0] + (obj.aabb_max[2] - obj.aabb_min[2]), self._require_scene().wall_height - 0.1)
+            best = look_at(np.array([c[0] + 0.05, c[1], max(top, c[2] + 0.2)]), c)
         return best
 
     def user_photos(self, instance_id: int, n: int, rng: np.random.Generator) -> list[Frame]:
@@ -333,12 +390,25 @@ class PyBulletSimulator:
         return photos
 
     def episodes(self, rng: np.random.Generator) -> list[Episode]:
-        """Instance-image-goal episodes: ``n_queries_per_instance`` per goal object, plus the open-set ones.
+        """Instance-image-goal episodes (the test queries): ``n_queries_per_instance`` per goal object, then as
+        many (at least one) per open-set object.
 
         Goal objects are the scene's primary objects (not twins or distractors). Goal cameras stand farther
         away (``goal_distance_*`` object sizes) than user photos, under their own lighting; open-set episodes have
         ``goal_instance_id=None`` and their object is added only while :meth:`render_goal` runs.
         """
+        spec = self._require_scene()
+        return self._episodes(rng, spec.open_set, "ep", self.cfg.n_queries_per_instance)
+
+    def calibration_episodes(self, rng: np.random.Generator) -> list[Episode]:
+        """The calibration split: ``n_calibration_queries_per_instance`` episodes per goal object from other
+        random viewpoints, and as many per object of the calibration open set, which shares no object with the
+        test open set (``calibrate`` fits its thresholds on these, never on the test queries)."""
+        spec = self._require_scene()
+        return self._episodes(rng, spec.calibration_open_set, "cal", self.cfg.n_calibration_queries_per_instance)
+
+    def _episodes(self, rng: np.random.Generator, open_set: list[PlacedObject], tag: str, per_object: int
+                  ) -> list[Episode]:
         spec = self._require_scene()
         cfg = self.cfg
         eps: list[Episode] = []
@@ -348,21 +418,24 @@ class PyBulletSimulator:
             light = random_lighting(rng, strength=float(rng.uniform(0.85, 1.15)))
             T = self._view_pose(obj, rng, (cfg.goal_distance_min, cfg.goal_distance_max), (10.0, 40.0),
                                 cfg.width, cfg.height, cfg.hfov_deg)
-            ep = Episode(episode_id=f"{spec.scene_id}_ep{len(eps):03d}", scene_id=spec.scene_id,
-                         goal_instance_id=goal_id, goal_T_world_cam=T, category=obj.category, hfov_deg=cfg.hfov_deg,
-                         width=cfg.width, height=cfg.height, start_T_world_cam=starts[0],
-                         extra={"lighting": light.to_json(), "object_instance_id": obj.instance_id,
-                                "open_set": goal_id is None})
-            return ep
+            extra = {"lighting": light.to_json(), "object_instance_id": obj.instance_id, "open_set": goal_id is None}
+            if obj.lookalike_of is not None:
+                extra.update(lookalike_of=obj.lookalike_of, lookalike=obj.lookalike)
+            return Episode(episode_id=f"{spec.scene_id}_{tag}{len(eps):03d}", scene_id=spec.scene_id,
+                           goal_instance_id=goal_id, goal_T_world_cam=T, category=obj.category, hfov_deg=cfg.hfov_deg,
+                           width=cfg.width, height=cfg.height, start_T_world_cam=starts[0], extra=extra)
 
+        if per_object <= 0:
+            return eps
         for obj in spec.objects:
             if obj.role != "object":
                 continue
-            for _ in range(cfg.n_queries_per_instance):
+            for _ in range(per_object):
                 eps.append(make(obj, obj.instance_id))
-        for obj in spec.open_set:
+        for obj in open_set:
             with self._placed_open_set(obj):
-                eps.append(make(obj, None))
+                for _ in range(max(1, per_object)):
+                    eps.append(make(obj, None))
         return eps
 
     def render_goal(self, episode: Episode) -> Frame:
@@ -381,8 +454,19 @@ class PyBulletSimulator:
                 return self.render(episode.goal_T_world_cam, "high", frame_id=episode.episode_id, **kw)
         return self.render(episode.goal_T_world_cam, "high", frame_id=episode.episode_id, **kw)
 
+    def scene_json(self) -> dict:
+        """What ``scene.json`` records of the loaded scene besides its objects: room, furniture, lighting, the open
+        sets of both splits."""
+        spec = self._require_scene()
+        return {"open_set_objects": [o.to_json() for o in spec.open_set],
+                "calibration_open_set_objects": [o.to_json() for o in spec.calibration_open_set],
+                **spec.to_json()}
+
     def close(self) -> None:
-        """Disconnect the pybullet client (idempotent)."""
+        """Disconnect the pybullet client and remove the texture files (idempotent)."""
+        files = getattr(self, "_texture_files", None)
+        if files is not None:
+            files.cleanup()
         if self._cid is not None and self._cid >= 0:
             try:
                 self._p.disconnect(physicsClientId=self._cid)

@@ -37,6 +37,7 @@ import numpy as np
 from ssl_nav.atomic import atomic_write_json
 from ssl_nav.config import PipelineConfig, to_dict
 from ssl_nav.sim.base import Episode, Simulator
+from ssl_nav.sim.simulate import SceneDraw
 
 MODELS = ("baseline", "finetuned")
 #: per-scene metrics averaged over scenes, in table order
@@ -47,12 +48,12 @@ SCENE_METRICS = ("mAP", "top1", "retrieval_success", "goal_success")
 class SceneJob:
     """One scene of a run: its name (output folder) and how to load it.
 
-    ``load(sim)`` loads the scene into ``sim`` and returns its episodes and user photos
-    (instance id -> HQ frames; may be empty).
+    ``load(sim)`` loads the scene into ``sim`` and returns its episodes and user photos (instance id -> HQ
+    frames; may be empty), or a whole :class:`~ssl_nav.sim.simulate.SceneDraw` (the embedded simulator's).
     """
 
     name: str
-    load: Callable[[Simulator], tuple[list[Episode], dict[int, list]]]
+    load: Callable[[Simulator], "tuple[list[Episode], dict[int, list]] | SceneDraw"]
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -161,7 +162,9 @@ def run_scenes(sim: Simulator, jobs: Iterable[SceneJob], cfg: PipelineConfig, ou
     for n, job in enumerate(jobs, start=1):
         if progress:
             print(f"== scene {n}/{len(jobs)}: {job.name}", file=sys.stderr, flush=True)
-        episodes, photos = job.load(sim)
+        loaded = job.load(sim)
+        draw = loaded if isinstance(loaded, SceneDraw) else None
+        episodes, photos = (draw.episodes, draw.user_photos) if draw is not None else loaded
         # a Habitat goal object that is no instance of our map (unresolved id) cannot be scored either way
         unresolved = [e for e in episodes if "goal_object_id" in e.extra and not e.extra.get("goal_resolved")]
         episodes = [e for e in episodes if not ("goal_object_id" in e.extra and not e.extra.get("goal_resolved"))]
@@ -170,7 +173,9 @@ def run_scenes(sim: Simulator, jobs: Iterable[SceneJob], cfg: PipelineConfig, ou
                 print(f"   {job.name}: no episodes to answer; skipped", file=sys.stderr, flush=True)
             continue
         scene_out = out / "scenes" / job.name
-        rep = run_scene(sim, cfg, scene_out, episodes=episodes, user_photos=photos, progress=progress)
+        if draw is not None:
+            draw.episodes = episodes
+        rep = run_scene(sim, cfg, scene_out, episodes=episodes, user_photos=photos, draw=draw, progress=progress)
 
         def goal_for(centroid: list[float]) -> dict | None:
             return goal_pose(np.asarray(centroid, dtype=np.float64), standoff=cfg.retrieval.standoff,
@@ -205,16 +210,15 @@ def run_scenes(sim: Simulator, jobs: Iterable[SceneJob], cfg: PipelineConfig, ou
 # ------------------------------------------------------------------------------------------ scene sources
 
 def pybullet_jobs(cfg: PipelineConfig, n_scenes: int) -> list[SceneJob]:
-    """Embedded-simulator scenes: seeds ``sim.seed``, ``sim.seed + 1``, ...; episodes from ``sim.episodes``."""
+    """Embedded-simulator scenes: seeds ``sim.seed``, ``sim.seed + 1``, ...; each drawn as ``ssl-nav simulate``
+    draws it (:func:`ssl_nav.sim.simulate.draw_pybullet_scene`)."""
+    import dataclasses
+
+    from ssl_nav.sim.simulate import draw_pybullet_scene
 
     def job(seed: int) -> SceneJob:
-        def load(sim) -> tuple[list[Episode], dict[int, list]]:
-            sim.load_scene(seed)
-            rng = np.random.default_rng([seed, 11])
-            episodes = sim.episodes(rng)
-            ids = sorted({e.goal_instance_id for e in episodes if e.goal_instance_id is not None})
-            photos = {i: sim.user_photos(i, cfg.sim.n_user_photos, rng) for i in ids} if cfg.sim.n_user_photos else {}
-            return episodes, photos
+        def load(sim) -> SceneDraw:
+            return draw_pybullet_scene(sim, dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, seed=seed)))
 
         return SceneJob(name=f"pybullet_seed{seed}", load=load)
 

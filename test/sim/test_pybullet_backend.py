@@ -102,7 +102,7 @@ def test_projected_object_points_land_on_their_id(sim):
         assert xs.min() <= math.floor(uc) <= xs.max() and ys.min() <= math.floor(vc) <= ys.max()
         checked += 1
     assert checked >= 3 and n_visible >= 30
-    assert n_hits / n_visible > 0.9  # vertices sit on silhouettes, so a few land on the neighbour pixel
+    assert n_hits / n_visible > 0.95  # vertices sit on silhouettes, so a few may land on the neighbour pixel
 
 
 def test_lq_frames_are_blurrier_than_hq(sim, small_cfg):
@@ -168,3 +168,37 @@ def test_goal_episodes_and_user_photos(sim, small_cfg):
         o = sim.objects()[iid - 1]
         size = float((o.aabb_max - o.aabb_min).max())
         assert np.linalg.norm(p.T_world_cam[:3, 3] - o.centroid) <= max(0.3, small_cfg.photo_distance_max * size) + 0.1
+
+
+def test_products_and_hard_cases_render_inside_their_boxes(make_cfg):
+    """Procedural meshes (products, books, pens, small objects) land where scene.json says, with their ids;
+    RealSense-like depth holes and noise only in LQ frames, masks stay exact."""
+    cfg = make_cfg(n_products=3, hard_cases=True, depth_model="realsense", width=192, height=144)
+    with PyBulletSimulator(cfg) as sim:
+        sim.load_scene(3)
+        boxes = {o.instance_id: (o.aabb_min, o.aabb_max) for o in sim.objects()}
+        procedural = {o.instance_id for o in sim.spec.objects if o.model.procedural is not None}
+        seen: set[int] = set()
+        for o in sim.spec.objects:
+            if o.model.procedural is None:
+                continue
+            c = (o.aabb_min + o.aabb_max) / 2
+            size = float((o.aabb_max - o.aabb_min).max())
+            T = look_at(c + np.array([0.6, -0.5, 0.8]) * max(size, 0.1) * 2.5, c)
+            f = sim.render(T, "high")
+            for iid in np.unique(f.instance_mask):
+                if iid == 0:
+                    continue
+                pts, _ = backproject(f.K, f.depth, f.instance_mask == iid)
+                pw = transform(T, pts)
+                lo, hi = boxes[int(iid)]
+                tol = (0.01 + pts[:, 2] / f.K[0, 0])[:, None]
+                assert np.all(pw >= lo - tol) and np.all(pw <= hi + tol), iid
+            seen |= {int(i) for i in np.unique(f.instance_mask)} & procedural
+            lq = sim.render(T, "low", frame_id="x")
+            assert np.array_equal(lq.instance_mask, f.instance_mask)
+            holes = (lq.depth == 0) & (f.depth > 0)
+            assert holes.any()  # shadows, edges, speckle
+            ok = (lq.depth > 0) & (f.depth > 0)
+            assert 0 < np.abs(lq.depth - f.depth)[ok].mean() < 0.05
+        assert len(seen) >= 0.6 * len(procedural)

@@ -18,7 +18,9 @@ def small_sim_config(make_cfg):
 
 def _spec_json(spec) -> str:
     return json.dumps({"objects": [o.to_json() for o in spec.objects], "open": [o.to_json() for o in spec.open_set],
-                       "parts": [[p.name, p.center.tolist(), p.half_extents.tolist(), p.rgba, p.texture]
+                       "calibration": [o.to_json() for o in spec.calibration_open_set],
+                       "parts": [[p.name, p.center.tolist(), p.half_extents.tolist(), p.rgba,
+                                  None if p.texture is None else p.texture.key()]
                                  for p in spec.parts], **spec.to_json()}, sort_keys=True)
 
 
@@ -86,3 +88,85 @@ def test_bad_counts_name_the_key(small_sim_config):
         build_scene_spec(0, small_sim_config(n_objects_min=4, n_objects_max=4, n_twins=2, n_distractors=2))
     with pytest.raises(ConfigError, match="sim.object_size_min"):
         build_scene_spec(0, small_sim_config(object_size_min=0.5, object_size_max=0.3))
+
+
+# ---------------------------------------------------------------- products, look-alikes, calibration, hard cases
+
+def test_features_off_leave_the_first_scene_objects_where_they_were(small_sim_config):
+    """New features draw from their own streams: the existing objects, room and open set keep their places."""
+    base = build_scene_spec(7, small_sim_config())
+    more = build_scene_spec(7, small_sim_config(n_lookalikes=2, n_calibration_queries_per_instance=2))
+    assert [o.to_json() for o in base.objects] == [o.to_json() for o in more.objects]
+    assert [o.to_json() for o in base.open_set] == [o.to_json() for o in more.open_set[: len(base.open_set)]]
+
+
+def test_products_and_lookalikes(small_sim_config):
+    from ssl_nav.sim.scenes import designs_distinct
+    from ssl_nav.sim.textures import PackagingDesign
+
+    cfg = small_sim_config(n_products=3, n_lookalikes=4, n_twins=3, n_distractors=1)
+    spec = build_scene_spec(11, cfg)
+    products = [o for o in spec.objects if o.role == "object" and isinstance(o.texture, PackagingDesign)]
+    assert len(products) == 3 and all(o.model.procedural is not None for o in products)
+    by_id = {o.instance_id: o for o in spec.objects}
+    lookalikes = [o for o in spec.open_set if o.lookalike_of is not None]
+    assert len(lookalikes) == 4 and len(spec.open_set) == cfg.n_open_set + 4
+    for la in lookalikes:
+        src = by_id[la.lookalike_of]
+        assert src.role == "object" and la.category == src.category and la.model == src.model
+        assert la.instance_id not in by_id  # never in the mapped room
+        family = [src] + [o for o in spec.objects if o.twin_of == src.instance_id] \
+            + [o for o in spec.open_set if o.lookalike_of == src.instance_id and o is not la]
+        for f in family:  # visibly different from its sibling, the sibling's twins and other look-alikes
+            if isinstance(la.texture, PackagingDesign) and isinstance(f.texture, PackagingDesign):
+                assert designs_distinct(la.texture, f.texture)
+            else:
+                assert (la.texture, la.rgba) != (f.texture, f.rgba)
+        j = la.to_json()
+        assert j["lookalike_of"] == src.instance_id and j["lookalike"].split(":")[0] in ("recolour", "retexture",
+                                                                                         "variant")
+
+
+def test_calibration_open_set_is_disjoint_from_the_test_open_set(small_sim_config):
+    spec = build_scene_spec(5, small_sim_config(n_lookalikes=2, n_products=2))
+    test_ids = {o.instance_id for o in spec.open_set}
+    cal = spec.calibration_open_set
+    assert len(cal) == len(spec.open_set) and not test_ids & {o.instance_id for o in cal}
+    ids = [o.instance_id for o in spec.objects + spec.open_set + cal]
+    assert ids == list(range(1, len(ids) + 1))
+    unrelated = [o for o in cal if o.lookalike_of is None]
+    assert not {o.category for o in unrelated} & {o.category for o in spec.objects + spec.open_set}
+    test_looks = {(o.lookalike_of, o.texture.key() if o.texture else None, o.rgba) for o in spec.open_set}
+    assert not test_looks & {(o.lookalike_of, o.texture.key() if o.texture else None, o.rgba) for o in cal}
+    assert build_scene_spec(5, small_sim_config(n_calibration_queries_per_instance=0)).calibration_open_set == []
+
+
+def test_hard_cases(small_sim_config):
+    from ssl_nav.sim.scenes import footprint, polygon_gap
+
+    cfg = small_sim_config(hard_cases=True)
+    spec = build_scene_spec(3, cfg)
+    hard = [o for o in spec.objects if o.hard_case]
+    kinds = {o.hard_case for o in hard}
+    assert kinds == {"touching", "clutter", "thin_flat", "small", "stacked"}
+    by_id = {o.instance_id: o for o in spec.objects}
+    supports = {s.name: s for s in spec.supports}
+    for o in hard:
+        assert o.role == "distractor" and o.aabb_min[2] == pytest.approx(supports[o.support].z, abs=1e-9)
+    touching = [o for o in hard if o.hard_case == "touching"]
+    assert touching
+    for o in touching:  # footprints within the gap, not interpenetrating; both sides record it
+        (other,) = o.touching
+        gap = polygon_gap(footprint(o), footprint(by_id[other]))
+        assert 0.0 < gap <= cfg.hard_touch_gap + 1e-6 and o.instance_id in by_id[other].touching
+    for o in hard:
+        ext = o.aabb_max - o.aabb_min
+        if o.hard_case == "small":
+            assert cfg.hard_small_size_min - 1e-6 <= ext.max() <= cfg.hard_small_size_max + 1e-6
+        if o.hard_case == "thin_flat":
+            assert ext[2] <= 0.045
+    for o in (o for o in hard if o.hard_case == "stacked"):
+        base = by_id[int(o.support.split("_")[-1])]
+        assert o.support == f"on_object_{base.instance_id}" and base.hard_case == "thin_flat"
+        assert o.aabb_min[2] == pytest.approx(base.aabb_max[2])
+    json.dumps([o.to_json() for o in spec.objects])  # scene.json still describes every object

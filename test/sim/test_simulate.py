@@ -46,16 +46,44 @@ def test_writes_the_documented_layout(runs, cfg):
     photos = [rec for _, rec in read_jsonl(out / "photos.jsonl")]
     goal_ids = {str(o["instance_id"]) for o in scene["objects"] if o["role"] == "object"}
     assert {p["instance_id"] for p in photos} == goal_ids
-    for p in photos:
+    size = cfg.views.crop_size
+    for p in photos:  # framed as a user would: a square crop around the object, addable without a mask
         assert p["image"].startswith(f"photos/{p['instance_id']}/") and (out / p["image"]).is_file()
+        assert read_image_rgb(out / p["image"]).shape == (size, size, 3)
     assert max(sum(1 for p in photos if p["instance_id"] == i) for i in goal_ids) <= 5
     queries = [rec for _, rec in read_jsonl(out / "queries.jsonl")]
     assert len(queries) == len(goal_ids) * cfg.sim.n_queries_per_instance + cfg.sim.n_open_set
     assert sum(q["instance_id"] is None for q in queries) == cfg.sim.n_open_set
     for q in queries:
         assert q["instance_id"] is None or q["instance_id"] in goal_ids
-        assert read_image_rgb(out / q["image"]).shape == (120, 160, 3)  # path relative to the file
+        assert q["split"] == "test" and q["open_set"] == (q["instance_id"] is None)
+        # the query is cropped around its object; the full goal image sits next to it
+        assert read_image_rgb(out / q["image"]).shape == (size, size, 3)  # path relative to the file
+        assert read_image_rgb(out / q["image_full"]).shape == (120, 160, 3)
+        x0, y0, x1, y1 = q["crop"]
+        assert x1 - x0 == y1 - y0 > 0
         assert np.asarray(q["goal_T_world_cam"]).shape == (4, 4) and q["episode_id"]
+
+
+def test_writes_a_calibration_split_apart_from_the_test_queries(runs, cfg):
+    _, out, _, _ = runs
+    scene = json.loads((out / "scene.json").read_text())
+    goal_ids = {str(o["instance_id"]) for o in scene["objects"] if o["role"] == "object"}
+    calib = [rec for _, rec in read_jsonl(out / "calibration.jsonl")]
+    queries = [rec for _, rec in read_jsonl(out / "queries.jsonl")]
+    n = cfg.sim.n_calibration_queries_per_instance
+    assert sum(q["instance_id"] is not None for q in calib) == len(goal_ids) * n
+    assert {q["instance_id"] for q in calib if q["instance_id"]} == goal_ids  # other viewpoints of every goal
+    assert all(q["split"] == "calibration" and q["image"].startswith("calibration/") for q in calib)
+    assert all((out / q["image"]).is_file() for q in calib)
+    assert not {q["episode_id"] for q in calib} & {q["episode_id"] for q in queries}
+    assert not {q["image"] for q in calib} & {q["image"] for q in queries}
+    # the calibration open set shares no object (and no model) with the test open set
+    test_open = {o["instance_id"]: o for o in scene["open_set_objects"]}
+    cal_open = {o["instance_id"]: o for o in scene["calibration_open_set_objects"]}
+    assert len(cal_open) == cfg.sim.n_open_set and not set(test_open) & set(cal_open)
+    assert not {o["category"] for o in test_open.values()} & {o["category"] for o in cal_open.values()}
+    assert sum(q["instance_id"] is None for q in calib) == len(cal_open) * max(1, n)
 
 
 def test_second_run_is_byte_identical(runs):
@@ -85,3 +113,6 @@ def test_cli_writes_and_refuses_foreign_directory(tmp_path, capsys):
     with pytest.raises(SslNavError, match="not empty"):
         simulate_to_dir(PipelineConfig(), foreign, progress=False)
     assert main(["simulate", "--out", str(foreign), "--no-progress"]) == 2
+    assert main(["simulate", "--out", str(tmp_path / "x"), "--preset", "quick", "--config", "c.yaml",
+                 "--no-progress"]) == 2
+    assert "exclusive" in capsys.readouterr().err
