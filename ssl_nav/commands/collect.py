@@ -24,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_argument(p)
     p.add_argument("--id-mode", choices=("stable", "per_frame"), default=None,
                    help="instance ids in masks: stable (simulators) or per_frame (2D segmenter)")
+    p.add_argument("--segmenter", choices=("auto", "masks", "semantic_map", "geometric"), default=None,
+                   help="map instances from the frames' masks, an external semantic map (mapping.semantic_map), or "
+                        "geometric 3D segmentation of the depth (no masks needed); auto (default): masks when the "
+                        "frames carry them, else geometric")
     p.add_argument("--no-photos", action="store_true", help="ignore DIR/photos.jsonl")
     p.add_argument("--append", action="store_true",
                    help="add to a store that already holds views (otherwise that is an error)")
@@ -62,9 +66,13 @@ def add_photos_from_dir(frames_dir, store, progress: bool = True) -> dict:
     if not path.is_file():
         return out
     known = store.instances()
+    from ssl_nav.mapping.gt_match import gt_to_map_ids, has_gt_annotation
+
+    to_map = gt_to_map_ids(known) if has_gt_annotation(known) else None  # photos name simulator ids
     for n, rec in tqdm(list(read_jsonl(path)), desc="collect: photos", unit="photo", disable=not progress):
         try:
             iid = str(int(rec["instance_id"]))
+            iid = to_map.get(iid, f"{iid} (simulator id, unmatched)") if to_map is not None else iid
             img = read_image_rgb(root / rec["image"])
         except (KeyError, TypeError, ValueError) as e:
             out["photos_skipped"].append(f"{path}:{n}: bad record ({e})")
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from ssl_nav.views.collect import collect_frames
     from ssl_nav.views.store import ViewStore
 
-    cfg = config_from_args(args, {"mapping.id_mode": args.id_mode})
+    cfg = config_from_args(args, {"mapping.id_mode": args.id_mode, "mapping.segmenter": args.segmenter})
     from ssl_nav.errors import FormatError
 
     frames_dir = Path(args.frames)
@@ -101,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
         from ssl_nav.errors import StoreError
 
         raise StoreError(f"{store.root}: already holds {len(store)} views; use a new --store or pass --append")
+    from ssl_nav.mapping.gt_match import read_scene_objects
+
     summary = collect_frames(frames, store, cfg, progress=not args.quiet, total=total, categories=categories,
-                             map_dir=store.root / "map")
+                             map_dir=store.root / "map", gt_objects=read_scene_objects(frames_dir))
     photos = {"photos": 0, "photos_skipped": []}
     if not args.no_photos:
         photos = add_photos_from_dir(frames_dir, store, progress=not args.quiet)
@@ -113,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     for s in summary["skipped"][:10]:
         print(f"    {s['reason']}")
     print(f"map: {summary['instances']} instances, {summary['map_points']} points -> {store.root / 'map' / 'map.ply'}")
+    print(f"segmenter: {summary['segmenter']} ({summary['segmenter_reason']})"
+          + "".join(f"; {n} frames: {r}" for r, n in sorted(summary["frames_without_objects"].items())))
     rej = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items(), key=lambda t: -t[1])) or "none"
     print(f"views: {summary['candidates']} candidates (rejected: {rej})")
     for s in photos["photos_skipped"][:10]:

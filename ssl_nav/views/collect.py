@@ -28,6 +28,8 @@ import numpy as np
 from ssl_nav.config import PipelineConfig, ViewsConfig
 from ssl_nav.errors import FrameError
 from ssl_nav.frames import Frame, SkippedFrame
+from ssl_nav.mapping.builder import MapBuilder, choose_segmenter
+from ssl_nav.mapping.gt_match import match_instances_to_objects
 from ssl_nav.mapping.instance_map import InstanceMap
 from ssl_nav.views.crops import crop_square, square_box, truncation
 from ssl_nav.views.quality import ViewQuality, sharpness_in_square
@@ -110,18 +112,22 @@ def _add(store: ViewStore, frame: Frame, iid: int, square: tuple, q: ViewQuality
 def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg: PipelineConfig,
                    progress: bool = True, total: int | None = None, *,
                    categories: dict[int, str] | None = None, imap: InstanceMap | None = None,
-                   map_dir: str | Path | None = None) -> dict:
+                   map_dir: str | Path | None = None, gt_objects: list[dict] | None = None) -> dict:
     """Offline collection: map pass, then view pass with up to K diverse views per instance.
 
     ``frames`` may contain :class:`SkippedFrame` items (from :func:`ssl_nav.frames.read_frames_dir`); they and
-    frames failing validation are counted by reason. ``categories`` names map instances (stable ids);
-    ``imap`` receives the fused map (a fresh one when ``None``); ``map_dir`` saves it there.
-    Returns a summary with counts and skip reasons.
+    frames failing validation are counted by reason. The map comes from ``mapping.segmenter``
+    (:mod:`ssl_nav.mapping.builder`; ``auto`` decides on the first usable frame: masks when it has one, else
+    geometric). ``categories`` names instances by ground-truth id; ``imap`` is the map to fuse masks into, or
+    the ready map of the ``semantic_map`` segmenter; ``map_dir`` saves the map there. ``gt_objects``
+    (``scene.json`` objects with ``instance_id`` and ``aabb``) annotates each instance of a map whose ids are
+    not the simulator's with ``gt_instance_id`` (:mod:`ssl_nav.mapping.gt_match`), and names it.
+    Returns a summary with counts, skip reasons and which segmenter made the map.
     """
     from tqdm import tqdm
 
     vcfg = cfg.views
-    imap = imap if imap is not None else InstanceMap(cfg.mapping)
+    builder: MapBuilder | None = None
     gate = KeyframeGate(vcfg.keyframe_translation, vcfg.keyframe_rotation_deg)
     skip_reasons: Counter = Counter()
     skipped: list[dict] = []
@@ -133,8 +139,11 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
             skip_reasons[skip_category(item.reason)] += 1
             skipped.append({"frame_id": item.frame_id, "line": item.line, "reason": item.reason})
             continue
+        if builder is None:
+            name, why = choose_segmenter(cfg.mapping.segmenter, item.instance_mask is not None)
+            builder = MapBuilder(cfg.mapping, name, imap, why)
         try:
-            imap.integrate(item)
+            builder.integrate(item)
         except FrameError as e:
             skip_reasons[skip_category(str(e))] += 1
             skipped.append({"frame_id": item.frame_id, "line": None, "reason": str(e)})
@@ -145,9 +154,21 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
                                    stamp=item.stamp, frame_id=item.frame_id, quality=item.quality))
         else:
             n_not_key += 1
-    for iid, cat in (categories or {}).items():
-        if iid in imap.instances():
-            imap.set_category(iid, cat)
+    if builder is None:  # no usable frame
+        name, why = choose_segmenter(cfg.mapping.segmenter, False)
+        builder = MapBuilder(cfg.mapping, name, imap, why)
+    imap = builder.finish()
+    if builder.ids_are_ground_truth:
+        for iid, cat in (categories or {}).items():
+            if iid in imap.instances():
+                imap.set_category(iid, cat)
+    elif gt_objects:
+        names = {str(k): v for k, v in (categories or {}).items()}
+        names.update({str(o["instance_id"]): o.get("category") for o in gt_objects if o.get("category")})
+        for iid, gt in match_instances_to_objects(imap, gt_objects).items():
+            imap.set_gt_instance_id(iid, gt)
+            if gt is not None and names.get(gt) is not None:
+                imap.set_category(iid, names[gt])
     infos = imap.instances()
     old = store.instances()
     store.set_instances({**old, **imap.to_store_instances()})
@@ -182,7 +203,8 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
         "instances_with_views": len(per_instance), "candidates": sum(len(c) for c in cands.values()),
         "rejected": dict(rejected), "views_low": views_by_quality["low"], "views_high": views_by_quality["high"],
         "views_per_instance": {k: per_instance[k] for k in sorted(per_instance, key=int)},
-        "merges": imap.merges,
+        "merges": imap.merges, **builder.summary(),
+        "gt_matched": sum(gt is not None for gt in imap.gt_instance_ids().values()),
     }
 
 
