@@ -75,7 +75,8 @@ class VerticalPlane:
     members: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  #: input indices
 
 
-def _closing(mask: np.ndarray, radius: int) -> np.ndarray:
+def closing(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Morphological closing of a uint8 raster mask with a disc of ``radius`` cells."""
     import cv2
 
     if radius <= 0:
@@ -84,10 +85,16 @@ def _closing(mask: np.ndarray, radius: int) -> np.ndarray:
     return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, k)
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import binary_fill_holes
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """A raster mask with its holes (background not 4-connected to the border) filled, uint8."""
+    import cv2
 
-    return binary_fill_holes(mask > 0).astype(np.uint8)
+    h, w = mask.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = mask > 0
+    outside = pad.copy()
+    cv2.floodFill(outside, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    return (pad | (outside == 0))[1:-1, 1:-1].astype(np.uint8)
 
 
 def _convex_hull(mask: np.ndarray) -> np.ndarray:
@@ -158,7 +165,7 @@ def horizontal_planes(pos: np.ndarray, voxel: float, tolerance: float, min_area:
         shape = tuple((cells.max(0) - cmin + margin + 1).tolist())
         raster = np.zeros(shape, np.uint8)
         raster[cells[:, 0] - cmin[0], cells[:, 1] - cmin[1]] = 1
-        closed = _closing(raster, radius)
+        closed = closing(raster, radius)
         n_lab, lab = cv2.connectedComponents(closed, connectivity=8)
         member_lab = lab[cells[:, 0] - cmin[0], cells[:, 1] - cmin[1]]
         sel_idx = np.nonzero(sel)[0]
@@ -174,7 +181,7 @@ def horizontal_planes(pos: np.ndarray, voxel: float, tolerance: float, min_area:
             if extent < min_extent:
                 continue
             square = np.ones((2 * dilate_cells + 1,) * 2, np.uint8)
-            foot = _footprint(_fill_holes(region.astype(np.uint8)), square, cmin)
+            foot = _footprint(fill_holes(region.astype(np.uint8)), square, cmin)
             band = _footprint(_convex_hull(region), square, cmin)
             zz = float(np.median(z[sel_idx[members]]))
             taken[sel_idx[members]] = True

@@ -48,8 +48,8 @@ import numpy as np
 from ssl_nav.config import MappingConfig
 from ssl_nav.frames import Frame
 from ssl_nav.mapping.instance_map import InstanceMap
-from ssl_nav.mapping.planes import (HorizontalPlane, VerticalPlane, cell_keys, horizontal_planes, sorted_member,
-                                    vertical_planes)
+from ssl_nav.mapping.planes import (HorizontalPlane, VerticalPlane, cell_keys, closing, fill_holes, horizontal_planes,
+                                    sorted_member, vertical_planes)
 from ssl_nav.mapping.voxel_grid import VoxelGrid, depth_samples, neighbour_deltas
 
 #: a frame shows a support when its up-facing samples cover this fraction of ``geometric_min_support_area``
@@ -101,23 +101,23 @@ class Segmentation:
 
 
 def _tops(keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Positions of the voxels among ``keys`` with no voxel of the set right above them (their upper surface)."""
+    """Positions of the voxels among ``keys`` with no voxel of the set right above them (their upper surface),
+    sorted by height."""
     if len(keys) == 0:
         return np.zeros((0, 3))
     order = np.argsort(keys)
     keys, pos = keys[order], pos[order]
-    return pos[~sorted_member(keys, keys + 1)]
+    top = pos[~sorted_member(keys, keys + 1)]
+    return top[np.argsort(top[:, 2], kind="stable")]
 
 
 def _encloses(cells: np.ndarray) -> bool:
     """Whether 2D cells (N, 2) form a closed loop around an empty area at least as large as the loop."""
-    from scipy.ndimage import binary_closing, binary_fill_holes
-
     lo = cells.min(0) - 2
-    raster = np.zeros(tuple((cells.max(0) - lo + 3).tolist()), bool)
-    raster[cells[:, 0] - lo[0], cells[:, 1] - lo[1]] = True
-    raster = binary_closing(raster, np.ones((3, 3), bool))
-    return bool(binary_fill_holes(raster).sum() >= 2 * raster.sum())
+    raster = np.zeros(tuple((cells.max(0) - lo + 3).tolist()), np.uint8)
+    raster[cells[:, 0] - lo[0], cells[:, 1] - lo[1]] = 1
+    raster = closing(raster, 1)
+    return bool(fill_holes(raster).sum() >= 2 * raster.sum())
 
 
 def voxel_components(keys: np.ndarray) -> tuple[int, np.ndarray]:
@@ -203,11 +203,10 @@ class GeometricSegmenter:
         cfg = self.cfg
         g = self.grid
         seg = Segmentation()
-        ok = g.hits >= cfg.geometric_min_hits
+        ok = np.flatnonzero(g.hits >= cfg.geometric_min_hits)
         keys = g.keys[ok]
-        hits = g.hits[ok].astype(np.float64)[:, None]
-        pos = g.pos_sum[ok] / hits
-        nrm = g.nrm_sum[ok] / hits
+        pos = g.positions(ok)
+        nrm = g.normals(ok).astype(np.float64)
         seg.voxels = len(keys)
         comp_keys: list[np.ndarray] = []
         comp_pos: list[np.ndarray] = []
@@ -391,16 +390,17 @@ class GeometricSegmenter:
         below its lowest voxel. (A flat sheet must lie above what it rests on, or it is part of it.)"""
         cfg = self.cfg
         tol, reach = cfg.geometric_plane_tolerance, cfg.geometric_support_reach
-        z = top_pos[:, 2]
-        near = (z >= lo[2] - cfg.geometric_max_support_gap - tol) & (z <= lo[2] - above)
+        z = top_pos[:, 2]  # sorted
+        a, b = np.searchsorted(z, [lo[2] - cfg.geometric_max_support_gap - tol, lo[2] - above], side="right")
+        cand = top_pos[a:b, :2]
         foot = p[p[:, 2] <= lo[2] + FOOT_SLICE, :2]
         fmin, fmax = foot.min(0) - reach, foot.max(0) + reach
-        near &= np.all((top_pos[:, :2] >= fmin) & (top_pos[:, :2] <= fmax), axis=1)
-        if not near.any():
+        cand = cand[np.all((cand >= fmin) & (cand <= fmax), axis=1)]
+        if len(cand) == 0:
             return False
         from scipy.spatial import cKDTree
 
-        d, _ = cKDTree(foot).query(top_pos[near, :2], k=1, distance_upper_bound=reach)
+        d, _ = cKDTree(foot).query(cand, k=1, distance_upper_bound=reach)
         return bool(np.isfinite(d).any())
 
     def _contacts_from_below(self, keys: np.ndarray, pos: np.ndarray, cand: np.ndarray,

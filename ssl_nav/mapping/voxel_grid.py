@@ -62,53 +62,77 @@ class DepthSamples:
 def depth_samples(frame: Frame, stride: int, min_depth: float, max_depth: float) -> DepthSamples:
     """Sample ``frame`` every ``stride`` pixels within [min_depth, max_depth]; normals from lattice neighbours."""
     K = frame.K
-    d = frame.depth[::stride, ::stride].astype(np.float64)
-    valid = np.isfinite(d) & (d >= min_depth) & (d <= max_depth)
-    h, w = d.shape
-    rows = np.arange(h, dtype=np.float64)[:, None] * stride
-    cols = np.arange(w, dtype=np.float64)[None, :] * stride
-    z = np.where(valid, d, np.nan)
-    P = np.stack([(cols + 0.5 - K[0, 2]) * z / K[0, 0], (rows + 0.5 - K[1, 2]) * z / K[1, 1], z], axis=-1)
-    normals = np.zeros_like(P)
+    z = frame.depth[::stride, ::stride].astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(z) & (z >= min_depth) & (z <= max_depth)
+    z = np.where(valid, z, np.float32(np.nan))
+    h, w = z.shape
+    u = ((np.arange(w, dtype=np.float32) * stride + 0.5 - K[0, 2]) / K[0, 0]).astype(np.float32)
+    vv = ((np.arange(h, dtype=np.float32) * stride + 0.5 - K[1, 2]) / K[1, 1]).astype(np.float32)
+    X, Y = z * u[None, :], z * vv[:, None]
+    N = np.zeros((3, h, w), np.float32)
     if h >= 3 and w >= 3:
-        dx = P[1:-1, 2:] - P[1:-1, :-2]
-        dy = P[2:, 1:-1] - P[:-2, 1:-1]
-        zc = z[1:-1, 1:-1]
-        step = zc * (2.0 * stride / K[0, 0]) * NORMAL_MAX_SLOPE
-        with np.errstate(invalid="ignore"):
-            smooth = (np.abs(dx[..., 2]) <= step) & (np.abs(dy[..., 2]) <= step)
-        n = np.cross(dx, dy)
-        norm = np.linalg.norm(n, axis=-1, keepdims=True)
+        c = (slice(1, -1), slice(1, -1))
+        ax, ay, az = (A[1:-1, 2:] - A[1:-1, :-2] for A in (X, Y, z))  # along the row
+        bx, by, bz = (A[2:, 1:-1] - A[:-2, 1:-1] for A in (X, Y, z))  # along the column
+        n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])
+        norm = np.sqrt((n * n).sum(0))
+        step = z[c] * np.float32(2.0 * stride / K[0, 0] * NORMAL_MAX_SLOPE)
         with np.errstate(invalid="ignore", divide="ignore"):
-            n = n / norm
-        ok = smooth & np.isfinite(n).all(-1) & (norm[..., 0] > 0)
-        n[~ok] = 0.0
-        flip = (n * P[1:-1, 1:-1]).sum(-1) > 0  # face the camera (at the origin of the camera frame)
-        n[flip] *= -1.0
-        normals[1:-1, 1:-1] = n
+            ok = (np.abs(az) <= step) & (np.abs(bz) <= step) & (norm > 0)
+            n = np.where(ok, n / norm, 0.0)
+        # face the camera, which sits at the origin of the camera frame
+        flip = (n[0] * X[c] + n[1] * Y[c] + n[2] * z[c]) > 0
+        n[:, flip] *= -1.0
+        N[:, 1:-1, 1:-1] = n
     m = valid.reshape(-1)
-    R, t = frame.T_world_cam[:3, :3], frame.T_world_cam[:3, 3]
-    pts = P.reshape(-1, 3)[m] @ R.T + t
-    nrm = (normals.reshape(-1, 3)[m] @ R.T).astype(np.float32)
+    R = frame.T_world_cam[:3, :3].astype(np.float32)
+    t = frame.T_world_cam[:3, 3]
+    P = np.stack([X.reshape(-1)[m], Y.reshape(-1)[m], z.reshape(-1)[m]], 1)
+    pts = (P @ R.T).astype(np.float64) + t
+    nrm = N.reshape(3, -1)[:, m].T @ R.T
     rgb = frame.rgb[::stride, ::stride].reshape(-1, 3)[m]
-    spacing = (d.reshape(-1)[m] * stride / K[0, 0]).astype(np.float32)
+    spacing = P[:, 2] * np.float32(stride / K[0, 0])
     return DepthSamples(pts, nrm, rgb, spacing)
 
 
 class VoxelGrid:
-    """Occupied voxels with per-voxel sample count and sums of positions, normals and colours."""
+    """Occupied voxels with per-voxel sample count and sums of positions, normals and colours.
+
+    ``data`` is one (N, 10) float32 array per voxel: sample count, the sum of the positions relative to the
+    voxel's corner (small numbers, so float32 sums stay exact to well below a millimetre), the sum of the unit
+    normals and the sum of the RGB colours.
+    """
 
     def __init__(self, voxel: float):
         self.voxel = float(voxel)
         self.keys = np.zeros(0, np.int64)
-        self.hits = np.zeros(0, np.int32)
-        self.pos_sum = np.zeros((0, 3), np.float64)
-        self.nrm_sum = np.zeros((0, 3), np.float32)
-        self.rgb_sum = np.zeros((0, 3), np.float32)
+        self.data = np.zeros((0, 10), np.float32)
         self.version = 0
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def hits(self) -> np.ndarray:
+        """Samples per voxel."""
+        return self.data[:, 0]
+
+    def positions(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Mean sample position of voxels (all, or ``rows``), float64 (N, 3)."""
+        corner = unpack_keys(self.keys[rows]).astype(np.float64) * self.voxel
+        d = self.data[rows]
+        return corner + d[:, 1:4] / d[:, :1]
+
+    def normals(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Mean normal of voxels: its length says how much the samples agree (1: all the same)."""
+        d = self.data[rows]
+        return d[:, 4:7] / d[:, :1]
+
+    def colors(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Mean RGB of voxels, float32 (N, 3)."""
+        d = self.data[rows]
+        return d[:, 7:10] / d[:, :1]
 
     def keys_of(self, points: np.ndarray) -> np.ndarray:
         """Keys of the voxels containing (N, 3) world points."""
@@ -118,29 +142,26 @@ class VoxelGrid:
         """Fuse samples; returns the number of voxels they touched."""
         if len(samples.points) == 0:
             return 0
-        k = self.keys_of(samples.points)
-        order = np.argsort(k, kind="stable")
+        ijk = np.floor(samples.points / self.voxel)
+        k = pack_keys(ijk)
+        feats = np.empty((len(k), 10), np.float32)
+        feats[:, 0] = 1.0
+        feats[:, 1:4] = samples.points - ijk * self.voxel
+        feats[:, 4:7] = samples.normals
+        feats[:, 7:10] = samples.colors
+        order = np.argsort(k)
         k = k[order]
-        uk, start, counts = np.unique(k, return_index=True, return_counts=True)
-        pos = np.add.reduceat(samples.points[order], start, axis=0)
-        nrm = np.add.reduceat(samples.normals[order], start, axis=0)
-        rgb = np.add.reduceat(samples.colors[order].astype(np.float32), start, axis=0)
+        start = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+        uk = k[start]
+        sums = np.add.reduceat(feats[order], start, axis=0)
         idx = np.searchsorted(self.keys, uk)
         found = idx < len(self.keys)
         found[found] = self.keys[idx[found]] == uk[found]
-        i = idx[found]
-        self.hits[i] += counts[found].astype(np.int32)
-        self.pos_sum[i] += pos[found]
-        self.nrm_sum[i] += nrm[found]
-        self.rgb_sum[i] += rgb[found]
+        self.data[idx[found]] += sums[found]
         new = ~found
         if new.any():
-            at = idx[new]
-            self.keys = np.insert(self.keys, at, uk[new])
-            self.hits = np.insert(self.hits, at, counts[new].astype(np.int32))
-            self.pos_sum = np.insert(self.pos_sum, at, pos[new], axis=0)
-            self.nrm_sum = np.insert(self.nrm_sum, at, nrm[new], axis=0)
-            self.rgb_sum = np.insert(self.rgb_sum, at, rgb[new], axis=0)
+            self.keys = np.insert(self.keys, idx[new], uk[new])
+            self.data = np.insert(self.data, idx[new], sums[new], axis=0)
         self.version += 1
         return len(uk)
 
