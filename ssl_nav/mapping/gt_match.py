@@ -24,7 +24,8 @@ MIN_FRACTION = 0.5
 
 
 def read_scene_objects(frames_dir: str | os.PathLike) -> list[dict]:
-    """``objects`` of ``DIR/scene.json`` that have an ``instance_id`` and an ``aabb`` (empty when no scene.json)."""
+    """``objects`` of ``DIR/scene.json`` that have an ``aabb`` (empty when there is no scene.json); a malformed
+    ``aabb`` or a missing ``instance_id`` is an error naming the file."""
     p = Path(frames_dir) / "scene.json"
     if not p.is_file():
         return []
@@ -33,6 +34,8 @@ def read_scene_objects(frames_dir: str | os.PathLike) -> list[dict]:
         objects = scene.get("objects", []) if isinstance(scene, dict) else []
         out = []
         for o in objects:
+            if o.get("aabb") is None:
+                continue  # nothing to match against
             lo, hi = np.asarray(o["aabb"][0], dtype=np.float64), np.asarray(o["aabb"][1], dtype=np.float64)
             if lo.shape != (3,) or hi.shape != (3,):
                 raise ValueError(f"object {o.get('instance_id')}: aabb must be [[x,y,z],[x,y,z]]")
