@@ -165,6 +165,13 @@ class ViewsConfig:
     max_views_per_instance: int = _f(30, "K: most views kept per instance", range=(1, 10000))
     keyframe_translation: float = _f(0.05, "keyframe gate: smallest camera translation (m)", range=(0.0, 100.0))
     keyframe_rotation_deg: float = _f(5.0, "keyframe gate: smallest camera rotation (degrees)", range=(0.0, 180.0))
+    deblur: str = _f("none", "deblur robot (low-quality) frames before cutting views: unsharp masking, Wiener "
+                     "deconvolution (Gaussian PSF), or a user TorchScript model (views.deblur_model)",
+                     choices=("none", "unsharp", "wiener", "model"))
+    deblur_model: str | None = _f(None, "views.deblur model: TorchScript file, (1,3,H,W) in [0,1] -> same shape")
+    deblur_sigma: float = _f(1.5, "views.deblur unsharp / wiener: sigma of the Gaussian blur (px)", range=(0.1, 20.0))
+    deblur_amount: float = _f(1.0, "views.deblur unsharp: strength", range=(0.0, 10.0))
+    deblur_nsr: float = _f(0.02, "views.deblur wiener: noise-to-signal ratio (regularisation)", range=(1e-6, 10.0))
 
 
 @dataclass

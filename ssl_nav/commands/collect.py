@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="map instances from the frames' masks, an external semantic map (mapping.semantic_map), or "
                         "geometric 3D segmentation of the depth (no masks needed); auto (default): masks when the "
                         "frames carry them, else geometric")
+    p.add_argument("--deblur", choices=("none", "unsharp", "wiener", "model"), default=None,
+                   help="deblur robot frames before cutting views (views.deblur; model: views.deblur_model)")
     p.add_argument("--no-photos", action="store_true", help="ignore DIR/photos.jsonl")
     p.add_argument("--append", action="store_true",
                    help="add to a store that already holds views (otherwise that is an error)")
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from ssl_nav.views.collect import collect_frames
     from ssl_nav.views.store import ViewStore
 
-    cfg = config_from_args(args, {"mapping.id_mode": args.id_mode, "mapping.segmenter": args.segmenter})
+    cfg = config_from_args(args, {"mapping.id_mode": args.id_mode, "mapping.segmenter": args.segmenter,
+                                  "views.deblur": args.deblur})
     from ssl_nav.errors import FormatError
 
     frames_dir = Path(args.frames)

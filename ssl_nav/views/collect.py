@@ -5,7 +5,8 @@ For a frame, the instance map is z-buffered into the camera
 view: its square crop (:mod:`ssl_nav.views.crops`) and quality figures
 (:mod:`ssl_nav.views.quality`). Candidates that pass the thresholds are kept,
 at most K per instance, chosen for viewpoint diversity
-(:mod:`ssl_nav.views.selection`).
+(:mod:`ssl_nav.views.selection`); with ``views.deblur`` the robot frames are
+deblurred (:mod:`ssl_nav.views.deblur`) before the kept views are cut.
 
 - :func:`collect_frames` (offline, ``ssl-nav collect``): pass 1 fuses every usable
   frame into the map; pass 2 evaluates each keyframe against the finished map
@@ -32,6 +33,7 @@ from ssl_nav.mapping.builder import MapBuilder, choose_segmenter
 from ssl_nav.mapping.gt_match import match_instances_to_objects
 from ssl_nav.mapping.instance_map import InstanceMap
 from ssl_nav.views.crops import crop_square, square_box, truncation
+from ssl_nav.views.deblur import make_deblur
 from ssl_nav.views.quality import ViewQuality, sharpness_in_square
 from ssl_nav.views.selection import KeyframeGate, farthest_point_sampling, least_diverse, view_features
 from ssl_nav.views.store import ViewStore
@@ -101,12 +103,33 @@ def evaluate_frame(frame: Frame, points: np.ndarray, labels: np.ndarray, cfg: Vi
     return out
 
 
-def _add(store: ViewStore, frame: Frame, iid: int, square: tuple, q: ViewQuality, cfg: ViewsConfig) -> dict:
-    crop = crop_square(frame.rgb, square, cfg.crop_size)
+def _add(store: ViewStore, frame: Frame, iid: int, square: tuple, q: ViewQuality, cfg: ViewsConfig,
+         rgb: np.ndarray | None = None) -> dict:
+    """Crop ``square`` out of ``rgb`` (the frame's image, or its deblurred copy) and add it as a view."""
+    crop = crop_square(frame.rgb if rgb is None else rgb, square, cfg.crop_size)
+    extra = {} if rgb is None else {"deblur": cfg.deblur}
     return store.add_view(str(iid), crop, frame.quality, frame_id=frame.frame_id, T_world_cam=frame.T_world_cam,
                           bbox=list(square), visible_fraction=q.visible_fraction, sharpness=q.sharpness,
                           box_px=round(float(q.box_px), 2), truncation=round(float(q.truncation), 4),
-                          n_visible=int(q.n_visible), purity=round(float(q.purity), 4))
+                          n_visible=int(q.n_visible), purity=round(float(q.purity), 4), **extra)
+
+
+class _FrameDeblur:
+    """``views.deblur`` applied to robot (low-quality) frames, once per frame (the last one is cached)."""
+
+    def __init__(self, cfg: ViewsConfig):
+        self.method = make_deblur(cfg)
+        self.frames = 0
+        self._last: tuple[Frame, np.ndarray] | None = None
+
+    def __call__(self, frame: Frame) -> np.ndarray | None:
+        """The deblurred image of ``frame``, or ``None`` when it stays as it is."""
+        if self.method is None or frame.quality != "low":
+            return None
+        if self._last is None or self._last[0] is not frame:
+            self._last = (frame, self.method(frame.rgb))
+            self.frames += 1
+        return self._last[1]
 
 
 def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg: PipelineConfig,
@@ -191,9 +214,10 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
     chosen.sort(key=lambda c: (c.frame_index, c.instance_id))
     per_instance: Counter = Counter()
     views_by_quality: Counter = Counter()
+    deblur = _FrameDeblur(vcfg)
     for c in tqdm(chosen, desc="collect: write", unit="view", disable=not progress):
         frame = keyframes[c.frame_index]
-        _add(store, frame, c.instance_id, c.square, c.quality, vcfg)
+        _add(store, frame, c.instance_id, c.square, c.quality, vcfg, deblur(frame))
         per_instance[str(c.instance_id)] += 1
         views_by_quality[frame.quality] += 1
     return {
@@ -203,7 +227,7 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
         "instances_with_views": len(per_instance), "candidates": sum(len(c) for c in cands.values()),
         "rejected": dict(rejected), "views_low": views_by_quality["low"], "views_high": views_by_quality["high"],
         "views_per_instance": {k: per_instance[k] for k in sorted(per_instance, key=int)},
-        "merges": imap.merges, **builder.summary(),
+        "merges": imap.merges, **builder.summary(), "deblur": vcfg.deblur, "deblurred_frames": deblur.frames,
         "gt_matched": sum(gt is not None for gt in imap.gt_instance_ids().values()),
     }
 
@@ -217,6 +241,7 @@ class ViewCollector:
         self.gate = KeyframeGate(cfg.keyframe_translation, cfg.keyframe_rotation_deg)
         self.counts: Counter = Counter()
         self.rejected: Counter = Counter()
+        self.deblur = _FrameDeblur(cfg)
         # instance id -> [(view_id, camera position)], seeded from the store's LQ views (reopen-and-continue)
         self._kept: dict[int, list[tuple[str, np.ndarray]]] = {}
         for v in store.views(quality="low"):
@@ -255,7 +280,7 @@ class ViewCollector:
                 self.store.remove_views([kept[worst][0]])
                 kept.pop(worst)
                 self.counts["replaced"] += 1
-            rec = _add(self.store, frame, iid, square, q, self.cfg)
+            rec = _add(self.store, frame, iid, square, q, self.cfg, self.deblur(frame))
             kept.append((rec["view_id"], pos))
             added.append(rec)
         if added:
