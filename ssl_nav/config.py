@@ -169,9 +169,9 @@ class ViewsConfig:
                      "deconvolution (Gaussian PSF), or a user TorchScript model (views.deblur_model)",
                      choices=("none", "unsharp", "wiener", "model"))
     deblur_model: str | None = _f(None, "views.deblur model: TorchScript file, (1,3,H,W) in [0,1] -> same shape")
-    deblur_sigma: float = _f(1.5, "views.deblur unsharp / wiener: sigma of the Gaussian blur (px)", range=(0.1, 20.0))
-    deblur_amount: float = _f(1.0, "views.deblur unsharp: strength", range=(0.0, 10.0))
-    deblur_nsr: float = _f(0.02, "views.deblur wiener: noise-to-signal ratio (regularisation)", range=(1e-6, 10.0))
+    deblur_sigma: float = _f(2.0, "views.deblur unsharp / wiener: sigma of the Gaussian blur (px)", range=(0.1, 20.0))
+    deblur_amount: float = _f(0.5, "views.deblur unsharp: strength", range=(0.0, 10.0))
+    deblur_nsr: float = _f(0.1, "views.deblur wiener: noise-to-signal ratio (regularisation)", range=(1e-6, 10.0))
 
 
 @dataclass

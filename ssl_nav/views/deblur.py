@@ -7,7 +7,8 @@ deblurring network before it cuts crops. This stage does the same, with a choice
 - ``unsharp``: unsharp masking, ``out = img + amount * (img - G_sigma * img)``;
 - ``wiener``: Wiener deconvolution with a Gaussian point-spread function of ``deblur_sigma`` px and the
   noise-to-signal ratio ``deblur_nsr``, in the Fourier domain (Gonzalez & Woods, *Digital Image Processing*,
-  ch. 5): ``F = conj(H) / (|H|^2 + nsr) * G``; the frame is mirror-padded so the FFT sees no seam;
+  ch. 5): ``F = conj(H) / (|H|^2 + nsr) * G``, scaled by ``1 + nsr`` so that flat areas keep their
+  brightness; the frame is mirror-padded so the FFT sees no seam;
 - ``model``: a deblurring network the user supplies (``views.deblur_model``): a ``torch.export`` program
   (``.pt2``, ``torch.export.save(torch.export.export(net, (x,), dynamic_shapes=...), "deblur.pt2")`` with
   dynamic height and width) or a TorchScript file (``torch.jit.script(net).save("deblur.pt")``). It takes a
@@ -60,7 +61,7 @@ def wiener_deconvolve(rgb: np.ndarray, sigma: float, nsr: float) -> np.ndarray:
     img = cv2.copyMakeBorder(rgb.astype(np.float32), pad, pad, pad, pad, cv2.BORDER_REFLECT)
     h, w = img.shape[:2]
     H = gaussian_otf((h, w), sigma)
-    gain = (H / (H ** 2 + float(nsr))).astype(np.complex64)
+    gain = (H * (1.0 + float(nsr)) / (H ** 2 + float(nsr))).astype(np.complex64)  # unit gain at DC
     out = np.empty_like(img)
     for c in range(img.shape[2]):
         out[..., c] = np.fft.irfft2(np.fft.rfft2(img[..., c]) * gain, s=(h, w))
