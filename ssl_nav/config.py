@@ -131,15 +131,17 @@ class MappingConfig:
     geometric_min_support_area: float = _f(0.1, "geometric: smallest area of a support surface (table top, shelf "
                                            "board, floor) (m^2)", range=(0.001, 100.0))
     geometric_min_support_extent: float = _f(0.5, "geometric: smallest longest side of a support surface (m); "
-                                             "object tops are shorter", range=(0.01, 100.0))
+                                             "planar runs this long are structure too (legs, board edges): "
+                                             "objects must be smaller", range=(0.01, 100.0))
     geometric_min_wall_area: float = _f(0.5, "geometric: smallest area of a vertical plane removed as a wall (m^2)",
                                         range=(0.01, 1000.0))
     geometric_max_object_size: float = _f(1.2, "geometric: segments larger than this along any axis are structure "
                                           "(m)", range=(0.05, 100.0))
     geometric_max_support_gap: float = _f(0.06, "geometric: largest gap between a segment's lowest voxel and the "
                                           "support under it (m)", range=(0.0, 2.0))
-    geometric_support_reach: float = _f(0.15, "geometric: a segment stands on a support when its base lies within "
-                                        "this distance of the support's seen footprint (m)", range=(0.0, 5.0))
+    geometric_support_reach: float = _f(0.15, "geometric: a segment stands on something when its base lies within "
+                                        "this distance of the top of a support, ledge or board edge (m)",
+                                        range=(0.0, 5.0))
     geometric_support_thickness: float = _f(0.04, "geometric: thickness below a support's top surface that is the "
                                             "support itself (table top, shelf board) (m)", range=(0.0, 1.0))
     geometric_resegment_every: int = _f(10, "geometric, streaming: re-segment the map after this many new frames "
