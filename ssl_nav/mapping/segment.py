@@ -9,10 +9,12 @@ A robot with only an RGB-D camera and a pose builds its own instance map with :c
    up-facing horizontal planes), the ceilings and undersides (down-facing ones) and the walls (large vertical
    planes) are found from the averaged normals; the voxels within ``geometric_plane_tolerance`` of them are
    structure;
-3. **objects**: what is left is cut into 26-connected voxel components. A component is an object instance when
-   it has at least ``min_points`` voxels, fits in ``geometric_max_object_size``, stands on a support (its lowest
-   voxel within ``geometric_max_support_gap`` above a support whose footprint lies under it) and does not touch
-   a horizontal plane from below (table legs, shelf sides and board edges do: they are furniture);
+3. **objects**: what is left is cut into 26-connected voxel components. A component longer than
+   ``geometric_min_support_extent`` first loses its long planar runs (legs, the edges of table tops and shelf
+   boards, side panels) and is cut again. A piece is an object instance when it has at least ``min_points``
+   voxels, fits in ``geometric_max_object_size``, is neither a rod (a leg) nor a sheet (a piece of a plane),
+   does not touch a horizontal plane from below (furniture does) and rests on something: its base lies within
+   ``geometric_max_support_gap`` above and ``geometric_support_reach`` beside the top of a support or a ledge;
 4. **stable ids**: each segmentation is matched with the previous one by voxel overlap. A component keeps the
    id of the previous instance it overlaps most; when it overlaps several (they turned out to be one object)
    they merge into the one with most overlap (:attr:`GeometricSegmenter.merged_into` records it); when an
@@ -62,7 +64,7 @@ ROD_WIDTH_VOXELS = 5
 SHEET_VOXELS = 3
 #: ... and whose second side is at least this long (m); narrower ones are thin objects (a stick, a bottle)
 SHEET_MIN_WIDTH = 0.2
-#: height of the slice at the bottom of a component that must lie over the support's footprint (m)
+#: the base of a component: its voxels this close above its lowest one (m)
 FOOT_SLICE = 0.05
 
 TOO_SMALL = "too small"

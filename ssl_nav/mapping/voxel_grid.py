@@ -3,7 +3,8 @@
 Every frame is sampled on a regular pixel lattice (every ``stride``-th row and column), back-projected with its
 intrinsics and posed into the world (:func:`depth_samples`). Each sample carries a surface normal estimated
 from its lattice neighbours (the cross product of central differences, as in organised point-cloud
-segmentation; oriented towards the camera that saw it) and its colour. :class:`VoxelGrid` accumulates, per
+segmentation; of the depth averaged over 3x3 samples when the frame's depth is noisy; oriented towards the
+camera that saw it) and its colour. :class:`VoxelGrid` accumulates, per
 occupied voxel, the number of samples that fell into it, the sum of their positions, of their normals and of
 their colours: the same running averages a voxel-fusion map (e.g. Voxblox's colour and weight channels) keeps,
 without a signed distance. Voxels are addressed by one int64 key (21 bits per axis); the keys are kept sorted,
@@ -24,6 +25,9 @@ _MASK21 = (1 << 21) - 1
 #: largest depth step between the two lattice neighbours of a sample (in lattice spacings at its depth)
 #: for its normal to count; beyond it the neighbours lie on different surfaces (a depth discontinuity)
 NORMAL_MAX_SLOPE = 4.0
+#: depth is noisy when its median deviation from the 3x3 mean exceeds this fraction of the depth; then the
+#: normals come from the smoothed depth (1 cm of per-pixel noise at 2 m would otherwise scramble them)
+NOISY_DEPTH = 0.002
 
 
 def pack_keys(ijk: np.ndarray) -> np.ndarray:
@@ -73,8 +77,14 @@ def depth_samples(frame: Frame, stride: int, min_depth: float, max_depth: float)
     N = np.zeros((3, h, w), np.float32)
     if h >= 3 and w >= 3:
         c = (slice(1, -1), slice(1, -1))
-        ax, ay, az = (A[1:-1, 2:] - A[1:-1, :-2] for A in (X, Y, z))  # along the row
-        bx, by, bz = (A[2:, 1:-1] - A[:-2, 1:-1] for A in (X, Y, z))  # along the column
+        zs = _smoothed(z, valid)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            noise = np.nanmedian(np.abs(z - zs) / z) if valid.any() else 0.0
+        if not noise > NOISY_DEPTH:  # clean depth: the raw lattice keeps thin edges sharp
+            zs = z
+        Xs, Ys = zs * u[None, :], zs * vv[:, None]
+        ax, ay, az = (A[1:-1, 2:] - A[1:-1, :-2] for A in (Xs, Ys, zs))  # along the row
+        bx, by, bz = (A[2:, 1:-1] - A[:-2, 1:-1] for A in (Xs, Ys, zs))  # along the column
         n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])
         norm = np.sqrt((n * n).sum(0))
         step = z[c] * np.float32(2.0 * stride / K[0, 0] * NORMAL_MAX_SLOPE)
@@ -94,6 +104,17 @@ def depth_samples(frame: Frame, stride: int, min_depth: float, max_depth: float)
     rgb = frame.rgb[::stride, ::stride].reshape(-1, 3)[m]
     spacing = P[:, 2] * np.float32(stride / K[0, 0])
     return DepthSamples(pts, nrm, rgb, spacing)
+
+
+def _smoothed(z: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The mean of the valid depths in each 3x3 neighbourhood (NaN where the sample itself is invalid)."""
+    import cv2
+
+    w = valid.astype(np.float32)
+    total = cv2.blur(np.where(valid, z, 0.0).astype(np.float32), (3, 3), borderType=cv2.BORDER_CONSTANT)
+    count = cv2.blur(w, (3, 3), borderType=cv2.BORDER_CONSTANT)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, total / count, np.float32(np.nan)).astype(np.float32)
 
 
 class VoxelGrid:
