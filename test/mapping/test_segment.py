@@ -168,3 +168,14 @@ def test_instance_map_is_cached_until_enough_new_frames():
     seg.integrate(frames[2])
     seg.integrate(frames[3])
     assert seg.instance_map() is not first
+
+
+def test_noisy_depth_still_gives_the_objects():
+    rng = np.random.default_rng(0)
+    clean = render_orbit(floor_boxes())
+    noisy = [dataclasses.replace(f, depth=np.where(f.depth > 0, f.depth + rng.normal(0, 0.01, f.depth.shape), 0)
+                                 .astype(np.float32)) for f in clean]
+    seg = segment(noisy)
+    gt = gt_voxels(clean, CFG.voxel_size)
+    assert all(best_iou(keys, seg.last.instances)[0] >= 0.4 for keys in gt.values()), seg.summary()
+    assert len(seg.last.instances) <= 4

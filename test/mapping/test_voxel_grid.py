@@ -27,19 +27,33 @@ def test_add_accumulates_counts_means_and_stays_sorted():
     assert g.lookup(np.array([pack_keys(np.array([[9, 9, 9]]))[0]]))[0] == -1
 
 
-def test_normals_of_a_floor_point_up_and_face_the_camera():
-    K = intrinsics_from_fov(80, 60, 70.0)
-    T = look_at(np.array([0.0, 0.0, 1.5]), np.array([2.0, 0.0, 0.0]))
-    # depth of the plane z = 0 seen by this camera
-    cols, rows = np.meshgrid(np.arange(80) + 0.5, np.arange(60) + 0.5)
+def _floor_frame(w, h, target=(2.0, 0.0, 0.0)):
+    """A camera 1.5 m up looking at ``target`` on the plane z = 0: its exact depth."""
+    K = intrinsics_from_fov(w, h, 70.0)
+    T = look_at(np.array([0.0, 0.0, 1.5]), np.array(target))
+    cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
     d_cam = np.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], np.ones_like(cols)], -1)
     d_w = d_cam @ T[:3, :3].T
     t = -T[2, 3] / d_w[..., 2]
     depth = np.where(t > 0, t, 0).astype(np.float32)
-    f = Frame(rgb=np.zeros((60, 80, 3), np.uint8), depth=depth, K=K, T_world_cam=T)
+    return Frame(rgb=np.zeros((h, w, 3), np.uint8), depth=depth, K=K, T_world_cam=T)
+
+
+def test_normals_of_a_floor_point_up_and_face_the_camera():
+    f = _floor_frame(80, 60)
+    K, depth = f.K, f.depth
     s = depth_samples(f, 1, 0.1, 10.0)
     assert np.allclose(s.points[:, 2], 0.0, atol=1e-4)
     has = np.abs(s.normals).sum(1) > 0
     assert has.mean() > 0.8
     assert np.allclose(s.normals[has], [0, 0, 1], atol=1e-3)
     assert np.allclose(s.spacing, depth[depth > 0] / K[0, 0], rtol=1e-4)
+
+
+def test_normals_survive_per_pixel_depth_noise():
+    f = _floor_frame(160, 120, (3.0, 0.0, 0.0))
+    rng = np.random.default_rng(0)
+    f.depth = np.where(f.depth > 0, f.depth + rng.normal(0, 0.01, f.depth.shape), 0).astype(np.float32)
+    s = depth_samples(f, 1, 0.1, 10.0)
+    has = np.abs(s.normals).sum(1) > 0
+    assert has.mean() > 0.8 and (s.normals[has][:, 2] > np.cos(np.radians(20))).mean() > 0.95
