@@ -44,6 +44,11 @@ METRICS = ("top1", "mAP", "auroc")
 #: what shapes a scene (simulate + collect); a change here or in these sources rebuilds the cached scene
 SCENE_SECTIONS = ("sim", "mapping", "views")
 SCENE_SOURCES = ("ssl_nav/sim", "ssl_nav/mapping", "ssl_nav/views", "ssl_nav/frames.py", "ssl_nav/geometry.py")
+#: maps whose instance ids are not the simulator's (mapping.segmenter geometric, ...) carry gt_instance_id in the
+#: store's instances.json; while ssl_nav.retrieval.evaluate compares query and instance ids directly, the queries
+#: are translated to map ids (ssl_nav.mapping.gt_match.translate_queries). Set False once evaluation reads
+#: gt_instance_id itself (docs/mapping.md, "Scoring a map whose ids are its own").
+TRANSLATE_QUERY_IDS = True
 
 
 def experiment_config(seed: int, overrides: dict[str, Any] | None = None, quick: bool = False):
@@ -77,6 +82,7 @@ def prepare_scene(cfg, root: Path = ROOT, progress: bool = False) -> tuple[Path,
     """Simulate and collect the scene of ``cfg`` (cached); returns (frames dir, store dir)."""
     from ssl_nav.commands.collect import add_photos_from_dir, read_categories
     from ssl_nav.frames import count_frames, read_frames_dir
+    from ssl_nav.mapping.gt_match import read_scene_objects
     from ssl_nav.sim.simulate import simulate_to_dir
     from ssl_nav.views.collect import collect_frames
     from ssl_nav.views.store import ViewStore
@@ -91,7 +97,8 @@ def prepare_scene(cfg, root: Path = ROOT, progress: bool = False) -> tuple[Path,
     simulate_to_dir(cfg, frames, progress=progress)
     store = ViewStore(store_dir, create=True)
     summary = collect_frames(read_frames_dir(frames), store, cfg, progress=progress, total=count_frames(frames),
-                             categories=read_categories(frames), map_dir=store_dir / "map")
+                             categories=read_categories(frames), map_dir=store_dir / "map",
+                             gt_objects=read_scene_objects(frames))
     photos = add_photos_from_dir(frames, store, progress=progress)
     done.write_text(json.dumps({"collect": {k: v for k, v in summary.items() if k != "skipped"},
                                 "photos": photos["photos"], "seconds": round(time.monotonic() - t0, 1)}))
@@ -131,6 +138,12 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
     build_index_from_store(store, ft.model_path, cfg.retrieval, out / "index-finetuned", progress=progress,
                            quality=quality)
     queries = frames / "queries.jsonl"
+    from ssl_nav.mapping.gt_match import has_gt_annotation, translate_queries
+    from ssl_nav.views.store import ViewStore
+
+    instances = ViewStore(store).instances()
+    if TRANSLATE_QUERY_IDS and has_gt_annotation(instances):
+        queries = translate_queries(queries, instances, out / "queries.jsonl")
     res = {"seed": seed, "name": name, "overrides": overrides or {},
            "baseline": evaluate_index(out / "index-baseline", queries, cfg),
            "finetuned": evaluate_index(out / "index-finetuned", queries, cfg),

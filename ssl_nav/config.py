@@ -159,6 +159,38 @@ class MappingConfig:
     outlier_std_ratio: float = _f(2.5, "statistical outlier removal: std ratio", range=(0.1, 20.0))
     min_points: int = _f(30, "instances with fewer points are ignored", range=(1, 1_000_000))
     max_points_per_instance: int = _f(20000, "voxel size grows for instances above this many points", range=(100, 10_000_000))
+    segmenter: str = _f("auto", "where map instances come from: 'masks' (the frames' instance masks: simulator or "
+                        "2D segmenter), 'semantic_map' (an external labelled cloud, mapping.semantic_map), "
+                        "'geometric' (3D segmentation of the fused depth, no masks, no weights); 'auto' = masks when "
+                        "the frames carry them, else geometric",
+                        choices=("auto", "masks", "semantic_map", "geometric"))
+    semantic_map: str | None = _f(None, "segmenter semantic_map: PLY/PCD file or saved map directory with an "
+                                  "instance label per point")
+    geometric_stride: int = _f(2, "geometric: sample every N-th depth pixel (2 at 640x480 keeps ~1 sample per "
+                               "voxel at 3 m)", range=(1, 16))
+    geometric_min_hits: int = _f(1, "geometric: depth samples a voxel needs to count as occupied", range=(1, 1000))
+    geometric_normal_tolerance_deg: float = _f(20.0, "geometric: largest tilt of a horizontal (or vertical) "
+                                               "surface normal (degrees)", range=(1.0, 45.0))
+    geometric_plane_tolerance: float = _f(0.02, "geometric: distance within which a voxel belongs to a support, "
+                                          "ceiling or wall plane (m)", range=(0.001, 0.5))
+    geometric_min_support_area: float = _f(0.1, "geometric: smallest area of a support surface (table top, shelf "
+                                           "board, floor) (m^2)", range=(0.001, 100.0))
+    geometric_min_support_extent: float = _f(0.5, "geometric: smallest longest side of a support surface (m); "
+                                             "planar runs this long are structure too (legs, board edges): "
+                                             "objects must be smaller", range=(0.01, 100.0))
+    geometric_min_wall_area: float = _f(0.5, "geometric: smallest area of a vertical plane removed as a wall (m^2)",
+                                        range=(0.01, 1000.0))
+    geometric_max_object_size: float = _f(1.2, "geometric: segments larger than this along any axis are structure "
+                                          "(m)", range=(0.05, 100.0))
+    geometric_max_support_gap: float = _f(0.06, "geometric: largest gap between a segment's lowest voxel and the "
+                                          "support under it (m)", range=(0.0, 2.0))
+    geometric_support_reach: float = _f(0.15, "geometric: a segment stands on something when its base lies within "
+                                        "this distance of the top of a support, ledge or board edge (m)",
+                                        range=(0.0, 5.0))
+    geometric_support_thickness: float = _f(0.04, "geometric: thickness below a support's top surface that is the "
+                                            "support itself (table top, shelf board) (m)", range=(0.0, 1.0))
+    geometric_resegment_every: int = _f(10, "geometric, streaming: re-segment the map after this many new frames "
+                                        "when asked for it", range=(1, 100000))
 
 
 @dataclass
@@ -180,6 +212,13 @@ class ViewsConfig:
     max_views_per_instance: int = _f(30, "K: most views kept per instance", range=(1, 10000))
     keyframe_translation: float = _f(0.05, "keyframe gate: smallest camera translation (m)", range=(0.0, 100.0))
     keyframe_rotation_deg: float = _f(5.0, "keyframe gate: smallest camera rotation (degrees)", range=(0.0, 180.0))
+    deblur: str = _f("none", "deblur robot (low-quality) frames before cutting views: unsharp masking, Wiener "
+                     "deconvolution (Gaussian PSF), or a user TorchScript model (views.deblur_model)",
+                     choices=("none", "unsharp", "wiener", "model"))
+    deblur_model: str | None = _f(None, "views.deblur model: TorchScript file, (1,3,H,W) in [0,1] -> same shape")
+    deblur_sigma: float = _f(2.0, "views.deblur unsharp / wiener: sigma of the Gaussian blur (px)", range=(0.1, 20.0))
+    deblur_amount: float = _f(0.5, "views.deblur unsharp: strength", range=(0.0, 10.0))
+    deblur_nsr: float = _f(0.1, "views.deblur wiener: noise-to-signal ratio (regularisation)", range=(1e-6, 10.0))
 
 
 @dataclass

@@ -30,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_argument(p)
     p.add_argument("--id-mode", choices=("stable", "per_frame"), default=None,
                    help="instance ids in masks: stable (simulators) or per_frame (2D segmenter)")
+    p.add_argument("--segmenter", choices=("auto", "masks", "semantic_map", "geometric"), default=None,
+                   help="map instances from the frames' masks, an external semantic map (mapping.semantic_map), or "
+                        "geometric 3D segmentation of the depth (no masks needed); auto (default): masks when the "
+                        "frames carry them, else geometric")
+    p.add_argument("--deblur", choices=("none", "unsharp", "wiener", "model"), default=None,
+                   help="deblur robot frames before cutting views (views.deblur; model: views.deblur_model)")
     p.add_argument("--no-photos", action="store_true", help="ignore DIR/photos.jsonl")
     p.add_argument("--append", action="store_true",
                    help="add to a store that already holds views (otherwise that is an error)")
@@ -109,12 +115,16 @@ def add_photos_from_dir(frames_dir, store, progress: bool = True,
     if records is None:
         records = read_photo_records(root)
     known = store.instances()
+    from ssl_nav.mapping.gt_match import gt_to_map_ids, has_gt_annotation
+
+    to_map = gt_to_map_ids(known) if has_gt_annotation(known) else None  # photos name simulator ids
     for n, rec in tqdm(records, desc="collect: photos", unit="photo", disable=not progress):
         try:
             iid = rec.get("instance_id")
             if isinstance(iid, bool) or not isinstance(iid, (str, int)):
                 raise ValueError(f"key 'instance_id' must be an integer id, got {iid!r}")
             iid = str(int(iid))
+            iid = to_map.get(iid, f"{iid} (simulator id, unmatched)") if to_map is not None else iid
             img = read_image_rgb(resolve_inside(root, rec.get("image"), f"{path}:{n}: key 'image'",
                                                 error=FrameError))
         except (TypeError, ValueError) as e:
@@ -176,11 +186,13 @@ def run(args: argparse.Namespace) -> int:
     from ssl_nav.atomic import atomic_write_bytes, replace_dir
     from ssl_nav.errors import FormatError, StoreError
     from ssl_nav.frames import count_frames, read_frames_dir
+    from ssl_nav.mapping.gt_match import read_scene_objects
     from ssl_nav.mapping.instance_map import InstanceMap
     from ssl_nav.views.collect import collect_frames
     from ssl_nav.views.store import ViewStore
 
-    cfg = config_from_args(args, {"mapping.id_mode": args.id_mode})
+    cfg = config_from_args(args, {"mapping.id_mode": args.id_mode, "mapping.segmenter": args.segmenter,
+                                  "views.deblur": args.deblur})
     frames_dir = Path(args.frames)
     frames_file = frames_dir / "frames.jsonl"
     if not frames_file.is_file():
@@ -214,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
     n_before = len(store)
     with store.transaction():
         summary = collect_frames(read_frames_dir(frames_dir), store, cfg, progress=not args.quiet, total=total,
-                                 categories=categories, imap=imap, map_dir=None)
+                                 categories=categories, imap=imap, map_dir=None,
+                                 gt_objects=read_scene_objects(frames_dir))
         if summary["frames_used"] == 0:
             reasons = "; ".join(s["reason"] for s in summary["skipped"][:3])
             raise FormatError(f"{frames_file}: none of its {summary['frames_total']} frames is usable ({reasons})")
@@ -247,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
     for s in summary["skipped"][:10]:
         print(f"    {s['reason']}")
     print(f"map: {summary['instances']} instances, {summary['map_points']} points -> {map_dir / 'map.ply'}")
+    print(f"segmenter: {summary['segmenter']} ({summary['segmenter_reason']})"
+          + "".join(f"; {n} frames: {r}" for r, n in sorted(summary["frames_without_objects"].items())))
     rej = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items(), key=lambda t: -t[1])) or "none"
     print(f"views: {summary['candidates']} candidates (rejected: {rej})")
     for s in photos["photos_skipped"][:10]:

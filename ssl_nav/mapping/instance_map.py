@@ -106,6 +106,7 @@ class InstanceMap:
         self._points: dict[int, np.ndarray] = {}
         self._voxel: dict[int, float] = {}
         self._category: dict[int, str | None] = {}
+        self._gt: dict[int, str | None] = {}  # ground-truth object per instance, when matched (simulation)
         self._next_id = 1
         self._version = 0
         self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -222,6 +223,7 @@ class InstanceMap:
                         self._category[keep] = self._category[drop]
                     self._category.pop(drop, None)
                     self._voxel.pop(drop, None)
+                    self._gt.pop(drop, None)
                     self.merges += 1
                     queue.append(keep)
                     break
@@ -250,6 +252,14 @@ class InstanceMap:
     def set_category(self, instance_id: int, category: str | None) -> None:
         """Set the category of an instance (e.g. from ``scene.json``)."""
         self._category[int(instance_id)] = category
+
+    def set_gt_instance_id(self, instance_id: int, gt_instance_id: str | None) -> None:
+        """Record the ground-truth object an instance is (``None``: none); saved as ``gt_instance_id``."""
+        self._gt[int(instance_id)] = None if gt_instance_id is None else str(gt_instance_id)
+
+    def gt_instance_ids(self) -> dict[int, str | None]:
+        """Recorded ground-truth objects of the instances (empty when never matched)."""
+        return {iid: gt for iid, gt in self._gt.items() if iid in self._points}
 
     def instances(self) -> dict[int, InstanceInfo]:
         """Instances with at least ``min_points`` points, by id."""
@@ -284,8 +294,14 @@ class InstanceMap:
         return len(self.instances())
 
     def to_store_instances(self) -> dict[str, dict]:
-        """``instances.json`` of a ViewStore: ``{"<id>": {category, centroid, aabb, n_points}}``."""
-        return {str(iid): info.to_store_json() for iid, info in self.instances().items()}
+        """``instances.json`` of a ViewStore: ``{"<id>": {category, centroid, aabb, n_points}}``, plus
+        ``gt_instance_id`` when the instances were matched to ground-truth objects."""
+        out = {}
+        for iid, info in self.instances().items():
+            out[str(iid)] = info.to_store_json()
+            if iid in self._gt:
+                out[str(iid)]["gt_instance_id"] = self._gt[iid]
+        return out
 
     # ------------------------------------------------------------ persistence
 
@@ -349,6 +365,9 @@ class InstanceMap:
                     raise FormatError(f"{meta_path}: instance key {key!r} is not an integer id") from None
                 if iid in m._points and isinstance(entry, dict):
                     m._category[iid] = entry.get("category")
+                    if "gt_instance_id" in entry:
+                        gt = entry["gt_instance_id"]
+                        m._gt[iid] = None if gt is None else str(gt)
                     if entry.get("voxel_size"):
                         m._voxel[iid] = float(entry["voxel_size"])
         m._version += 1

@@ -5,7 +5,8 @@ For a frame, the instance map is z-buffered into the camera
 view: its square crop (:mod:`ssl_nav.views.crops`) and quality figures
 (:mod:`ssl_nav.views.quality`). Candidates that pass the thresholds are kept,
 at most K per instance, chosen for viewpoint diversity
-(:mod:`ssl_nav.views.selection`).
+(:mod:`ssl_nav.views.selection`); with ``views.deblur`` the robot frames are
+deblurred (:mod:`ssl_nav.views.deblur`) before the kept views are cut.
 
 - :func:`collect_frames` (offline, ``ssl-nav collect``): pass 1 fuses every usable
   frame into the map; pass 2 evaluates each keyframe against the finished map
@@ -28,8 +29,11 @@ import numpy as np
 from ssl_nav.config import PipelineConfig, ViewsConfig
 from ssl_nav.errors import FrameError
 from ssl_nav.frames import Frame, SkippedFrame
+from ssl_nav.mapping.builder import MapBuilder, choose_segmenter
+from ssl_nav.mapping.gt_match import match_instances_to_objects
 from ssl_nav.mapping.instance_map import InstanceMap
 from ssl_nav.views.crops import crop_square, square_box, truncation
+from ssl_nav.views.deblur import make_deblur
 from ssl_nav.views.quality import ViewQuality, sharpness_in_square
 from ssl_nav.views.selection import KeyframeGate, farthest_point_sampling, least_diverse, view_features
 from ssl_nav.views.store import ViewStore
@@ -99,29 +103,54 @@ def evaluate_frame(frame: Frame, points: np.ndarray, labels: np.ndarray, cfg: Vi
     return out
 
 
-def _add(store: ViewStore, frame: Frame, iid: int, square: tuple, q: ViewQuality, cfg: ViewsConfig) -> dict:
-    crop = crop_square(frame.rgb, square, cfg.crop_size)
+def _add(store: ViewStore, frame: Frame, iid: int, square: tuple, q: ViewQuality, cfg: ViewsConfig,
+         rgb: np.ndarray | None = None) -> dict:
+    """Crop ``square`` out of ``rgb`` (the frame's image, or its deblurred copy) and add it as a view."""
+    crop = crop_square(frame.rgb if rgb is None else rgb, square, cfg.crop_size)
+    extra = {} if rgb is None else {"deblur": cfg.deblur}
     return store.add_view(str(iid), crop, frame.quality, frame_id=frame.frame_id, T_world_cam=frame.T_world_cam,
                           bbox=list(square), visible_fraction=q.visible_fraction, sharpness=q.sharpness,
                           box_px=round(float(q.box_px), 2), truncation=round(float(q.truncation), 4),
-                          n_visible=int(q.n_visible), purity=round(float(q.purity), 4))
+                          n_visible=int(q.n_visible), purity=round(float(q.purity), 4), **extra)
+
+
+class _FrameDeblur:
+    """``views.deblur`` applied to robot (low-quality) frames, once per frame (the last one is cached)."""
+
+    def __init__(self, cfg: ViewsConfig):
+        self.method = make_deblur(cfg)
+        self.frames = 0
+        self._last: tuple[Frame, np.ndarray] | None = None
+
+    def __call__(self, frame: Frame) -> np.ndarray | None:
+        """The deblurred image of ``frame``, or ``None`` when it stays as it is."""
+        if self.method is None or frame.quality != "low":
+            return None
+        if self._last is None or self._last[0] is not frame:
+            self._last = (frame, self.method(frame.rgb))
+            self.frames += 1
+        return self._last[1]
 
 
 def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg: PipelineConfig,
                    progress: bool = True, total: int | None = None, *,
                    categories: dict[int, str] | None = None, imap: InstanceMap | None = None,
-                   map_dir: str | Path | None = None) -> dict:
+                   map_dir: str | Path | None = None, gt_objects: list[dict] | None = None) -> dict:
     """Offline collection: map pass, then view pass with up to K diverse views per instance.
 
     ``frames`` may contain :class:`SkippedFrame` items (from :func:`ssl_nav.frames.read_frames_dir`); they and
-    frames failing validation are counted by reason. ``categories`` names map instances (stable ids);
-    ``imap`` receives the fused map (a fresh one when ``None``); ``map_dir`` saves it there.
-    Returns a summary with counts and skip reasons.
+    frames failing validation are counted by reason. The map comes from ``mapping.segmenter``
+    (:mod:`ssl_nav.mapping.builder`; ``auto`` decides on the first usable frame: masks when it has one, else
+    geometric). ``categories`` names instances by ground-truth id; ``imap`` is the map to fuse masks into, or
+    the ready map of the ``semantic_map`` segmenter; ``map_dir`` saves the map there. ``gt_objects``
+    (``scene.json`` objects with ``instance_id`` and ``aabb``) annotates each instance of a map whose ids are
+    not the simulator's with ``gt_instance_id`` (:mod:`ssl_nav.mapping.gt_match`), and names it.
+    Returns a summary with counts, skip reasons and which segmenter made the map.
     """
     from tqdm import tqdm
 
     vcfg = cfg.views
-    imap = imap if imap is not None else InstanceMap(cfg.mapping)
+    builder: MapBuilder | None = None
     gate = KeyframeGate(vcfg.keyframe_translation, vcfg.keyframe_rotation_deg)
     skip_reasons: Counter = Counter()
     skipped: list[dict] = []
@@ -133,8 +162,11 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
             skip_reasons[skip_category(item.reason)] += 1
             skipped.append({"frame_id": item.frame_id, "line": item.line, "reason": item.reason})
             continue
+        if builder is None:
+            name, why = choose_segmenter(cfg.mapping.segmenter, item.instance_mask is not None)
+            builder = MapBuilder(cfg.mapping, name, imap, why)
         try:
-            imap.integrate(item)
+            builder.integrate(item)
         except FrameError as e:
             skip_reasons[skip_category(str(e))] += 1
             skipped.append({"frame_id": item.frame_id, "line": None, "reason": str(e)})
@@ -145,9 +177,21 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
                                    stamp=item.stamp, frame_id=item.frame_id, quality=item.quality))
         else:
             n_not_key += 1
-    for iid, cat in (categories or {}).items():
-        if iid in imap.instances():
-            imap.set_category(iid, cat)
+    if builder is None:  # no usable frame
+        name, why = choose_segmenter(cfg.mapping.segmenter, False)
+        builder = MapBuilder(cfg.mapping, name, imap, why)
+    imap = builder.finish()
+    if builder.ids_are_ground_truth:
+        for iid, cat in (categories or {}).items():
+            if iid in imap.instances():
+                imap.set_category(iid, cat)
+    elif gt_objects:
+        names = {str(k): v for k, v in (categories or {}).items()}
+        names.update({str(o["instance_id"]): o.get("category") for o in gt_objects if o.get("category")})
+        for iid, gt in match_instances_to_objects(imap, gt_objects).items():
+            imap.set_gt_instance_id(iid, gt)
+            if gt is not None and names.get(gt) is not None:
+                imap.set_category(iid, names[gt])
     infos = imap.instances()
     old = store.instances()
     store.set_instances({**old, **imap.to_store_instances()})
@@ -170,9 +214,10 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
     chosen.sort(key=lambda c: (c.frame_index, c.instance_id))
     per_instance: Counter = Counter()
     views_by_quality: Counter = Counter()
+    deblur = _FrameDeblur(vcfg)
     for c in tqdm(chosen, desc="collect: write", unit="view", disable=not progress):
         frame = keyframes[c.frame_index]
-        _add(store, frame, c.instance_id, c.square, c.quality, vcfg)
+        _add(store, frame, c.instance_id, c.square, c.quality, vcfg, deblur(frame))
         per_instance[str(c.instance_id)] += 1
         views_by_quality[frame.quality] += 1
     return {
@@ -182,7 +227,8 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
         "instances_with_views": len(per_instance), "candidates": sum(len(c) for c in cands.values()),
         "rejected": dict(rejected), "views_low": views_by_quality["low"], "views_high": views_by_quality["high"],
         "views_per_instance": {k: per_instance[k] for k in sorted(per_instance, key=int)},
-        "merges": imap.merges,
+        "merges": imap.merges, **builder.summary(), "deblur": vcfg.deblur, "deblurred_frames": deblur.frames,
+        "gt_matched": sum(gt is not None for gt in imap.gt_instance_ids().values()),
     }
 
 
@@ -195,6 +241,7 @@ class ViewCollector:
         self.gate = KeyframeGate(cfg.keyframe_translation, cfg.keyframe_rotation_deg)
         self.counts: Counter = Counter()
         self.rejected: Counter = Counter()
+        self.deblur = _FrameDeblur(cfg)
         # instance id -> [(view_id, camera position)], seeded from the store's LQ views (reopen-and-continue)
         self._kept: dict[int, list[tuple[str, np.ndarray]]] = {}
         for v in store.views(quality="low"):
@@ -236,7 +283,7 @@ class ViewCollector:
                 self.store.remove_views([kept[worst][0]])
                 kept.pop(worst)
                 self.counts["replaced"] += 1
-            rec = _add(self.store, frame, iid, square, q, self.cfg)
+            rec = _add(self.store, frame, iid, square, q, self.cfg, self.deblur(frame))
             kept.append((rec["view_id"], pos))
             added.append(rec)
         if added:

@@ -234,3 +234,35 @@ def test_stable_ids_of_another_scene_are_not_merged(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "scene 'other'" in err and "scene 'test'" in err and "--id-mode per_frame" in err
     assert _snapshot(tmp_path / "s") == before
+
+
+def test_collect_without_masks_segments_geometrically_and_says_so(tmp_path, capsys):
+    d = tmp_path / "frames"
+    boxes = [scenes.Box(1, (1.0, -0.9, 0.0), (1.4, -0.5, 0.4), (220, 40, 40)),
+             scenes.Box(2, (1.2, 0.0, 0.0), (1.5, 0.3, 0.3), (40, 200, 40)),
+             scenes.Box(3, (0.9, 0.6, 0.0), (1.2, 1.0, 0.35), (40, 60, 220))]
+    with FramesWriter(d) as w:
+        for i, T in enumerate(scenes.orbit_poses(8)):
+            f = scenes.render(boxes, T, frame_id=f"f{i}")
+            f.instance_mask = None  # what an RGB-D camera with a pose gives: "instance": null
+            w.write(f)
+    (d / "scene.json").write_text(json.dumps({"objects": [
+        {"instance_id": b.instance_id, "category": c, "aabb": [list(b.lo), list(b.hi)]}
+        for b, c in zip(boxes, ("red_box", "green_box", "blue_box"))]}))
+    write_png(d / "photos" / "2" / "0.png", np.full((40, 40, 3), 90, np.uint8))
+    (d / "photos.jsonl").write_text(json.dumps({"instance_id": "2", "image": "photos/2/0.png"}) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("mapping:\n  geometric_stride: 1\nviews:\n  crop_size: 32\n  min_box_px: 8\n  min_visible_points: 10\n")
+    assert main(["collect", "--frames", str(d), "--store", str(tmp_path / "s"), "--config", str(cfg), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "segmenter: geometric (auto: the frames carry no instance masks)" in out and "map: 3 instances" in out
+    store = ViewStore(tmp_path / "s")
+    inst = store.instances()
+    photo = store.views(quality="high")
+    assert len(photo) == 1 and inst[photo[0]["instance_id"]]["gt_instance_id"] == "2"  # simulator id -> map id
+    assert inst[photo[0]["instance_id"]]["category"] == "green_box"
+    # --segmenter masks on frames without masks: no instances, and the reason
+    assert main(["collect", "--frames", str(d), "--store", str(tmp_path / "s2"), "--config", str(cfg), "--quiet",
+                 "--segmenter", "masks", "--no-photos"]) == 0
+    out = capsys.readouterr().out
+    assert "map: 0 instances" in out and "8 frames: no instance mask" in out

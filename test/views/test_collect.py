@@ -1,11 +1,12 @@
 """View collection on ray-cast scenes with known geometry: right instance in every crop, occlusion, bad frames."""
 
+import dataclasses
 import json
 
 import cv2
 import numpy as np
 
-from ssl_nav.config import PipelineConfig, ViewsConfig
+from ssl_nav.config import MappingConfig, PipelineConfig, ViewsConfig
 from ssl_nav.frames import FramesWriter, read_frames_dir
 from ssl_nav.geometry import look_at
 from ssl_nav.mapping import InstanceMap
@@ -121,3 +122,38 @@ def test_bad_frames_are_skipped_and_counted(tmp_path):
     assert malformed[0]["line"] == 7 and "frames.jsonl:7" in malformed[0]["reason"]
     assert any(str(d / recs[5]["rgb"]) in s["reason"] for s in summary["skipped"])
     assert summary["instances"] == 3 and len(store) > 0 and store.check() == []
+
+
+def _short_boxes():
+    return [scenes.Box(1, (1.0, -0.9, 0.0), (1.4, -0.5, 0.4), (220, 40, 40)),
+            scenes.Box(2, (1.2, 0.0, 0.0), (1.5, 0.3, 0.3), (40, 200, 40)),
+            scenes.Box(3, (0.9, 0.6, 0.0), (1.2, 1.0, 0.35), (40, 60, 220))]
+
+
+def test_frames_without_masks_are_segmented_geometrically_and_matched_to_the_scene(tmp_path):
+    boxes = _short_boxes()
+    rendered = [scenes.render(boxes, T, frame_id=f"f{i:02d}") for i, T in enumerate(scenes.orbit_poses(8))]
+    gt = {f.frame_id: f.instance_mask.copy() for f in rendered}
+    frames = [dataclasses.replace(f, instance_mask=None) for f in rendered]
+    objects = [{"instance_id": str(b.instance_id), "category": name, "aabb": [list(b.lo), list(b.hi)]}
+               for b, name in zip(boxes, ("box", "cube", "crate"))]
+    cfg = _cfg(max_views_per_instance=4)
+    cfg.mapping = MappingConfig(geometric_stride=1)
+    store = ViewStore(tmp_path / "s", create=True)
+    summary = collect_frames(frames, store, cfg, progress=False, categories={1: "wrong: keyed by simulator id"},
+                             gt_objects=objects, map_dir=tmp_path / "s" / "map")
+    assert summary["segmenter"] == "geometric" and "no instance masks" in summary["segmenter_reason"]
+    assert summary["instances"] == 3 and summary["gt_matched"] == 3
+    inst = store.instances()
+    assert sorted(v["gt_instance_id"] for v in inst.values()) == ["1", "2", "3"]
+    assert {v["gt_instance_id"]: v["category"] for v in inst.values()} == {"1": "box", "2": "cube", "3": "crate"}
+    for v in store.views(quality="low"):  # every crop shows the object its instance was matched to
+        assert _majority(store, v, gt[v["frame_id"]]) == int(inst[v["instance_id"]]["gt_instance_id"])
+    assert len(store.views(quality="low")) >= 9
+    # the saved map keeps the annotation
+    again = InstanceMap.load(tmp_path / "s" / "map")
+    assert sorted(again.gt_instance_ids().values()) == ["1", "2", "3"]
+    # the same frames with masks: auto picks the masks, ids are the simulator's, no annotation
+    store2 = ViewStore(tmp_path / "s2", create=True)
+    s2 = collect_frames(rendered, store2, cfg, progress=False, gt_objects=objects)
+    assert s2["segmenter"] == "masks" and s2["gt_matched"] == 0 and "gt_instance_id" not in store2.instances()["1"]

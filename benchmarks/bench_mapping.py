@@ -1,0 +1,286 @@
+"""The mask-free instance map (``mapping.segmenter: geometric``): quality against the simulator, speed, retrieval.
+
+- **Segmentation quality**, per seed (0, 1, 2), on the scenes of ``benchmarks/experiments.py`` (the demo preset:
+  480x360 robot frames along the exploration trajectory). Ground truth is the observed surface of every placed
+  object: the 2 cm voxels that its masked pixels (every pixel, within ``mapping.min_depth..max_depth``) fall
+  into; objects with fewer than ``mapping.min_points`` such voxels were never really seen and are not counted.
+  The prediction is the geometric segmenter's instances (their voxels, same grid), built from the same frames
+  with the masks ignored. Per object: the best voxel IoU with a predicted instance; *recovered* when it is at
+  least 0.5. *Over-segmented*: an object split into two or more instances that each hold at least 10 % of it
+  and are mostly (> 50 %) it. *Under-segmented*: an instance holding at least 25 % of each of two or more
+  objects. *Spurious*: an instance mostly (> 50 %) on no object (furniture or wall pieces).
+- **Speed** at 640x480 in a child process pinned to one core (OMP/BLAS/OpenCV threads 1): integrating a frame,
+  a full re-segmentation of the map, and the streaming rate (integrate every keyframe, re-segment every
+  ``mapping.geometric_resegment_every`` of them: what a robot does).
+- **Retrieval** with the geometric map next to the ground-truth-mask map, same scene and seed
+  (``experiments.run_variant``: robot views indexed, fine-tuned and baseline; queries scored through
+  ``gt_instance_id``).
+- **Deblurring** (``views.deblur``) on the same low-quality protocol: unsharp masking and Wiener deconvolution
+  against none (the ground-truth-mask run), fine-tuned metrics per seed.
+
+Other scenes: ``python benchmarks/bench_mapping.py --set sim.n_objects_max=20 [--set ...] [--retrieval]`` prints
+the rows for those overrides; when ``SimConfig`` has a ``hard_cases`` field, ``run`` adds quality rows with it on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+AREA = "Mask-free 3D instance map (geometric segmenter) and deblurring"
+SEEDS = (0, 1, 2)
+_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+GT_MASKS, GEOMETRIC = "GT masks (simulator)", "geometric (no masks)"
+
+
+# ------------------------------------------------------------------------------------------------ quality
+
+def segmentation_quality(frames_dir: Path, cfg) -> dict:
+    """Geometric segmentation of a simulated frames directory scored against its instance masks."""
+    import numpy as np
+
+    from ssl_nav.frames import Frame, read_frames_dir
+    from ssl_nav.geometry import backproject, transform
+    from ssl_nav.mapping.segment import GeometricSegmenter
+    from ssl_nav.mapping.voxel_grid import VoxelGrid
+
+    mcfg = dataclasses.replace(cfg.mapping, segmenter="geometric")
+    seg = GeometricSegmenter(mcfg)
+    grid = VoxelGrid(mcfg.voxel_size)
+    keys, labels = [], []
+    for f in read_frames_dir(frames_dir):
+        if not isinstance(f, Frame):
+            continue
+        seg.integrate(f)
+        valid = np.isfinite(f.depth) & (f.depth >= mcfg.min_depth) & (f.depth <= mcfg.max_depth)
+        valid &= f.instance_mask > 0
+        pts, rc = backproject(f.K, f.depth, valid)
+        keys.append(grid.keys_of(transform(f.T_world_cam, pts)))
+        labels.append(f.instance_mask[rc[:, 0], rc[:, 1]])
+    seg.segment()
+    k, lab = np.concatenate(keys), np.concatenate(labels)
+    pairs, counts = np.unique(np.stack([k, lab], 1), axis=0, return_counts=True)
+    order = np.lexsort((-counts, pairs[:, 0]))  # majority label per voxel
+    pairs = pairs[order]
+    first = np.concatenate([[True], pairs[1:, 0] != pairs[:-1, 0]])
+    vk, vl = pairs[first, 0], pairs[first, 1]
+    gt = {int(i): vk[vl == i] for i in np.unique(vl)}
+    gt = {i: v for i, v in gt.items() if len(v) >= mcfg.min_points}
+    pred = seg.last.instances
+    overlap = {(g, p): len(np.intersect1d(gk, pk, assume_unique=True)) for g, gk in gt.items()
+               for p, pk in pred.items()}
+    best = {}
+    for g, gk in gt.items():
+        ious = [overlap[g, p] / (len(gk) + len(pk) - overlap[g, p]) for p, pk in pred.items()]
+        best[g] = max(ious, default=0.0)
+    over = sum(1 for g, gk in gt.items()
+               if sum(1 for p, pk in pred.items() if overlap[g, p] >= 0.1 * len(gk) and overlap[g, p] > 0.5 * len(pk))
+               >= 2)
+    under = sum(1 for p in pred if sum(1 for g, gk in gt.items() if overlap[g, p] >= 0.25 * len(gk)) >= 2)
+    spurious = sum(1 for p, pk in pred.items() if max((overlap[g, p] for g in gt), default=0) <= 0.5 * len(pk))
+    scene = json.loads((frames_dir / "scene.json").read_text())
+    return {"placed": len(scene.get("objects", [])), "observed": len(gt), "predicted": len(pred),
+            "recovered": sum(v >= 0.5 for v in best.values()), "mean_iou": float(np.mean(list(best.values()))),
+            "best_iou": {str(g): round(v, 3) for g, v in sorted(best.items())},
+            "over": over, "under": under, "spurious": spurious, "summary": seg.summary()}
+
+
+def quality_rows(seeds, overrides: dict[str, Any] | None = None, quick: bool = False, label: str = "") -> list[dict]:
+    from experiments import experiment_config, prepare_scene
+
+    rows, fr = [], []
+    for seed in seeds:
+        cfg = experiment_config(seed, overrides, quick)
+        frames, _ = prepare_scene(cfg)
+        q = segmentation_quality(frames, cfg)
+        frac = q["recovered"] / max(1, q["observed"])
+        fr.append(frac)
+        rows.append({"benchmark": f"{label}objects recovered at IoU >= 0.5, seed {seed}",
+                     "figure": f"{q['recovered']}/{q['observed']} = {frac:.2f}", "target": ">= 0.90",
+                     "ok": frac >= 0.9,
+                     "note": f"{q['placed']} placed, {q['observed']} observed, {q['predicted']} predicted instances; "
+                             f"mean best IoU {q['mean_iou']:.2f}; over-segmented {q['over']}, under-segmented "
+                             f"{q['under']}, spurious {q['spurious']}; best IoU per object {q['best_iou']}"})
+        print(f"  seed {seed}: {rows[-1]['figure']} ({rows[-1]['note'][:120]})", flush=True)
+    if len(seeds) > 1:
+        rows.append({"benchmark": f"{label}objects recovered at IoU >= 0.5, mean over seeds {list(seeds)}",
+                     "figure": f"{statistics.mean(fr):.2f}", "target": ">= 0.90", "ok": statistics.mean(fr) >= 0.9,
+                     "note": "per seed " + "/".join(f"{x:.2f}" for x in fr)})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ speed
+
+def speed_scene(quick: bool) -> Path:
+    """A 640x480 simulated scene (seed 0, demo preset otherwise), cached under out/bench/mapping."""
+    from experiments import ROOT, experiment_config, scene_key
+
+    from ssl_nav.config import apply_overrides
+    from ssl_nav.sim.simulate import simulate_to_dir
+
+    cfg = apply_overrides(experiment_config(0, None, quick), {"sim.width": 640, "sim.height": 480})
+    d = ROOT / "mapping" / f"speed-640x480-{scene_key(cfg)}"
+    if not (d / "scene.json").is_file():
+        simulate_to_dir(cfg, d, progress=False)
+    return d
+
+
+def _child_speed(frames_dir: str) -> dict:
+    import cv2
+
+    from ssl_nav.config import MappingConfig
+    from ssl_nav.frames import Frame, read_frames_dir
+    from ssl_nav.mapping.segment import GeometricSegmenter
+
+    cv2.setNumThreads(1)
+    frames = [f for f in read_frames_dir(frames_dir) if isinstance(f, Frame)]
+    cfg = MappingConfig(segmenter="geometric")
+    warm = GeometricSegmenter(cfg)  # imports and first-call costs out of the way
+    warm.integrate(frames[0])
+    warm.segment()
+    seg = GeometricSegmenter(cfg)
+    t0 = time.perf_counter()
+    for f in frames:
+        seg.integrate(f)
+    t_int = time.perf_counter() - t0
+    seg.segment()
+    t0 = time.perf_counter()
+    imap = seg.segment()
+    t_seg = time.perf_counter() - t0
+    stream = GeometricSegmenter(cfg)
+    t0 = time.perf_counter()
+    for f in frames:
+        stream.integrate(f)
+        stream.instance_map()
+    t_stream = time.perf_counter() - t0
+    h, w = frames[0].shape
+    return {"frames": len(frames), "size": f"{w}x{h}", "integrate_ms": 1000 * t_int / len(frames),
+            "segment_ms": 1000 * t_seg, "stream_fps": len(frames) / t_stream,
+            "offline_fps": len(frames) / (t_int + t_seg), "voxels": len(seg.grid), "instances": len(imap.instances()),
+            "resegment_every": cfg.geometric_resegment_every, "stride": cfg.geometric_stride}
+
+
+def speed_rows(quick: bool) -> list[dict]:
+    d = speed_scene(quick)
+    code = ("import os, sys, json\n"
+            "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+            f"sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(HERE)!r})\n"
+            "import bench_mapping as b\n"
+            f"print(json.dumps(b._child_speed({str(d)!r})))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **_ENV},
+                         cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child failed: {out.stderr[-2000:]}")
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    return [
+        {"benchmark": f"map update, {s['size']}, 1 core, streaming (re-segment every {s['resegment_every']} keyframes)",
+         "figure": f"{s['stream_fps']:.1f} keyframes/s", "target": ">= 10 keyframes/s", "ok": s["stream_fps"] >= 10,
+         "note": f"{s['frames']} keyframes: integrate {s['integrate_ms']:.1f} ms each (depth stride {s['stride']}), "
+                 f"full re-segmentation {s['segment_ms']:.0f} ms at {s['voxels'] // 1000}k voxels, "
+                 f"{s['instances']} instances; offline (segment once at the end) {s['offline_fps']:.1f} frames/s"},
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ retrieval
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    GT_MASKS: {},  # auto: the simulator's frames carry masks
+    GEOMETRIC: {"mapping.segmenter": "geometric"},
+    "deblur: unsharp": {"views.deblur": "unsharp"},
+    "deblur: wiener": {"views.deblur": "wiener"},
+}
+
+
+def _run_cached(seed: int, name: str, overrides: dict[str, Any], quick: bool) -> dict:
+    """``experiments.run_variant``, its result kept under out/bench/mapping/results (keyed by the scene, the
+    overrides and the learning/retrieval sources), so an interrupted benchmark resumes."""
+    import hashlib
+
+    from experiments import ROOT, experiment_config, run_variant, scene_key
+
+    h = hashlib.sha256(json.dumps([sorted(overrides.items()), quick], default=str).encode())
+    h.update(scene_key(experiment_config(seed, overrides, quick)).encode())
+    for pkg in ("ssl_nav/learning", "ssl_nav/retrieval"):
+        for f in sorted((REPO / pkg).rglob("*.py")):
+            h.update(f.read_bytes())
+    path = ROOT / "mapping" / "results" / f"seed{seed}-{h.hexdigest()[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    res = run_variant(seed, overrides, quick=quick, name=name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, default=str))
+    return res
+
+
+def retrieval_rows(seeds, overrides: dict[str, Any] | None = None, quick: bool = False,
+                   variants: dict[str, dict[str, Any]] | None = None) -> list[dict]:
+    """Geometric vs GT-mask map, and each deblurring method vs none (the GT-mask run), per seed."""
+    from experiments import METRICS, _fmt, variant_rows
+
+    variants = variants or VARIANTS
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    for seed in seeds:
+        for name, ov in variants.items():
+            r = _run_cached(seed, name, {**(overrides or {}), **ov}, quick)
+            results[name].append(r)
+            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {_fmt(r['finetuned'].get(k))}" for k in METRICS),
+                  flush=True)
+    rows = variant_rows({k: results[k] for k in (GT_MASKS, GEOMETRIC)}, reference=GT_MASKS, prefix="retrieval, ")
+    d = [g["finetuned"]["mAP"] - m["finetuned"]["mAP"] for g, m in zip(results[GEOMETRIC], results[GT_MASKS])]
+    rows.append({"benchmark": "retrieval, fine-tuned mAP: geometric map minus GT-mask map",
+                 "figure": f"{statistics.mean(d):+.3f}", "target": ">= -0.05", "ok": statistics.mean(d) >= -0.05,
+                 "note": "per seed " + "/".join(f"{x:+.3f}" for x in d)})
+    deblur = {("deblur: none" if k == GT_MASKS else k): v for k, v in results.items() if k != GEOMETRIC}
+    rows += variant_rows(deblur, reference="deblur: none", prefix="low-quality protocol, ")[1:]
+    return rows
+
+
+def run(quick: bool) -> list[dict]:
+    from ssl_nav.config import SimConfig
+
+    seeds = SEEDS[:1] if quick else SEEDS
+    rows = quality_rows(seeds, quick=quick)
+    if "hard_cases" in {f.name for f in dataclasses.fields(SimConfig)}:
+        rows += quality_rows(seeds, {"sim.hard_cases": True}, quick=quick, label="hard cases: ")
+    rows += speed_rows(quick)
+    rows += retrieval_rows(seeds, quick=quick)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="scene override, e.g. sim.n_objects_max=20 (YAML value)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--retrieval", action="store_true", help="also the retrieval rows (fine-tunes: minutes)")
+    ap.add_argument("--speed", action="store_true", help="also the speed row")
+    args = ap.parse_args()
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    rows = quality_rows(tuple(args.seeds), overrides, args.quick, label=f"{overrides or 'default'}: ")
+    if args.speed:
+        rows += speed_rows(args.quick)
+    if args.retrieval:
+        rows += retrieval_rows(tuple(args.seeds), overrides, args.quick)
+    for r in rows:
+        print(f"{r['benchmark']}: {r['figure']} (target {r.get('target', '-')}) {r.get('note', '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

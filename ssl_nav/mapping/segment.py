@@ -1,0 +1,480 @@
+"""Class-agnostic 3D instance segmentation of fused RGB-D frames: no masks, no learned weights.
+
+A robot with only an RGB-D camera and a pose builds its own instance map with :class:`GeometricSegmenter`:
+
+1. **fusion** (:mod:`ssl_nav.mapping.voxel_grid`): every frame's depth is sampled, posed into the world and
+   fused into a sparse voxel grid that keeps, per voxel, the sample count and the averaged position, normal
+   and colour;
+2. **structure** (:mod:`ssl_nav.mapping.planes`): the support surfaces (floor, table tops, shelf boards: large
+   up-facing horizontal planes), the ceilings and undersides (down-facing ones) and the walls (large vertical
+   planes) are found from the averaged normals; the voxels within ``geometric_plane_tolerance`` of them are
+   structure;
+3. **objects**: what is left is cut into 26-connected voxel components. A component longer than
+   ``geometric_min_support_extent`` first loses its long planar runs (legs, the edges of table tops and shelf
+   boards, side panels) and is cut again. A piece is an object instance when it has at least ``min_points``
+   voxels, fits in ``geometric_max_object_size``, is neither a rod (a leg) nor a sheet (a piece of a plane),
+   does not touch a horizontal plane from below (furniture does) and rests on something: its base lies within
+   ``geometric_max_support_gap`` above and ``geometric_support_reach`` beside the top of a support or a ledge;
+4. **stable ids**: each segmentation is matched with the previous one by voxel overlap. A component keeps the
+   id of the previous instance it overlaps most; when it overlaps several (they turned out to be one object)
+   they merge into the one with most overlap (:attr:`GeometricSegmenter.merged_into` records it); when an
+   instance now falls into several components (it turned out to be two), the largest overlap keeps the id and
+   the others get new ids. Ids are never reused.
+
+This is the classic tabletop pipeline (remove the dominant planes, cluster what stands on them: e.g. Rusu et
+al., "Close-range scene segmentation and reconstruction of 3D point cloud maps for mobile manipulation in
+domestic environments", IROS 2009) run incrementally on a voxel map, with the id bookkeeping of incremental
+object mapping (Grinvald et al., "Volumetric instance-aware semantic mapping and 3D object discovery", RA-L
+2019). The result is an :class:`~ssl_nav.mapping.instance_map.InstanceMap`, so visibility, crops, the ViewStore,
+fine-tuning and retrieval run on it unchanged.
+
+Streaming use (e.g. a ROS node)::
+
+    seg = GeometricSegmenter(cfg.mapping)
+    for frame in frames:
+        report = seg.integrate(frame)      # FrameReport: samples fused, reason when the frame shows no support
+        imap = seg.instance_map()          # re-segmented every geometric_resegment_every frames, ids stable
+
+Assumptions: the world frame is z-up (gravity along -z) and poses are accurate to about a voxel; the map is
+static (nothing moves while it is built).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ssl_nav.config import MappingConfig
+from ssl_nav.frames import Frame
+from ssl_nav.mapping.instance_map import InstanceMap
+from ssl_nav.mapping.planes import (HorizontalPlane, VerticalPlane, cell_keys, closing, fill_holes, horizontal_planes,
+                                    sorted_member, vertical_planes)
+from ssl_nav.mapping.voxel_grid import VoxelGrid, depth_samples, neighbour_deltas
+
+#: a frame shows a support when its up-facing samples cover this fraction of ``geometric_min_support_area``
+FRAME_SUPPORT_FRACTION = 0.25
+#: voxels of a component that must touch a horizontal plane from below for it to be furniture
+MIN_CONTACTS_FROM_BELOW = 3
+#: a component longer than geometric_min_support_extent and at most this many voxels wide is a leg or a pole
+ROD_WIDTH_VOXELS = 5
+#: a component whose thinnest side is at most this many voxels is a sheet
+SHEET_VOXELS = 3
+#: ... and whose second side is at least this long (m); narrower ones are thin objects (a stick, a bottle)
+SHEET_MIN_WIDTH = 0.2
+#: the base of a component: its voxels this close above its lowest one (m)
+FOOT_SLICE = 0.05
+
+TOO_SMALL = "too small"
+TOO_LARGE = "too large"
+FURNITURE = "furniture (touches a plane from below)"
+NOT_SUPPORTED = "not on a support"
+ROD = "rod (a leg or a pole)"
+PLANE_FRAGMENT = "plane fragment"
+NO_DEPTH = "no depth in range"
+NO_SUPPORT = "no support surface in view"
+
+
+@dataclass
+class FrameReport:
+    """What one frame gave the map: samples fused, and why it shows no object evidence (``None``: it may)."""
+
+    frame_id: str
+    samples: int
+    reason: str | None = None
+
+
+@dataclass
+class Segmentation:
+    """The last segmentation: structure, per-component decisions and the instances (ids -> voxel keys)."""
+
+    supports: list[HorizontalPlane] = field(default_factory=list)
+    ceilings: list[HorizontalPlane] = field(default_factory=list)
+    walls: list[VerticalPlane] = field(default_factory=list)
+    rejected: Counter = field(default_factory=Counter)
+    voxels: int = 0
+    structure_voxels: int = 0
+    instances: dict[int, np.ndarray] = field(default_factory=dict)  #: id -> sorted voxel keys
+    strip_voxels: int = 0  #: voxels removed as long planar strips
+    #: rejected components as (reason, sorted voxel keys), kept when ``GeometricSegmenter.keep_rejected``
+    rejected_components: list[tuple[str, np.ndarray]] = field(default_factory=list)
+
+
+def _tops(keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Positions of the voxels among ``keys`` with no voxel of the set right above them (their upper surface),
+    sorted by height."""
+    if len(keys) == 0:
+        return np.zeros((0, 3))
+    order = np.argsort(keys)
+    keys, pos = keys[order], pos[order]
+    top = pos[~sorted_member(keys, keys + 1)]
+    return top[np.argsort(top[:, 2], kind="stable")]
+
+
+def _encloses(cells: np.ndarray) -> bool:
+    """Whether 2D cells (N, 2) form a closed loop around an empty area at least as large as the loop."""
+    lo = cells.min(0) - 2
+    raster = np.zeros(tuple((cells.max(0) - lo + 3).tolist()), np.uint8)
+    raster[cells[:, 0] - lo[0], cells[:, 1] - lo[1]] = 1
+    raster = closing(raster, 1)
+    return bool(fill_holes(raster).sum() >= 2 * raster.sum())
+
+
+def voxel_components(keys: np.ndarray) -> tuple[int, np.ndarray]:
+    """26-connected components of sorted unique voxel keys: (count, label per key)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(keys)
+    if n == 0:
+        return 0, np.zeros(0, np.int64)
+    rows, cols = [np.arange(n)], [np.arange(n)]
+    for delta in neighbour_deltas():
+        nb = keys + delta
+        idx = np.searchsorted(keys, nb)
+        ok = idx < n
+        ok[ok] = keys[idx[ok]] == nb[ok]
+        rows.append(np.nonzero(ok)[0])
+        cols.append(idx[ok])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), np.int8), (r, c)), shape=(n, n)).tocsr()
+    count, labels = connected_components(graph, directed=False)
+    return int(count), labels.astype(np.int64)
+
+
+class GeometricSegmenter:
+    """Incremental voxel fusion + support-plane removal + clustering, with stable instance ids."""
+
+    def __init__(self, cfg: MappingConfig | None = None):
+        self.cfg = cfg or MappingConfig()
+        self.grid = VoxelGrid(self.cfg.voxel_size)
+        self.reasons: Counter = Counter()
+        self.frames_integrated = 0
+        self.merged_into: dict[int, int] = {}
+        self.last = Segmentation()
+        self._next_id = 1
+        self._prev_keys = np.zeros(0, np.int64)  # sorted voxel keys of the last instances
+        self._prev_ids = np.zeros(0, np.int64)
+        self._map: InstanceMap | None = None
+        self._map_version = -1
+        self._since_segment = 0
+        self.keep_rejected = False  # keep rejected components' voxels in ``last`` (inspection, tests)
+
+    # ------------------------------------------------------------------------------------------ fusion
+
+    def integrate(self, frame: Frame) -> FrameReport:
+        """Fuse one frame (its instance mask, if any, is ignored). Raises :class:`FrameError` for a bad frame."""
+        frame.validate()
+        cfg = self.cfg
+        s = depth_samples(frame, cfg.geometric_stride, cfg.min_depth, cfg.max_depth)
+        report = FrameReport(frame.frame_id, len(s.points))
+        self.frames_integrated += 1
+        if len(s.points) == 0:
+            report.reason = NO_DEPTH
+        else:
+            self.grid.add(s)
+            self._since_segment += 1
+            cos_tol = math.cos(math.radians(cfg.geometric_normal_tolerance_deg))
+            up = s.normals[:, 2] > cos_tol
+            if up.any():
+                ray = s.points[up] - frame.T_world_cam[:3, 3]
+                ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+                cos_inc = np.abs((ray * s.normals[up]).sum(1))
+                area = float((s.spacing[up].astype(np.float64) ** 2 / np.maximum(cos_inc, 0.1)).sum())
+            else:
+                area = 0.0
+            if area < FRAME_SUPPORT_FRACTION * cfg.geometric_min_support_area:
+                report.reason = NO_SUPPORT
+        if report.reason is not None:
+            self.reasons[report.reason] += 1
+        return report
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def instance_map(self) -> InstanceMap:
+        """The current :class:`InstanceMap`; re-segments when ``geometric_resegment_every`` frames came in since."""
+        if self._map is None or (self._since_segment >= self.cfg.geometric_resegment_every
+                                 and self._map_version != self.grid.version):
+            return self.segment()
+        return self._map
+
+    def segment(self) -> InstanceMap:
+        """Segment the fused map now; returns the :class:`InstanceMap` with stable ids."""
+        cfg = self.cfg
+        g = self.grid
+        seg = Segmentation()
+        ok = np.flatnonzero(g.hits >= cfg.geometric_min_hits)
+        keys = g.keys[ok]
+        pos = g.positions(ok)
+        nrm = g.normals(ok).astype(np.float64)
+        seg.voxels = len(keys)
+        comp_keys: list[np.ndarray] = []
+        comp_pos: list[np.ndarray] = []
+        if len(keys):
+            length = np.linalg.norm(nrm, axis=1)
+            n_hat = nrm / np.maximum(length, 1e-9)[:, None]
+            n_hat[length <= 0.5] = 0.0  # the samples of this voxel disagree on a normal: none
+            structure, wall = self._structure(keys, pos, n_hat, seg)
+            seg.structure_voxels = int(structure.sum())
+            comp_keys, comp_pos = self._objects(keys, pos, n_hat, structure, wall, seg)
+        ids = self._assign_ids(comp_keys)
+        seg.instances = {i: k for i, k in zip(ids, comp_keys)}
+        self.last = seg
+        if comp_keys:
+            points = np.concatenate(comp_pos).astype(np.float32)
+            labels = np.concatenate([np.full(len(k), i, np.int32) for i, k in zip(ids, comp_keys)])
+        else:
+            points, labels = np.zeros((0, 3), np.float32), np.zeros(0, np.int32)
+        self._map = InstanceMap.from_points(points, labels, cfg)
+        self._map_version = g.version
+        self._since_segment = 0
+        return self._map
+
+    # ------------------------------------------------------------------------------------------ steps
+
+    def _facing(self, n_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Voxels facing up, down and sideways (unit normals; zero rows face nowhere)."""
+        tol = math.radians(self.cfg.geometric_normal_tolerance_deg)
+        has = np.abs(n_hat).sum(1) > 0
+        return (n_hat[:, 2] > math.cos(tol), n_hat[:, 2] < -math.cos(tol),
+                has & (np.abs(n_hat[:, 2]) < math.sin(tol)))
+
+    def _structure(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray,
+                   seg: Segmentation) -> tuple[np.ndarray, np.ndarray]:
+        """Find supports, ceilings and walls; return which voxels belong to them (or lie below the floor), and
+        which of those to walls."""
+        cfg = self.cfg
+        v, tol = cfg.voxel_size, cfg.geometric_plane_tolerance
+        up, down, side = self._facing(n_hat)
+        seg.supports = horizontal_planes(pos[up], v, tol, cfg.geometric_min_support_area,
+                                         cfg.geometric_min_support_extent, up=True)
+        seg.ceilings = horizontal_planes(pos[down], v, tol, cfg.geometric_min_support_area,
+                                         cfg.geometric_min_support_extent, up=False)
+        seg.walls = vertical_planes(pos[side], n_hat[side], v, tol, cfg.geometric_min_wall_area)
+        cells = cell_keys(np.floor(pos[:, :2] / v).astype(np.int64))
+        structure = np.zeros(len(keys), bool)
+        thick = cfg.geometric_support_thickness
+        for p in seg.supports + seg.ceilings:  # the plane and the board or top below (above) its surface
+            dz = (pos[:, 2] - p.z) * (1.0 if p.up else -1.0)
+            near = (dz >= -tol - thick) & (dz <= tol)
+            structure[near] |= p.in_band(cells[near])
+        wall = np.zeros(len(keys), bool)
+        for w in seg.walls:
+            near = np.abs(pos[:, :2] @ w.normal - w.d) <= tol
+            t = pos[:, :2] @ np.array([-w.normal[1], w.normal[0]])
+            wall |= near & (t >= w.t_range[0] - tol) & (t <= w.t_range[1] + tol)
+        structure |= wall
+        if seg.supports:
+            floor = min(seg.supports, key=lambda p: p.z)
+            below = pos[:, 2] < floor.z - tol
+            structure[below] |= floor.contains(cells[below])
+        return structure, wall
+
+    def _objects(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray, structure: np.ndarray,
+                 wall: np.ndarray, seg: Segmentation) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Cluster the non-structure voxels and keep the components that are objects standing on something.
+
+        Planar runs longer than ``geometric_min_support_extent`` are structure too (table legs, the edges of
+        table tops and shelf boards, shelf side panels), and an object often touches them: a component that
+        long loses its long planar runs (and the voxels next to them) and what is left is clustered again.
+        """
+        cand = ~structure
+        ck, cp, cn = keys[cand], pos[cand], n_hat[cand]
+        n, lab = voxel_components(ck)
+        if n == 0:
+            return [], []
+        below = self._contacts_from_below(keys, pos, cand, seg)
+        order = np.argsort(lab, kind="stable")
+        bounds = np.searchsorted(lab[order], np.arange(n + 1))
+        extent = self.cfg.geometric_min_support_extent
+        pieces: list[np.ndarray] = []
+        strips: list[np.ndarray] = []
+        for c in range(n):
+            idx = np.sort(order[bounds[c]:bounds[c + 1]])
+            if len(idx) >= self.cfg.min_points and np.max(cp[idx].max(0) - cp[idx].min(0)) >= extent:
+                strip = self._long_planar_strips(ck[idx], cp[idx], cn[idx])
+                if strip.any():
+                    seg.strip_voxels += int(strip.sum())
+                    strips.append(idx[strip])
+                    rest = idx[~strip]
+                    m, sub = voxel_components(ck[rest])
+                    pieces.extend(rest[sub == j] for j in range(m))
+                    continue
+            pieces.append(idx)
+        ledge = structure & ~wall  # what objects can rest on: supports, strips; not walls
+        top_pos = _tops(np.concatenate([keys[ledge]] + [ck[i] for i in strips]),
+                        np.concatenate([pos[ledge]] + [cp[i] for i in strips]))
+        out_k, out_p = [], []
+        for part in pieces:
+            reason = self._rejection(cp[part], cn[part], below[part], seg, top_pos)
+            if reason is not None:
+                seg.rejected[reason] += 1
+                if self.keep_rejected:
+                    seg.rejected_components.append((reason, ck[part]))
+                continue
+            out_k.append(ck[part])  # sorted: ck is sorted and part ascending
+            out_p.append(cp[part])
+        return out_k, out_p
+
+    def _long_planar_strips(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray) -> np.ndarray:
+        """Voxels of planar runs longer than ``geometric_min_support_extent``: on vertical planes, and at one
+        height (ledges: the edges of boards and table tops seen from the front; not closed rims, as a tray's)."""
+        cfg = self.cfg
+        v, tol, extent = cfg.voxel_size, cfg.geometric_plane_tolerance, cfg.geometric_min_support_extent
+        min_count = max(8, int(extent / v))  # a one-voxel-wide strip of the minimum length
+        up, down, side = self._facing(n_hat)
+        runs: list[tuple[np.ndarray, bool]] = []  # (voxels, horizontal)
+        side_idx = np.nonzero(side)[0]
+        for plane in vertical_planes(pos[side_idx], n_hat[side_idx], v, tol, 0.0, min_count=min_count):
+            runs.append((side_idx[plane.members], False))  # voxels on the plane that face its way
+        # horizontal runs: voxels facing up or down, or with mixed normals (thin edges seen from the front)
+        flat = np.nonzero(up | down | (np.abs(n_hat).sum(1) == 0))[0]
+        if len(flat):
+            zb = np.floor(pos[flat, 2] / tol).astype(np.int64)
+            levels, counts = np.unique(zb, return_counts=True)
+            for lev in levels[counts >= min_count]:
+                z0 = float(np.median(pos[flat[zb == lev], 2]))
+                runs.append((flat[np.abs(pos[flat, 2] - z0) <= tol / 2], True))
+        out = np.zeros(len(keys), bool)
+        for members, horizontal in runs:
+            if len(members) < min_count:
+                continue
+            m, lab = voxel_components(keys[members])
+            for j in range(m):
+                run = members[lab == j]
+                if len(run) < min_count or np.max(pos[run].max(0) - pos[run].min(0)) < extent:
+                    continue
+                if horizontal and _encloses(np.floor(pos[run, :2] / v).astype(np.int64)):
+                    continue  # a closed rim (a tray, a basket): an object
+                out[run] = True
+        if out.any():  # and their neighbours (the corners of legs and edges, whose normals are mixed)
+            nb = (keys[out][:, None] + np.concatenate([neighbour_deltas(), -neighbour_deltas()])[None, :]).ravel()
+            nb = np.unique(nb)
+            idx = np.clip(np.searchsorted(nb, keys), 0, len(nb) - 1)
+            out |= nb[idx] == keys
+        return out
+
+    def _rejection(self, p: np.ndarray, n_hat: np.ndarray, below: np.ndarray, seg: Segmentation,
+                   top_pos: np.ndarray | None) -> str | None:
+        """Why a component (voxel positions ``p``, unit normals, contacts from below) is not an object; ``None``
+        if it is. Without ``top_pos`` (tops of what objects rest on) whether it rests on something is not tested."""
+        cfg = self.cfg
+        v, tol = cfg.voxel_size, cfg.geometric_plane_tolerance
+        if len(p) < cfg.min_points:
+            return TOO_SMALL
+        lo, hi = p.min(0), p.max(0)
+        if np.any(hi - lo > cfg.geometric_max_object_size):
+            return TOO_LARGE
+        lam, axes = np.linalg.eigh(np.cov(p.T))
+        ext = np.sqrt(12.0 * np.maximum(lam, 0.0))  # side lengths of the equivalent box, shortest first
+        if hi[2] - lo[2] >= cfg.geometric_min_support_extent and ext[1] <= ROD_WIDTH_VOXELS * v:
+            return ROD  # a vertical rod: few voxels stray from its axis, so its width is its second side
+        if ext[0] <= SHEET_VOXELS * v and ext[1] >= SHEET_MIN_WIDTH and abs(axes[2, 0]) < 0.5:
+            return PLANE_FRAGMENT  # a vertical sheet: a piece of a wall or a panel
+        if hi[2] - lo[2] <= 2 * v:  # a horizontal sheet: part of a plane, unless it is a flat object on one
+            up, down, _ = self._facing(n_hat)
+            z = float(np.median(p[:, 2]))
+            if hi[2] - lo[2] < v / 2 or down.sum() > up.sum() or any(abs(z - q.z) <= tol
+                                                                    for q in seg.supports + seg.ceilings):
+                return PLANE_FRAGMENT  # one level only (a flat object shows its sides), an underside, or a plane
+        if below.sum() >= MIN_CONTACTS_FROM_BELOW:
+            return FURNITURE
+        sheet = hi[2] - lo[2] <= 2 * v
+        if top_pos is not None and not self._rests_on(p, lo, top_pos, above=v / 2 if sheet else -tol):
+            return NOT_SUPPORTED
+        return None
+
+    def _rests_on(self, p: np.ndarray, lo: np.ndarray, top_pos: np.ndarray, above: float) -> bool:
+        """Whether the base of a component (its lowest ``FOOT_SLICE``) lies within ``geometric_support_reach``
+        of the top of structure it can rest on: at least ``above`` and at most ``geometric_max_support_gap``
+        below its lowest voxel. (A flat sheet must lie above what it rests on, or it is part of it.)"""
+        cfg = self.cfg
+        tol, reach = cfg.geometric_plane_tolerance, cfg.geometric_support_reach
+        z = top_pos[:, 2]  # sorted
+        a, b = np.searchsorted(z, [lo[2] - cfg.geometric_max_support_gap - tol, lo[2] - above], side="right")
+        cand = top_pos[a:b, :2]
+        foot = p[p[:, 2] <= lo[2] + FOOT_SLICE, :2]
+        fmin, fmax = foot.min(0) - reach, foot.max(0) + reach
+        cand = cand[np.all((cand >= fmin) & (cand <= fmax), axis=1)]
+        if len(cand) == 0:
+            return False
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(foot).query(cand, k=1, distance_upper_bound=reach)
+        return bool(np.isfinite(d).any())
+
+    def _contacts_from_below(self, keys: np.ndarray, pos: np.ndarray, cand: np.ndarray,
+                             seg: Segmentation) -> np.ndarray:
+        """Candidate voxels that touch a horizontal-plane voxel lying above them (per candidate, bool)."""
+        tol = self.cfg.geometric_plane_tolerance
+        v = self.cfg.voxel_size
+        cells = cell_keys(np.floor(pos[:, :2] / v).astype(np.int64))
+        plane_z = np.full(len(keys), np.nan)
+        for p in seg.supports + seg.ceilings:
+            near = (np.abs(pos[:, 2] - p.z) <= tol) & np.isnan(plane_z)
+            near[near] = p.contains(cells[near])
+            plane_z[near] = p.z
+        on_plane = ~np.isnan(plane_z)
+        ck, cz = keys[cand], pos[cand, 2]
+        out = np.zeros(len(ck), bool)
+        if not on_plane.any():
+            return out
+        pk, pz = keys[on_plane], plane_z[on_plane]
+        for delta in neighbour_deltas():
+            for d in (delta, -delta):
+                nb = ck + d
+                idx = np.searchsorted(pk, nb)
+                ok = idx < len(pk)
+                ok[ok] = pk[idx[ok]] == nb[ok]
+                hit = np.nonzero(ok)[0]
+                out[hit] |= cz[hit] < pz[idx[hit]] - tol
+        return out
+
+    def _assign_ids(self, comp_keys: list[np.ndarray]) -> list[int]:
+        """Stable ids by voxel overlap with the previous instances (see the module docstring)."""
+        n = len(comp_keys)
+        ids: list[int | None] = [None] * n
+        if n and len(self._prev_keys):
+            allk = np.concatenate(comp_keys)
+            comp = np.concatenate([np.full(len(k), c, np.int64) for c, k in enumerate(comp_keys)])
+            idx = np.clip(np.searchsorted(self._prev_keys, allk), 0, len(self._prev_keys) - 1)
+            hit = self._prev_keys[idx] == allk
+            pairs, counts = np.unique(np.stack([comp[hit], self._prev_ids[idx[hit]]], 1), axis=0,
+                                      return_counts=True)
+            used: set[int] = set()
+            for k in np.argsort(-counts, kind="stable"):
+                c, old = int(pairs[k, 0]), int(pairs[k, 1])
+                if ids[c] is None and old not in used:
+                    ids[c] = old
+                    used.add(old)
+            for k in np.argsort(-counts, kind="stable"):  # previous instances absorbed by another component
+                c, old = int(pairs[k, 0]), int(pairs[k, 1])
+                if old not in used and ids[c] is not None:
+                    self.merged_into[old] = int(ids[c])
+                    used.add(old)
+        out = []
+        for c in range(n):
+            if ids[c] is None:
+                ids[c] = self._next_id
+                self._next_id += 1
+            out.append(int(ids[c]))
+        if n:
+            allk = np.concatenate(comp_keys)
+            alli = np.concatenate([np.full(len(k), i, np.int64) for i, k in zip(out, comp_keys)])
+            order = np.argsort(allk, kind="stable")
+            self._prev_keys, self._prev_ids = allk[order], alli[order]
+        else:
+            self._prev_keys, self._prev_ids = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return out
+
+    def summary(self) -> dict:
+        """Counts of the last segmentation and of the frames: for logs and the collect summary."""
+        s = self.last
+        return {"segmenter": "geometric", "frames": self.frames_integrated, "voxels": s.voxels,
+                "structure_voxels": s.structure_voxels, "supports": len(s.supports),
+                "support_heights_m": [round(p.z, 3) for p in s.supports], "ceilings": len(s.ceilings),
+                "walls": len(s.walls), "instances": len(s.instances), "strip_voxels": s.strip_voxels,
+                "rejected_segments": dict(s.rejected), "frames_without_objects": dict(self.reasons),
+                "merges": len(self.merged_into)}
