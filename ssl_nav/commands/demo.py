@@ -4,11 +4,11 @@
 
 Simulate a room with fixed seeds, map it, collect multi-view crops, add user photos, fine-tune the backbone
 (SimSiam + CrossIA), index the store's robot views (the user photos are training data) with the ImageNet
-baseline and with the fine-tuned backbone, and evaluate the episodes' goal images on both; a last row gives
-top-1 and open-set AUROC with the user photos indexed too. Prints baseline vs fine-tuned top-1, mAP and open-set AUROC, the energy
-record and the time per stage; writes OUT/report.json, OUT/report.png, the model (OUT/run), the indexes
-(OUT/index-baseline, OUT/index-finetuned), the store, the map and the frames directory with queries.jsonl
-(so that ``ssl-nav eval --index OUT/index-finetuned --queries OUT/frames/queries.jsonl`` re-runs the
+baseline and with the fine-tuned backbone, and evaluate the episodes' goal images on both; the last rows give
+top-1 and open-set AUROC with the user photos indexed too. Prints baseline vs fine-tuned top-1, mAP and
+open-set AUROC, the energy record and the time per stage; writes OUT/report.json, OUT/report.png, the model
+(OUT/run), the indexes (OUT/index-baseline, OUT/index-finetuned), the store, the map and the frames directory
+with queries.jsonl (so that ``ssl-nav eval --index OUT/index-finetuned --queries OUT/frames/queries.jsonl`` re-runs the
 evaluation). Without --config the demo preset (ssl_nav/pipeline.py: DEMO_OVERRIDES) sizes the scene and the
 training for 10 minutes on 2 CPU cores; --quick (QUICK_OVERRIDES) for 3 minutes.
 """

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     name = "fine-tuned" if base is not None else "model"
     columns[name], per_query[name] = m, [result_summary(r) for r in res]
     quality = ((retriever.index.extra.get("embedding") or {}).get("quality")) or "all"
-    print(f"protocol: {'robot views indexed (user photos are training data)' if quality == 'low' else 'robot views and user photos indexed'}")
+    print("protocol: " + ("robot views indexed (user photos are training data)" if quality == "low"
+                          else "robot views and user photos indexed"))
     print(format_table(columns))
     report = {"index": str(Path(args.index).resolve()), "queries": str(Path(args.queries).resolve()),
               "model_spec": retriever.index.model_spec, "index_quality": quality, "metrics": columns,

@@ -282,7 +282,7 @@ def fitted_on(index, queries_file: str | os.PathLike) -> bool:
 # ------------------------------------------------------------------------------------------------ query files
 
 def load_queries(path: str | os.PathLike) -> list[dict]:
-    """Read a DESIGN.md ``queries.jsonl``: ``{"image": path relative to the file, "instance_id": str|null}``.
+    """Read a ``queries.jsonl`` (docs/retrieval.md): ``{"image": path relative to the file, "instance_id": str|null}``.
 
     Returns dicts with ``image_path`` (resolved), ``instance_id`` (str or None), ``line`` and the record's
     other keys. Errors name the file and line.

@@ -13,7 +13,7 @@ Index types (``RetrievalConfig.index_type``):
 - ``auto``: ``flat`` below ``hnsw_threshold`` vectors, ``hnsw`` from there on (decided when the index is
   built; adding views later keeps the type).
 
-Directory format (DESIGN.md "Index directory")::
+Directory format (docs/retrieval.md, "Index directory")::
 
     IDX/index.faiss     faiss.write_index of the IDMap2 index
     IDX/meta.json       {"format": "ssl_nav.index/1", "model_hash", "model_spec", "model_name", "dim",
@@ -22,11 +22,14 @@ Directory format (DESIGN.md "Index directory")::
                          "removed": [faiss_id, ...], "next_id", "hnsw": {...}, "thresholds": {...}|null}
     IDX/instances.json  a copy of the store's instances.json
 
-``meta.json`` must list exactly ``ntotal`` vectors whose ids are the index's ids, else loading fails.
-:meth:`InstanceIndex.save` writes everything into ``IDX.tmp-XXXX``, renames an existing ``IDX`` to
+``meta.json`` must list exactly ``ntotal`` vectors whose ids are the index's ids, else loading fails; each
+field is checked and a bad one is named (``key 'vectors'[3]``).
+:meth:`InstanceIndex.save` writes everything into ``IDX.tmp-XXXX`` (fsynced), renames an existing ``IDX`` to
 ``IDX.old-XXXX``, renames the new directory to ``IDX`` and deletes the old one, so a reader sees either the
-old or the new index, never a half-written one. Every error is a :class:`RetrievalIndexError` naming the
-file; an index built by another model (hash mismatch) is an error, not silent garbage.
+old or the new index, never a half-written one. After a crash between the two renames the next load puts
+the newest complete leftover back (:func:`recover_interrupted_save`). Every error is a
+:class:`RetrievalIndexError` naming the file; an index built by another model (hash mismatch) is an error,
+not silent garbage.
 """
 
 from __future__ import annotations
@@ -259,6 +262,7 @@ class InstanceIndex:
             for name in (INDEX_FILE, META_FILE, INSTANCES_FILE):
                 with open(tmp / name, "rb") as fh:
                     os.fsync(fh.fileno())
+            _fsync_dir(tmp)
             old = None
             if dest.exists():
                 old = dest.parent / f"{dest.name}.old-{secrets.token_hex(4)}"
