@@ -212,7 +212,7 @@ class RetrievalConfig:
     search_k: int = _f(256, "views searched before aggregation", range=(1, 100000))
     top_k: int = _f(5, "instances returned", range=(1, 1000))
     open_set_score: str = _f("auto", "open-set ('not in the map') score: auto = the classifier's max softmax when "
-                             "the model has one, else best; see ssl_nav/retrieval/openset.py",
+                             "the model has one, else sim_softmax; see ssl_nav/retrieval/openset.py",
                              choices=("auto", "best", "margin", "query_z", "instance_z", "sim_softmax", "norm",
                                       "max_logit", "energy", "max_softmax"))
     reject_threshold: float = _f(0.5, "reject as 'not in the map' below this open-set score, unless the index "

@@ -44,7 +44,7 @@ def test_scores_by_hand():
 
 def test_resolve_score():
     assert resolve_score("auto", has_classifier=True) == "max_softmax"
-    assert resolve_score("auto", has_classifier=False) == "best"
+    assert resolve_score("auto", has_classifier=False) == "sim_softmax"
     assert resolve_score("query_z", has_classifier=False) == "query_z"
     with pytest.raises(ValueError, match="retrieval.open_set_score.*classifier"):
         resolve_score("energy", has_classifier=False)

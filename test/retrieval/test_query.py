@@ -12,7 +12,7 @@ import torch
 
 from ssl_nav.cli import main as cli_main
 from ssl_nav.config import RetrievalConfig
-from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.errors import RetrievalIndexError, SslNavError
 from ssl_nav.frames import write_png
 from ssl_nav.retrieval.index import InstanceIndex
 from ssl_nav.retrieval.build import build_index
@@ -76,8 +76,8 @@ def test_build_and_query(setup):
         assert ans["in_map"] and ans["margin"] > 0
     strict = RetrievalConfig(image_size=SIZE, device="cpu", reject_threshold=0.999)
     ans = Retriever.open(idx, strict).query(open_set_image(rng))
-    assert not ans["in_map"] and "best" in ans["reason"] and "< threshold 0.999 (uncalibrated)" in ans["reason"]
-    assert ans["open_set"]["score"] == "best" and ans["open_set"]["calibrated"] is False
+    assert not ans["in_map"] and "sim_softmax" in ans["reason"] and "< threshold 0.999 (uncalibrated)" in ans["reason"]
+    assert ans["open_set"]["score"] == "sim_softmax" and ans["open_set"]["calibrated"] is False
 
 
 def test_reload_keeps_previous_index_on_corruption(setup, tmp_path):
@@ -130,7 +130,7 @@ def test_cli_query_eval_calibrate(setup, tmp_path, capsys):
                      "--config", c, "--no-progress"]) == 0
     assert "reject_threshold:" in capsys.readouterr().out
     t = json.loads((out_idx / "meta.json").read_text())["thresholds"]
-    assert t["score"] == "best" and -1.0 <= t["threshold"] <= 1.0 and t["balanced_accuracy"] >= 0.5
+    assert t["score"] == "sim_softmax" and 0.0 <= t["threshold"] <= 1.0 and t["balanced_accuracy"] >= 0.5
     assert t["fit_on"]["path"] == str((root / "queries.jsonl").resolve()) and len(t["fit_on"]["sha256"]) == 64
     assert InstanceIndex.load(out_idx).thresholds["threshold"] == t["threshold"]
     # evaluating on the file the threshold was fitted on is flagged
@@ -225,7 +225,7 @@ def test_query_batch_with_bad_photos(setup, tmp_path, capsys):
 
 def test_classifier_scores_from_model_pt(setup, tmp_path):
     """A model.pt with CrossIA's instance classifier: the open-set score in force is its max softmax ('auto'),
-    and it separates mapped objects from noise photos; without a classifier 'auto' falls back to 'best'."""
+    and it separates mapped objects from noise photos; without a classifier 'auto' falls back to sim_softmax."""
     from ssl_nav.learning.backbones import load_encoder, save_model
     from ssl_nav.retrieval.embedder import Embedder
 
@@ -255,4 +255,28 @@ def test_classifier_scores_from_model_pt(setup, tmp_path):
     m, res = evaluate_queries_file(r, root / "queries.jsonl", progress=False)
     assert m["open_set_score"] == "max_softmax" and m["auroc"] >= 0.8, m
     assert set(m["auroc_by_score"]) >= {"best", "max_logit", "energy", "max_softmax", "norm"}
-    assert Retriever.open(idx, cfg).score_name == "best"
+    assert Retriever.open(idx, cfg).score_name == "sim_softmax"
+
+
+def test_threshold_precedence(setup, tmp_path):
+    """A calibrated threshold applies to its own score only; the configuration's applies otherwise."""
+    root, store, cfg, idx = setup
+    d = tmp_path / "cal"
+    shutil.copytree(idx, d)
+    index = InstanceIndex.load(d)
+    index.thresholds = {"score": "sim_softmax", "threshold": 0.42, "fit_on": {"path": "/x/calibration.jsonl"}}
+    index.save(d)
+    t = Retriever.open(d, cfg).thresholds
+    assert (t.score, t.threshold, t.calibrated) == ("sim_softmax", 0.42, True) and "calibration.jsonl" in t.source
+    other = RetrievalConfig(image_size=SIZE, device="cpu", open_set_score="query_z", reject_threshold=2.0)
+    r = Retriever.open(d, other)
+    assert (r.thresholds.score, r.thresholds.threshold, r.thresholds.calibrated) == ("query_z", 2.0, False)
+    assert "calibrated threshold is for the open-set score 'sim_softmax'" in r.warnings[0]
+    # an index calibrated before the score could be chosen ({"reject_score", "reject_margin"}) was fitted on best
+    index.thresholds = {"reject_score": 0.6, "reject_margin": 0.0}
+    index.save(d)
+    t = Retriever.open(d, RetrievalConfig(image_size=SIZE, device="cpu", open_set_score="best")).thresholds
+    assert (t.score, t.threshold, t.calibrated) == ("best", 0.6, True)
+    assert Retriever.open(d, cfg, use_index_thresholds=False).thresholds.threshold == cfg.reject_threshold
+    with pytest.raises(SslNavError, match="open_set_score.*classifier"):
+        Retriever.open(d, RetrievalConfig(image_size=SIZE, device="cpu", open_set_score="energy"))
