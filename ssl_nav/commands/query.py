@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     out, failed = [], 0
     for path in args.images:
         try:
-            res = retriever.query(read_image_rgb(path), robot_position=robot)
+            res = retriever.query(read_image_rgb(path), robot_position=robot, what=str(path))
         except (SslNavError, ValueError) as e:
             msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
             print(f"ssl-nav query: error: {msg}", file=sys.stderr)

@@ -147,9 +147,10 @@ class Retriever:
         """``image`` as uint8 RGB of at least ``retrieval.min_query_px``, or a ValueError naming ``what``."""
         return self.embedder.check_image(image, what, self.cfg.min_query_px)
 
-    def query(self, image: np.ndarray, robot_position: np.ndarray | None = None) -> dict:
-        """Answer one RGB uint8 photo (see :meth:`query_embedding`); a ValueError for an unusable image."""
-        unit, raw = self.embedder.encode([self.check_image(image)])
+    def query(self, image: np.ndarray, robot_position: np.ndarray | None = None, what: str = "query") -> dict:
+        """Answer one RGB uint8 photo (see :meth:`query_embedding`); a ValueError naming ``what`` for an
+        unusable image."""
+        unit, raw = self.embedder.encode([self.check_image(image, what)])
         return self.query_embedding(unit[0], robot_position, features=raw[0])
 
     def query_embedding(self, embedding: np.ndarray, robot_position: np.ndarray | None = None,
