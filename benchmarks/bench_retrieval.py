@@ -9,8 +9,10 @@
 - recall@10 of HNSW vs exact search. The data are clustered like view embeddings (instances of 10 views,
   queries are new noisy views); target >= 0.95.
 - Demo quality: the ``make demo`` job (``run_demo`` with the demo preset; ``--quick``: the quick preset) on
-  seeds 0, 1, 2 (about 2.5 min each on 2 cores): baseline vs fine-tuned mAP; the fine-tuned model must win
-  on at least 2 of 3. Reports land in ``out/bench-demo/seed<N>/``.
+  seeds 0, 1, 2 (about 2.5 min each on 2 cores) under the evaluation protocol: the robot's views are indexed,
+  the user photos are training data. Baseline vs fine-tuned top-1, mAP and open-set AUROC (the score in
+  force); the fine-tuned model must be at least as good on each, on every seed. The note gives the same with
+  the user photos indexed too. Reports land in ``out/bench-demo/seed<N>/``.
 """
 
 from __future__ import annotations
@@ -175,21 +177,34 @@ def search_scaling(quick: bool, sizes: list[int] | None = None) -> list[dict]:
 def demo_quality(quick: bool, seeds=(0, 1, 2)) -> list[dict]:
     from ssl_nav.pipeline import run_demo
 
-    rows, wins = [], 0
+    rows, wins, all_ok = [], 0, True
+    keys = (("top1", "top-1"), ("mAP", "mAP"), ("auroc", "AUROC"))
     for seed in seeds:
         out = REPO / "out" / "bench-demo" / f"seed{seed}"
         t0 = time.monotonic()
         report = run_demo(None, out, quick=quick, progress=False, seed=seed)
         how = f"ssl-nav demo{' --quick' if quick else ''} --seed {seed}: {time.monotonic() - t0:.0f} s"
         b, f = report["summary"]["baseline"], report["summary"]["finetuned"]
-        win = f["mAP"] > b["mAP"]
-        wins += win
-        rows.append({"benchmark": f"demo seed {seed}: mAP baseline -> fine-tuned",
-                     "figure": f"{b['mAP']:.3f} -> {f['mAP']:.3f}", "target": "fine-tuned > baseline", "ok": win,
-                     "note": f"top-1 {b['top1']:.3f} -> {f['top1']:.3f}; AUROC "
-                             f"{_fmt(b.get('auroc'))} -> {_fmt(f.get('auroc'))}; {how}"})
-    rows.append({"benchmark": "demo: fine-tuned beats baseline on mAP", "figure": f"{wins} of {len(seeds)} seeds",
-                 "target": ">= 2 of 3", "ok": wins >= 2, "note": "ImageNet MobileNetV2 vs the same backbone fine-tuned"})
+        ok = all(b[k] is not None and f[k] is not None and f[k] >= b[k] for k, _ in keys)
+        all_ok &= ok
+        wins += f["mAP"] > b["mAP"]
+        up = report.get("metrics_user_photos") or {}
+        up_note = ("; user photos indexed: " + ", ".join(
+            f"{label} {_fmt((up.get('baseline') or {}).get(k))} -> {_fmt((up.get('finetuned') or {}).get(k))}"
+            for k, label in (("top1", "top-1"), ("auroc", "AUROC")))) if up else ""
+        rows.append({"benchmark": f"demo seed {seed}, robot views indexed: top-1 / mAP / AUROC, baseline -> "
+                                  f"fine-tuned",
+                     "figure": " / ".join(f"{_fmt(b[k])} -> {_fmt(f[k])}" for k, _ in keys),
+                     "target": "fine-tuned >= baseline on each", "ok": ok,
+                     "note": f"open-set score {b.get('open_set_score')} -> {f.get('open_set_score')} (AUROC by "
+                             f"best view {_fmt(b.get('auroc_best_view'))} -> {_fmt(f.get('auroc_best_view'))}); "
+                             f"open-set accuracy (uncalibrated) {_fmt(b.get('open_set_accuracy'))} -> "
+                             f"{_fmt(f.get('open_set_accuracy'))}{up_note}; {how}"})
+    rows.append({"benchmark": "demo: fine-tuned >= baseline on top-1, mAP and AUROC", "figure":
+                 f"{'every' if all_ok else 'not every'} seed of {len(seeds)}; mAP higher on {wins}",
+                 "target": "every seed", "ok": all_ok,
+                 "note": "ImageNet MobileNetV2 vs the same backbone fine-tuned; index: the robot's views "
+                         "(retrieval.index_quality: low), the user photos are training data"})
     return rows
 
 

@@ -122,7 +122,7 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
     "seconds"}``.
     """
     from ssl_nav.learning.trainer import finetune
-    from ssl_nav.retrieval.query import build_index_from_store
+    from ssl_nav.retrieval.build import build_index
 
     cfg = experiment_config(seed, overrides, quick)
     frames, store = prepare_scene(cfg, root, progress)
@@ -131,12 +131,9 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
     if out.exists():
         shutil.rmtree(out)
     t0 = time.monotonic()
-    quality = None if cfg.retrieval.index_quality == "all" else cfg.retrieval.index_quality
     ft = finetune(store, out / "run", cfg, progress=progress)
-    build_index_from_store(store, cfg.learning.backbone, cfg.retrieval, out / "index-baseline", progress=progress,
-                           quality=quality)
-    build_index_from_store(store, ft.model_path, cfg.retrieval, out / "index-finetuned", progress=progress,
-                           quality=quality)
+    build_index(store, cfg.learning.backbone, cfg.retrieval, out / "index-baseline", progress=progress)
+    build_index(store, ft.model_path, cfg.retrieval, out / "index-finetuned", progress=progress)
     queries = frames / "queries.jsonl"
     from ssl_nav.mapping.gt_match import has_gt_annotation, translate_queries
     from ssl_nav.views.store import ViewStore

@@ -298,8 +298,18 @@ class RetrievalConfig:
     top_m: int = _f(3, "m for mean_top_m", range=(1, 1000))
     search_k: int = _f(256, "views searched before aggregation", range=(1, 100000))
     top_k: int = _f(5, "instances returned", range=(1, 1000))
-    reject_score: float = _f(-1.0, "reject as 'not in map' below this best score (-1 = never)", range=(-1.0, 1.0))
-    reject_margin: float = _f(0.0, "reject as 'not in map' below this best-minus-second margin", range=(0.0, 2.0))
+    open_set_score: str = _f("auto", "open-set ('not in the map') score: auto = the classifier's max softmax when "
+                             "the model has one, else sim_softmax; see ssl_nav/retrieval/openset.py",
+                             choices=("auto", "best", "margin", "query_z", "instance_z", "sim_softmax", "norm",
+                                      "max_logit", "energy", "max_softmax"))
+    reject_threshold: float = _f(0.5, "reject as 'not in the map' below this open-set score, unless the index "
+                                 "holds a threshold fitted by ssl-nav calibrate for the same score",
+                                 range=(-1e6, 1e6))
+    reject_margin: float = _f(0.0, "also reject below this best-minus-second instance margin (0 = off)",
+                              range=(0.0, 2.0))
+    softmax_temperature: float = _f(0.05, "temperature of the sim_softmax open-set score", range=(1e-4, 10.0))
+    min_query_px: int = _f(32, "query photos smaller than this on the shorter side are rejected as bad input",
+                           range=(1, 4096))
     flip_tta: bool = _f(False, "average embeddings with a horizontally flipped copy")
     batch_size: int = _f(64, "embedding batch size", range=(1, 65536))
     image_size: int = _f(224, "embedding image size (px)", range=(16, 1024))
@@ -307,8 +317,8 @@ class RetrievalConfig:
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
     query_crop: str = _f("object", "simulated query photos: square crop around the goal object (as a user frames "
                          "it) or the full goal image", choices=("object", "full"))
-    index_quality: str = _f("all", "views indexed: robot views and user photos, or robot (low) views only",
-                            choices=("all", "low"))
+    index_quality: str = _f("low", "views indexed: the robot's own (low-quality) views, the evaluation protocol "
+                            "(user photos are training data); or all, user photos too", choices=("low", "all"))
 
 
 @dataclass

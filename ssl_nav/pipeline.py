@@ -14,10 +14,12 @@
    CrossIA arXiv 2404.09645) to the store as ``quality: high`` views, as ``ssl-nav collect`` does.
 4. **fine-tune**: SimSiam + CrossIA partial fine-tuning of the backbone on the store (``OUT/run``), energy
    metered (``OUT/energy.jsonl``).
-5. **index**: FAISS indexes of the store with the ImageNet backbone (the baseline, ``OUT/index-baseline``) and
-   with the fine-tuned one (``OUT/index-finetuned``).
-6. **evaluate**: the goal images of ``queries.jsonl`` (never used for training) against both indexes: top-1,
-   top-5, mAP, MRR, open-set AUROC, goal-distance error (:mod:`ssl_nav.retrieval.evaluate`), side by side.
+5. **index**: FAISS indexes of the store's robot views (``retrieval.index_quality: low``, the evaluation
+   protocol: the user photos are training data) with the ImageNet backbone (the baseline,
+   ``OUT/index-baseline``) and with the fine-tuned one (``OUT/index-finetuned``).
+6. **evaluate**: the goal images (never used for training) against both indexes: top-1, top-5, mAP, MRR,
+   open-set AUROC and accuracy, goal-distance error (:mod:`ssl_nav.retrieval.evaluate`), side by side; and,
+   as a separate row, top-1 and open-set AUROC with the user photos indexed too (``metrics_user_photos``).
 
 It writes ``OUT/report.json`` and ``OUT/report.png`` (each query photo with its top-3 instances under both
 models, each instance shown by its best-matching stored view, green = correct, red = wrong).
@@ -112,7 +114,8 @@ class StageTimer:
 # ------------------------------------------------------------------------------------------------ helpers
 
 def _summary_columns(metrics: dict) -> dict:
-    keys = ("top1", "top5", "mAP", "mrr", "auroc", "goal_error_median_m", "goal_success_1m", "open_set_accuracy")
+    keys = ("top1", "top5", "mAP", "mrr", "auroc", "auroc_best_view", "open_set_score", "goal_error_median_m",
+            "goal_success_1m", "open_set_accuracy")
     return {k: metrics.get(k) for k in keys}
 
 
@@ -132,8 +135,9 @@ def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: lis
     from ssl_nav.commands.collect import add_photos_from_dir, read_categories
     from ssl_nav.frames import count_frames, read_frames_dir, read_image_rgb
     from ssl_nav.learning.trainer import finetune
+    from ssl_nav.retrieval.build import build_index
     from ssl_nav.retrieval.evaluate import compute_metrics, load_queries, query_result, result_summary
-    from ssl_nav.retrieval.query import Retriever, build_index_from_store
+    from ssl_nav.retrieval.query import Retriever
     from ssl_nav.sim.simulate import SceneDraw, write_simulation
     from ssl_nav.views.collect import collect_frames
     from ssl_nav.views.store import ViewStore
@@ -180,28 +184,36 @@ def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: lis
 
     # 5. index -----------------------------------------------------------------------------------------
     with timer.stage("index"):
-        quality = None if cfg.retrieval.index_quality == "all" else "low"
-        build_index_from_store(store, cfg.learning.backbone, cfg.retrieval, idx_base, progress=progress,
-                               quality=quality)
-        build_index_from_store(store, ft.model_path, cfg.retrieval, idx_ft, progress=progress, quality=quality)
+        build_index(store, cfg.learning.backbone, cfg.retrieval, idx_base, progress=progress)
+        build_index(store, ft.model_path, cfg.retrieval, idx_ft, progress=progress)
         retrievers = {"baseline": Retriever.open(idx_base, cfg.retrieval, is_navigable=sim.is_navigable),
                       "finetuned": Retriever.open(idx_ft, cfg.retrieval, is_navigable=sim.is_navigable)}
 
     # 6. evaluate --------------------------------------------------------------------------------------
     with timer.stage("evaluate"):
         gt_centroids = {str(i): o.centroid.tolist() for i, o in objects.items()}
-        metrics, per_query, results = {}, {}, {}
+        metrics, per_query, results, user_photos_row = {}, {}, {}, {}
         for name, r in retrievers.items():
-            emb = r.embedder.embed(query_images)
-            res = [query_result(r, e, q["episode_id"], q["instance_id"],
-                                None if q["instance_id"] is None else gt_centroids.get(q["instance_id"]))
-                   for e, q in zip(emb, queries)]
+            unit, raw = r.embedder.encode(query_images)
+
+            def evaluate_on(retriever) -> list:
+                return [query_result(retriever, e, q["episode_id"], q["instance_id"],
+                                     None if q["instance_id"] is None else gt_centroids.get(q["instance_id"]),
+                                     features=f) for e, f, q in zip(unit, raw, queries)]
+
+            res = evaluate_on(r)
             results[name] = res
-            metrics[name] = compute_metrics(res)
+            metrics[name] = {**compute_metrics(res), "calibrated": r.thresholds.calibrated}
             per_query[name] = [result_summary(x) for x in res]
+            if cfg.retrieval.index_quality == "low" and n_hq:
+                # the other protocol, for reference: the user photos indexed too (in memory)
+                other = Retriever(build_index(store, r.embedder, cfg.retrieval, quality="all", progress=False),
+                                  r.embedder, cfg.retrieval)
+                user_photos_row[name] = compute_metrics(evaluate_on(other))
         goals = []
-        for q, e in zip(queries, retrievers["finetuned"].embedder.embed(query_images[:8])):
-            ans = retrievers["finetuned"].query_embedding(e)
+        unit, raw = retrievers["finetuned"].embedder.encode(query_images[:8])
+        for q, e, f in zip(queries, unit, raw):
+            ans = retrievers["finetuned"].query_embedding(e, features=f)
             goals.append({"episode_id": q["episode_id"], "instance_id": q["instance_id"],
                           "in_map": ans["in_map"], "top1": ans["matches"][0] if ans["matches"] else None})
 
@@ -216,6 +228,10 @@ def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: lis
             "summary": {"baseline": _summary_columns(b), "finetuned": _summary_columns(f),
                         "finetuned_beats_baseline_mAP": beats},
             "metrics": metrics,
+            "protocol": {"index_quality": cfg.retrieval.index_quality,
+                         "views_indexed": "robot views" if cfg.retrieval.index_quality == "low"
+                         else "robot views and user photos"},
+            "metrics_user_photos": user_photos_row or None,
             "collect": collect,
             "store": {"views_low": len(store.views(quality="low")), "views_high": len(store.views(quality="high")),
                       "instances": len(store.instances()), "user_photos_added": n_hq},

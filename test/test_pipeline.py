@@ -30,6 +30,12 @@ def test_demo_quick_writes_a_valid_report(demo_out):
     img = cv2.imread(str(out / "report.png"))
     assert img is not None and img.shape[0] > 200 and img.shape[1] > 400
     assert "baseline" in stdout and "fine-tuned" in stdout and "mAP" in stdout
+    # the protocol: robot views indexed (user photos are training data); the other protocol as extra rows
+    assert report["protocol"]["index_quality"] == "low" and "protocol: robot views indexed" in stdout
+    assert "top-1, user photos indexed" in stdout and report["metrics_user_photos"]["finetuned"]["top1"] is not None
+    meta = json.loads((out / "index-finetuned" / "meta.json").read_text())
+    assert meta["extra"]["embedding"]["quality"] == "low"
+    assert report["store"]["views_high"] > 0 and len(meta["vectors"]) == report["store"]["views_low"]
 
 
 def test_eval_on_the_demo_queries_reproduces_the_demo_metrics(demo_out, tmp_path):
@@ -44,6 +50,8 @@ def test_eval_on_the_demo_queries_reproduces_the_demo_metrics(demo_out, tmp_path
     for ours, theirs in (("baseline", "baseline"), ("fine-tuned", "finetuned")):
         assert got[ours]["mAP"] == pytest.approx(want[theirs]["mAP"], abs=1e-6)
         assert got[ours]["top1"] == pytest.approx(want[theirs]["top1"], abs=1e-6)
+        assert got[ours]["auroc"] == pytest.approx(want[theirs]["auroc"], abs=1e-6)
+        assert got[ours]["open_set_score"] == want[theirs]["open_set_score"]
 
 
 def test_simulate_with_the_quick_preset_writes_the_demos_frames_directory(demo_out, tmp_path):

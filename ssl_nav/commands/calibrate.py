@@ -1,12 +1,15 @@
-"""Fit the open-set ("not in the map") thresholds on held-out queries.
+"""Fit the open-set ("not in the map") threshold on a calibration split.
 
-  ssl-nav calibrate --index IDX --queries held-out.jsonl
+  ssl-nav calibrate --index IDX --queries FRAMES/calibration.jsonl
 
-The held-out queries must include in-map and not-in-map ones (instance_id null). The thresholds
-(reject_score, reject_margin) that maximise the balanced accuracy of accept/reject are written into
-IDX/meta.json ("thresholds", the index is re-saved with an atomic directory swap), where ``ssl-nav query``,
-``ssl-nav eval`` and the retrieval server use them; the equivalent YAML snippet for the ``retrieval:`` section
-is printed too (``--no-write`` only prints it).
+The calibration queries (same format as queries.jsonl) must include in-map and not-in-map ones
+(instance_id null), and must be apart from the queries you evaluate on: ``ssl-nav simulate`` writes
+``calibration.jsonl`` (with ``calibration/*.png``) next to ``queries.jsonl`` for this. The threshold on the
+open-set score in force (``retrieval.open_set_score``) that maximises the balanced accuracy of accept/reject
+is written into IDX/meta.json (``thresholds``, with the path and sha256 of the calibration file; the index is
+re-saved with an atomic directory swap), where ``ssl-nav query``, ``ssl-nav eval`` and the retrieval server use
+it; ``ssl-nav eval`` warns when it is given that same file. The equivalent YAML snippet for the
+``retrieval:`` section is printed too (``--no-write`` only prints it).
 """
 
 from __future__ import annotations
@@ -16,40 +19,49 @@ import argparse
 from ssl_nav.commands import add_config_argument, config_from_args
 
 NAME = "calibrate"
-HELP = "fit the not-in-map thresholds on held-out queries and store them in the index"
+HELP = "fit the not-in-map threshold on a calibration split and store it in the index"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, help="index directory")
-    p.add_argument("--queries", required=True, help="held-out queries.jsonl with in-map and null instance ids")
+    p.add_argument("--queries", required=True,
+                   help="calibration queries (FRAMES/calibration.jsonl), with in-map and null instance ids")
     p.add_argument("--model", default=None, help="override the model recorded in the index")
+    p.add_argument("--open-set-score", default=None, help="override retrieval.open_set_score")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override retrieval.device")
     p.add_argument("--no-write", action="store_true", help="print the YAML snippet only; leave the index as it is")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ssl_nav.errors import SslNavError
-    from ssl_nav.retrieval.evaluate import calibrate, evaluate_queries_file
+    from ssl_nav.retrieval.evaluate import calibrate, evaluate_queries_file, file_sha256
     from ssl_nav.retrieval.query import Retriever
 
-    cfg = config_from_args(args).retrieval
+    cfg = config_from_args(args, {"retrieval.device": args.device,
+                                  "retrieval.open_set_score": args.open_set_score}).retrieval
     retriever = Retriever.open(args.index, cfg, model=args.model, use_index_thresholds=False)
     _, results = evaluate_queries_file(retriever, args.queries, progress=not args.no_progress)
+    score = retriever.score_name
     try:
-        t = calibrate([r.best_score for r in results], [r.margin for r in results],
-                      [r.gt_instance_id is not None for r in results])
+        t = calibrate([r.open_set_value for r in results], [r.gt_instance_id is not None for r in results])
     except ValueError as e:
         raise SslNavError(f"{args.queries}: {e}") from None
     print("retrieval:")
-    print(f"  reject_score: {t['reject_score']}")
-    print(f"  reject_margin: {t['reject_margin']}")
+    print(f"  open_set_score: {score}")
+    print(f"  reject_threshold: {t['threshold']}")
     if not args.no_write:
         index = retriever.index
-        index.thresholds = {"reject_score": t["reject_score"], "reject_margin": t["reject_margin"],
-                            "balanced_accuracy": t["balanced_accuracy"], "queries": str(args.queries)}
+        q = Path(args.queries)
+        index.thresholds = {"score": score, "threshold": t["threshold"], "reject_margin": cfg.reject_margin,
+                            "balanced_accuracy": t["balanced_accuracy"], "model_hash": index.model_hash,
+                            "fit_on": {"path": str(q.resolve()), "sha256": file_sha256(q),
+                                       "n_in_map": t["n_in_map"], "n_open_set": t["n_open_set"]}}
         index.save(args.index)
-        print(f"wrote thresholds into {args.index}/meta.json")
-    print(f"calibrated on {t['n_in_map']} in-map + {t['n_open_set']} not-in-map queries: "
+        print(f"wrote the threshold into {args.index}/meta.json")
+    print(f"calibrated {score} on {t['n_in_map']} in-map + {t['n_open_set']} not-in-map queries: "
           f"balanced accuracy {t['balanced_accuracy']:.3f}")
     return 0

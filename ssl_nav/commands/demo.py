@@ -3,11 +3,12 @@
   ssl-nav demo [--out out/demo] [--quick] [--seed N] [--config YAML]
 
 Simulate a room with fixed seeds, map it, collect multi-view crops, add user photos, fine-tune the backbone
-(SimSiam + CrossIA), index the store with the ImageNet baseline and with the fine-tuned backbone, and evaluate
-the episodes' goal images on both. Prints baseline vs fine-tuned top-1, mAP and open-set AUROC, the energy
-record and the time per stage; writes OUT/report.json, OUT/report.png, the model (OUT/run), the indexes
-(OUT/index-baseline, OUT/index-finetuned), the store, the map and the frames directory with queries.jsonl
-(so that ``ssl-nav eval --index OUT/index-finetuned --queries OUT/frames/queries.jsonl`` re-runs the
+(SimSiam + CrossIA), index the store's robot views (the user photos are training data) with the ImageNet
+baseline and with the fine-tuned backbone, and evaluate the episodes' goal images on both; the last rows give
+top-1 and open-set AUROC with the user photos indexed too. Prints baseline vs fine-tuned top-1, mAP and
+open-set AUROC, the energy record and the time per stage; writes OUT/report.json, OUT/report.png, the model
+(OUT/run), the indexes (OUT/index-baseline, OUT/index-finetuned), the store, the map and the frames directory
+with queries.jsonl (so that ``ssl-nav eval --index OUT/index-finetuned --queries OUT/frames/queries.jsonl`` re-runs the
 evaluation). Without --config the demo preset (ssl_nav/pipeline.py: DEMO_OVERRIDES) sizes the scene and the
 training for 10 minutes on 2 CPU cores; --quick (QUICK_OVERRIDES) for 3 minutes.
 """
@@ -63,7 +64,14 @@ def run(args: argparse.Namespace) -> int:
           f"{report['n_frames']} frames, {report['store']['views_low']} robot views + "
           f"{report['store']['views_high']} user photos of {report['store']['instances']} instances, "
           f"{report['n_queries']} queries")
-    print(format_table({"baseline": report["metrics"]["baseline"], "fine-tuned": report["metrics"]["finetuned"]}))
+    up = report.get("metrics_user_photos") or {}
+    extra = [(f"{label}, user photos indexed", {"baseline": (up.get("baseline") or {}).get(key),
+                                                "fine-tuned": (up.get("finetuned") or {}).get(key)})
+             for key, label in (("top1", "top-1"), ("auroc", "open-set AUROC"))] if up else []
+    print(f"protocol: {report['protocol']['views_indexed']} indexed"
+          + ("; user photos are training data" if report["protocol"]["index_quality"] == "low" else ""))
+    print(format_table({"baseline": report["metrics"]["baseline"], "fine-tuned": report["metrics"]["finetuned"]},
+                       extra))
     print(format_energy(report.get("energy")))
     print("time per stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["stage_seconds"].items())
           + f"; total {report['total_seconds']:.1f} s")

@@ -5,11 +5,8 @@ query embedding and any stored view of that instance (``aggregation="max"``). ``
 instance's ``m`` best view scores instead (fewer views count as they are), which is less sensitive to one
 lucky view.
 
-Open set: the query is rejected as "not in the map" when the best instance score is below
-``reject_score`` or the margin (best minus second-best instance score) is below ``reject_margin``. With a
-single candidate instance the second-best score is taken as 0 (the cosine of unrelated directions), so the
-margin equals the best score. ``ssl-nav calibrate`` fits both thresholds on held-out queries
-(:func:`ssl_nav.retrieval.evaluate.calibrate`).
+The open-set decision ("not in the map") reads these instance scores, among others:
+:mod:`ssl_nav.retrieval.openset`.
 """
 
 from __future__ import annotations
@@ -54,14 +51,6 @@ def aggregate(hits: Iterable[ViewHit], method: str = "max", top_m: int = 3) -> l
     return out
 
 
-@dataclass
-class OpenSetDecision:
-    in_map: bool
-    reason: str
-    best_score: float | None
-    margin: float | None
-
-
 def best_and_margin(ranked: list[InstanceScore]) -> tuple[float | None, float | None]:
     """Best instance score and its margin over the second (second = 0 when there is only one)."""
     if not ranked:
@@ -69,15 +58,3 @@ def best_and_margin(ranked: list[InstanceScore]) -> tuple[float | None, float | 
     best = ranked[0].score
     second = ranked[1].score if len(ranked) > 1 else 0.0
     return best, best - second
-
-
-def open_set_decision(ranked: list[InstanceScore], reject_score: float, reject_margin: float) -> OpenSetDecision:
-    """Accept the top instance, or reject the query as not in the map, with the reason."""
-    best, margin = best_and_margin(ranked)
-    if best is None:
-        return OpenSetDecision(False, "empty index", None, None)
-    if best < reject_score:
-        return OpenSetDecision(False, f"best score {best:.3f} < reject_score {reject_score:.3f}", best, margin)
-    if margin < reject_margin:
-        return OpenSetDecision(False, f"margin {margin:.3f} < reject_margin {reject_margin:.3f}", best, margin)
-    return OpenSetDecision(True, "accepted", best, margin)

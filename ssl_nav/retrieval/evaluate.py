@@ -1,37 +1,44 @@
-"""Retrieval metrics for instance-image-goal queries, and the calibration of the open-set thresholds.
+"""Retrieval metrics for instance-image-goal queries, and the calibration of the open-set threshold.
 
-A query is a photo with its ground-truth instance id, or ``None`` when its object is not in the map
-(DESIGN.md queries format). For each query the retriever ranks every stored view by cosine similarity and
-every instance by its aggregated score (:mod:`ssl_nav.retrieval.aggregate`). Definitions, exactly as
-implemented (``n_in`` = number of in-map queries, ``n_open`` = number of not-in-map queries):
+A query is a photo with its ground-truth instance id, or ``None`` when its object is not in the map (the
+queries format, below). For each query the retriever ranks every stored view by cosine similarity and every
+instance by its aggregated score (:mod:`ssl_nav.retrieval.aggregate`).
 
-- **top-1 / top-5 accuracy**: fraction of the in-map queries whose ground-truth instance is the first / among
-  the first five of the ranked *instance* list (the open-set thresholds play no part).
+Ground truth of a map instance: its ``gt_instance_id`` in the index's ``instances.json`` (a map built without
+simulator ids records which simulated object each instance is, or ``null``), else its own id (a map built
+with the simulator's ids). A stored view is *relevant* to a query when its instance's ground truth equals the
+query's ``instance_id``, and a ranked instance is *correct* on the same rule.
+
+Definitions, exactly as implemented:
+
+- **top-1 / top-5 accuracy**: fraction of the in-map queries with a correct instance first / among the first
+  five of the ranked *instance* list (the open-set decision plays no part).
 - **AP of a query, and mAP**: the ranked list is every stored *view* of the index, sorted by decreasing cosine
-  similarity (ties by view id); a view is relevant when it belongs to the ground-truth instance. With ``R``
-  relevant views and ``rel_k`` ∈ {0, 1} at rank ``k``::
+  similarity (ties by view id). With ``R`` relevant views and ``rel_k`` ∈ {0, 1} at rank ``k``::
 
       AP = (1 / R) · Σ_k rel_k · P@k,    P@k = (Σ_{j ≤ k} rel_j) / k
 
-  and **mAP** = the mean AP over the in-map queries of one scene (one index). A query whose instance has no
-  view in the index (``R = 0``: the map missed the object) scores AP = 0 and is counted in
-  ``n_gt_not_indexed``. Why this definition: SimView (arXiv 2404.09647) retrieves *views* and reports mAP
-  over a scene's queries; the standard instance-level image-retrieval AP (as in Oxford/Paris buildings) over
-  the ranked view list rewards ranking *all* views of the right instance above other instances' views, so it
-  measures the embedding (what fine-tuning changes) rather than just the single best view, which top-1
-  already measures. A single-relevant-item AP over instances would reduce to the reciprocal rank, reported
-  separately as ``mrr``.
-- **open-set AUROC**: the area under the ROC curve separating in-map queries (positives) from not-in-map
-  queries (negatives) by their best instance score, = P(score_in > score_open) + ½ P(equal) (Mann–Whitney).
-  ``None`` unless both kinds of queries exist.
+  and **mAP** = the mean AP over the in-map queries of one scene (one index). A query with no relevant view in
+  the index (``R = 0``: the map missed the object) scores AP = 0 and is counted in ``n_gt_not_indexed``. Why
+  this definition: SimView (arXiv 2404.09647) retrieves *views* and reports mAP over a scene's queries; the
+  standard instance-level image-retrieval AP (as in Oxford/Paris buildings) over the ranked view list rewards
+  ranking *all* views of the right instance above other instances' views, so it measures the embedding (what
+  fine-tuning changes) rather than just the single best view, which top-1 already measures. A
+  single-relevant-item AP over instances would reduce to the reciprocal rank, reported as ``mrr``.
+- **open-set AUROC** (``auroc``): the area under the ROC curve separating in-map queries (positives) from
+  not-in-map queries (negatives) by the open-set score in force (``open_set_score``; see
+  :mod:`ssl_nav.retrieval.openset`), = P(score_in > score_open) + ½ P(equal) (Mann–Whitney). ``None`` unless
+  both kinds of queries exist. ``auroc_by_score`` gives it for every score the model supports, and
+  ``auroc_best_view`` for the best-view similarity (the score every model has).
 - **goal-distance error**: for each in-map query, the Euclidean distance (m) between the goal target of the
   top-1 instance (its map centroid, the SimView goal) and the ground-truth object's centroid; reported as mean
   and median, and as ``goal_success_1m``, the fraction within 1 m. ``None`` without ground-truth centroids.
-- **open-set accuracy**: with the thresholds in force, an in-map query is right when it is accepted and its
-  top-1 is correct, a not-in-map query when it is rejected; the mean over all queries.
+- **open-set accuracy**: with the threshold in force, an in-map query is right when it is accepted and its
+  top-1 is correct, a not-in-map query when it is rejected; the mean over all queries. ``calibrated`` says
+  whether that threshold was fitted by ``ssl-nav calibrate``.
 
-:func:`calibrate` picks ``(reject_score, reject_margin)`` maximising the balanced accuracy of the in-map /
-not-in-map decision on held-out queries.
+:func:`calibrate` picks the threshold on the score in force maximising the balanced accuracy of the in-map /
+not-in-map decision on a calibration split (``calibration.jsonl``, apart from the test queries).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ssl_nav.errors import FormatError
+from ssl_nav.errors import FormatError, FrameError
 
 
 @dataclass
@@ -62,6 +69,14 @@ class QueryResult:
     accepted: bool = True
     pred_centroid: list[float] | None = None
     gt_centroid: list[float] | None = None
+    ranked_gt: list[str | None] | None = None  #: ground truth of each ranked instance (None: same as its id)
+    open_set_score: str = "best"  #: the score the decision used
+    open_set_value: float | None = None  #: its value (default: ``best_score``)
+    scores: dict[str, float | None] = field(default_factory=dict)  #: every open-set score of the query
+
+    def __post_init__(self) -> None:
+        if self.open_set_value is None and self.open_set_score == "best":
+            self.open_set_value = self.best_score
 
 
 # ------------------------------------------------------------------------------------------------ primitives
@@ -92,16 +107,12 @@ def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
 
 def compute_metrics(results: Iterable[QueryResult]) -> dict:
     """Every metric of the module docstring from per-query results."""
+    from ssl_nav.retrieval.openset import OPEN_SET_SCORES
+
     results = list(results)
     inmap = [r for r in results if r.gt_instance_id is not None]
     openq = [r for r in results if r.gt_instance_id is None]
     out: dict = {"n_queries": len(results), "n_in_map": len(inmap), "n_open_set": len(openq)}
-
-    def rank_of(r: QueryResult) -> int | None:
-        try:
-            return r.ranked_instances.index(r.gt_instance_id) + 1
-        except ValueError:
-            return None
 
     if inmap:
         ranks = [rank_of(r) for r in inmap]
@@ -122,8 +133,20 @@ def compute_metrics(results: Iterable[QueryResult]) -> dict:
     else:
         out.update(top1=None, top5=None, mrr=None, mAP=None, n_gt_not_indexed=0, goal_error_mean_m=None,
                    goal_error_median_m=None, goal_success_1m=None)
-    out["auroc"] = auroc([r.best_score for r in inmap if r.best_score is not None],
-                         [r.best_score for r in openq if r.best_score is not None])
+    names = sorted({r.open_set_score for r in results})
+    out["open_set_score"] = names[0] if len(names) == 1 else (names or None)
+    out["auroc"] = auroc([r.open_set_value for r in inmap if r.open_set_value is not None],
+                         [r.open_set_value for r in openq if r.open_set_value is not None])
+    out["auroc_best_view"] = auroc([r.best_score for r in inmap if r.best_score is not None],
+                                   [r.best_score for r in openq if r.best_score is not None])
+    by_score = {}
+    for name in OPEN_SET_SCORES:
+        pos = [r.scores.get(name) for r in inmap]
+        neg = [r.scores.get(name) for r in openq]
+        if results and all(v is not None for v in pos + neg):
+            by_score[name] = auroc(pos, neg)
+    out["auroc_by_score"] = by_score
+    out["calibrated"] = None
     if results:
         right = [(r.accepted and rank_of(r) == 1) if r.gt_instance_id is not None else (not r.accepted)
                  for r in results]
@@ -133,27 +156,47 @@ def compute_metrics(results: Iterable[QueryResult]) -> dict:
     return out
 
 
-def query_result(retriever, embedding: np.ndarray, query_id: str, gt_instance_id: str | None,
-                 gt_centroid: Sequence[float] | None = None) -> QueryResult:
-    """Rank every view and instance of ``retriever``'s index for one query embedding."""
-    from ssl_nav.retrieval.aggregate import open_set_decision
+def rank_of(r: QueryResult) -> int | None:
+    """1-based rank of the first correct instance in a query's ranked list (None: not ranked)."""
+    gts = r.ranked_gt if r.ranked_gt is not None else r.ranked_instances
+    try:
+        return gts.index(r.gt_instance_id) + 1
+    except ValueError:
+        return None
 
+
+def ground_truth_of(index, instance_id: str) -> str | None:
+    """The simulator id a map instance stands for: ``gt_instance_id`` in instances.json, else its own id."""
+    info = index.instances.get(instance_id) or {}
+    if "gt_instance_id" not in info:
+        return instance_id
+    gt = info["gt_instance_id"]
+    return None if gt is None else str(gt)
+
+
+def query_result(retriever, embedding: np.ndarray, query_id: str, gt_instance_id: str | None,
+                 gt_centroid: Sequence[float] | None = None, features: np.ndarray | None = None) -> QueryResult:
+    """Rank every view and instance of ``retriever``'s index for one query embedding (and its raw features,
+    for the scores that need them), score the open set and decide."""
     index = retriever.index
     ranked, hits = retriever.rank(embedding, k_views=max(1, index.ntotal))
     hits = sorted(hits, key=lambda h: (-h.score, h.view_id))
     gt = None if gt_instance_id is None else str(gt_instance_id)
-    relevance = [h.instance_id == gt for h in hits]
-    n_rel = len(index.view_ids(gt)) if gt is not None else 0
-    reject_score, reject_margin = retriever.thresholds
-    decision = open_set_decision(ranked, reject_score, reject_margin)
+    gt_of = {i: ground_truth_of(index, i) for i in index.instance_ids()}
+    relevance = [gt is not None and gt_of.get(h.instance_id, h.instance_id) == gt for h in hits]
+    n_rel = sum(len(index.view_ids(i)) for i, g in gt_of.items() if gt is not None and g == gt)
+    scores = retriever.scores(ranked, features)
+    decision = retriever.decide(ranked, scores)
     pred_c = None
     if ranked:
-        c = index.instances.get(ranked[0].instance_id, {}).get("centroid")
+        c = (index.instances.get(ranked[0].instance_id) or {}).get("centroid")
         pred_c = None if c is None else [float(x) for x in c]
     return QueryResult(query_id=query_id, gt_instance_id=gt, ranked_instances=[r.instance_id for r in ranked],
                        instance_scores=[r.score for r in ranked], view_relevance=relevance, n_relevant=n_rel,
-                       best_score=decision.best_score, margin=decision.margin, accepted=decision.in_map,
-                       pred_centroid=pred_c, gt_centroid=None if gt_centroid is None else list(map(float, gt_centroid)))
+                       best_score=scores["best"], margin=scores["margin"], accepted=decision.in_map,
+                       pred_centroid=pred_c, gt_centroid=None if gt_centroid is None else list(map(float, gt_centroid)),
+                       ranked_gt=[gt_of.get(r.instance_id, r.instance_id) for r in ranked],
+                       open_set_score=decision.score, open_set_value=decision.value, scores=scores)
 
 
 def evaluate(retriever, images: Sequence[np.ndarray], gt_instance_ids: Sequence[str | None],
@@ -161,12 +204,14 @@ def evaluate(retriever, images: Sequence[np.ndarray], gt_instance_ids: Sequence[
              ) -> tuple[dict, list[QueryResult]]:
     """Embed the query images, rank, and compute the metrics. Returns (metrics, per-query results)."""
     query_ids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(images))]
-    emb = retriever.embedder.embed(list(images))
+    unit, raw = retriever.embedder.encode(list(images))
     results = []
-    for e, qid, gt in zip(emb, query_ids, gt_instance_ids):
+    for e, f, qid, gt in zip(unit, raw, query_ids, gt_instance_ids):
         gtc = None if gt is None or gt_centroids is None else gt_centroids.get(str(gt))
-        results.append(query_result(retriever, e, qid, gt, gtc))
-    return compute_metrics(results), results
+        results.append(query_result(retriever, e, qid, gt, gtc, features=f))
+    metrics = compute_metrics(results)
+    metrics["calibrated"] = retriever.thresholds.calibrated
+    return metrics, results
 
 
 def result_summary(r: QueryResult, k: int = 5) -> dict:
@@ -174,54 +219,70 @@ def result_summary(r: QueryResult, k: int = 5) -> dict:
     d = asdict(r)
     d.pop("view_relevance")
     d["ranked_instances"] = r.ranked_instances[:k]
+    d["ranked_gt"] = None if r.ranked_gt is None else r.ranked_gt[:k]
     d["instance_scores"] = [round(s, 4) for s in r.instance_scores[:k]]
+    d["scores"] = {n: None if v is None else round(v, 4) for n, v in r.scores.items()}
     d["ap"] = round(average_precision(r.view_relevance, r.n_relevant), 4) if r.gt_instance_id is not None else None
     return d
 
 
 # ------------------------------------------------------------------------------------------------ calibration
 
-def calibrate(best_scores: Sequence[float], margins: Sequence[float], in_map: Sequence[bool],
-              max_candidates: int = 200) -> dict:
-    """Fit ``(reject_score, reject_margin)`` on held-out queries: maximise balanced accuracy of accept/reject.
+def calibrate(values: Sequence[float], in_map: Sequence[bool], max_candidates: int = 400) -> dict:
+    """Fit the open-set threshold on a calibration split: maximise the balanced accuracy of accept/reject.
 
-    A query is accepted when ``best >= reject_score and margin >= reject_margin``; in-map queries should be
-    accepted, not-in-map ones rejected. Candidate thresholds are midpoints between sorted observed values
-    (at most ``max_candidates`` quantiles each) plus "never reject"; ties prefer the loosest thresholds.
+    A query is accepted when ``value >= threshold``; in-map queries should be accepted, not-in-map ones
+    rejected. Candidates are the midpoints between sorted observed values (at most ``max_candidates``
+    quantiles of them) and one below / above all; ties prefer the lowest threshold.
     """
-    s = np.asarray(best_scores, dtype=np.float64)
-    m = np.asarray(margins, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
     y = np.asarray(in_map, dtype=bool)
-    if not (len(s) == len(m) == len(y)):
-        raise ValueError("best_scores, margins and in_map must have the same length")
+    if len(v) != len(y):
+        raise ValueError("values and in_map must have the same length")
+    if not np.isfinite(v).all():
+        raise ValueError("open-set scores must be finite")
     if y.all() or (~y).all():
-        raise ValueError("calibration needs both in-map and not-in-map queries")
+        raise ValueError("calibration needs both in-map and not-in-map queries (instance_id null)")
+    u = np.unique(v)
+    mids = (u[:-1] + u[1:]) / 2 if len(u) > 1 else np.zeros(0)
+    if len(mids) > max_candidates:
+        mids = np.quantile(mids, np.linspace(0, 1, max_candidates))
+    cands = np.unique(np.concatenate([[u[0] - 1e-6], mids, [u[-1] + 1e-6]]))
+    best = (-1.0, 0.0)
+    for t in cands:
+        acc = v >= t
+        bal = (acc[y].mean() + (~acc[~y]).mean()) / 2
+        if bal > best[0] + 1e-12:
+            best = (float(bal), float(t))
+    bal, t = best
+    return {"threshold": round(t, 6), "balanced_accuracy": round(bal, 6), "n_in_map": int(y.sum()),
+            "n_open_set": int((~y).sum())}
 
-    def candidates(v: np.ndarray, floor: float) -> np.ndarray:
-        u = np.unique(v)
-        mids = (u[:-1] + u[1:]) / 2 if len(u) > 1 else np.zeros(0)
-        if len(mids) > max_candidates:
-            mids = np.quantile(mids, np.linspace(0, 1, max_candidates))
-        return np.unique(np.concatenate([[floor], mids, [u[-1] + 1e-6]]))
 
-    best = (-1.0, 0.0, 0.0)
-    for ts in candidates(s, -1.0):
-        for tm in candidates(m, 0.0):
-            acc = (s >= ts) & (m >= tm)
-            tpr = acc[y].mean()
-            tnr = (~acc[~y]).mean()
-            bal = (tpr + tnr) / 2
-            if bal > best[0] + 1e-12:
-                best = (bal, float(ts), float(tm))
-    bal, ts, tm = best
-    return {"reject_score": round(max(-1.0, min(1.0, ts)), 6), "reject_margin": round(max(0.0, min(2.0, tm)), 6),
-            "balanced_accuracy": round(float(bal), 6), "n_in_map": int(y.sum()), "n_open_set": int((~y).sum())}
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (which calibration file the thresholds were fitted on)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fitted_on(index, queries_file: str | os.PathLike) -> bool:
+    """Whether the index's calibrated threshold was fitted on ``queries_file`` (same path or same bytes)."""
+    fit = ((index.thresholds or {}).get("fit_on") or {})
+    p = Path(queries_file)
+    if not fit or not p.is_file():
+        return False
+    return str(p.resolve()) == fit.get("path") or file_sha256(p) == fit.get("sha256")
 
 
 # ------------------------------------------------------------------------------------------------ query files
 
 def load_queries(path: str | os.PathLike) -> list[dict]:
-    """Read a DESIGN.md ``queries.jsonl``: ``{"image": path relative to the file, "instance_id": str|null}``.
+    """Read a ``queries.jsonl`` (docs/retrieval.md): ``{"image": path relative to the file, "instance_id": str|null}``.
 
     Returns dicts with ``image_path`` (resolved), ``instance_id`` (str or None), ``line`` and the record's
     other keys. Errors name the file and line.
@@ -265,27 +326,40 @@ def scene_centroids(queries_file: str | os.PathLike) -> dict[str, list[float]] |
 # ------------------------------------------------------------------------------------------------ tables
 
 METRIC_ROWS: tuple[tuple[str, str], ...] = (("top1", "top-1"), ("top5", "top-5"), ("mAP", "mAP"), ("mrr", "MRR"),
-                                          ("auroc", "open-set AUROC"), ("goal_error_median_m", "goal error median (m)"),
+                                          ("auroc", "open-set AUROC"), ("open_set_accuracy", "open-set accuracy"),
+                                          ("goal_error_median_m", "goal error median (m)"),
                                           ("goal_success_1m", "goal within 1 m"))
 
 
-def format_table(columns: dict[str, dict]) -> str:
-    """A plain-text table of metrics, one column per model (e.g. baseline, fine-tuned)."""
+def format_table(columns: dict[str, dict], extra_rows: Sequence[tuple[str, dict[str, float | None]]] = ()) -> str:
+    """A plain-text table of metrics, one column per model (e.g. baseline, fine-tuned), then ``extra_rows``
+    (label, value per column); a footer line names the open-set score of each column."""
     names = list(columns)
-    width = max(len(label) for _, label in METRIC_ROWS) + 2
+    labels = [label for _, label in METRIC_ROWS] + [label for label, _ in extra_rows]
+    width = max(len(x) for x in labels) + 2
+
+    def cell(v) -> str:
+        return ("–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}").rjust(14)
+
     lines = ["metric".ljust(width) + "".join(n.rjust(14) for n in names)]
     for key, label in METRIC_ROWS:
-        row = label.ljust(width)
-        for n in names:
-            v = columns[n].get(key)
-            row += ("–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}").rjust(14)
-        lines.append(row)
+        lines.append(label.ljust(width) + "".join(cell(columns[n].get(key)) for n in names))
+    for label, values in extra_rows:
+        lines.append(label.ljust(width) + "".join(cell(values.get(n)) for n in names))
+    scores = []
+    for n in names:
+        m = columns[n]
+        if m.get("open_set_score"):
+            cal = {True: "calibrated", False: "uncalibrated"}.get(m.get("calibrated"), "")
+            scores.append(f"{n}: {m['open_set_score']}" + (f", {cal}" if cal else ""))
+    if scores:
+        lines.append("open-set score: " + "; ".join(scores))
     return "\n".join(lines)
 
 
 def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: bool = True,
                           gt_centroids: dict[str, Sequence[float]] | None = None) -> tuple[dict, list[QueryResult]]:
-    """Evaluate a retriever on a DESIGN.md ``queries.jsonl`` (ground-truth centroids from ``scene.json`` if any)."""
+    """Evaluate a retriever on a ``queries.jsonl`` (ground-truth centroids from ``scene.json`` if any)."""
     from tqdm import tqdm
 
     from ssl_nav.frames import read_image_rgb
@@ -295,9 +369,15 @@ def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: 
         gt_centroids = scene_centroids(queries_file)
     results = []
     for q in tqdm(queries, desc="queries", unit="query", disable=not progress, leave=False):
-        emb = retriever.embedder.embed([read_image_rgb(q["image_path"])])[0]
+        try:
+            img = retriever.check_image(read_image_rgb(q["image_path"]), f"image {q['image']!r}")
+        except (ValueError, FrameError) as e:
+            raise FormatError(f"{queries_file}:{q['line']}: {e}") from None
+        unit, raw = retriever.embedder.encode([img])
         gt = q["instance_id"]
         gtc = None if gt is None or gt_centroids is None else gt_centroids.get(gt)
         qid = str(q.get("episode_id", Path(q["image"]).stem))
-        results.append(query_result(retriever, emb, qid, gt, gtc))
-    return compute_metrics(results), results
+        results.append(query_result(retriever, unit[0], qid, gt, gtc, features=raw[0]))
+    metrics = compute_metrics(results)
+    metrics["calibrated"] = retriever.thresholds.calibrated
+    return metrics, results

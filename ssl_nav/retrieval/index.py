@@ -13,7 +13,7 @@ Index types (``RetrievalConfig.index_type``):
 - ``auto``: ``flat`` below ``hnsw_threshold`` vectors, ``hnsw`` from there on (decided when the index is
   built; adding views later keeps the type).
 
-Directory format (DESIGN.md "Index directory")::
+Directory format (docs/retrieval.md, "Index directory")::
 
     IDX/index.faiss     faiss.write_index of the IDMap2 index
     IDX/meta.json       {"format": "ssl_nav.index/1", "model_hash", "model_spec", "model_name", "dim",
@@ -22,16 +22,20 @@ Directory format (DESIGN.md "Index directory")::
                          "removed": [faiss_id, ...], "next_id", "hnsw": {...}, "thresholds": {...}|null}
     IDX/instances.json  a copy of the store's instances.json
 
-``meta.json`` must list exactly ``ntotal`` vectors whose ids are the index's ids, else loading fails.
-:meth:`InstanceIndex.save` writes everything into ``IDX.tmp-XXXX``, renames an existing ``IDX`` to
+``meta.json`` must list exactly ``ntotal`` vectors whose ids are the index's ids, else loading fails; each
+field is checked and a bad one is named (``key 'vectors'[3]``).
+:meth:`InstanceIndex.save` writes everything into ``IDX.tmp-XXXX`` (fsynced), renames an existing ``IDX`` to
 ``IDX.old-XXXX``, renames the new directory to ``IDX`` and deletes the old one, so a reader sees either the
-old or the new index, never a half-written one. Every error is a :class:`RetrievalIndexError` naming the
-file; an index built by another model (hash mismatch) is an error, not silent garbage.
+old or the new index, never a half-written one. After a crash between the two renames the next load puts
+the newest complete leftover back (:func:`recover_interrupted_save`). Every error is a
+:class:`RetrievalIndexError` naming the file; an index built by another model (hash mismatch) is an error,
+not silent garbage.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -45,6 +49,8 @@ import numpy as np
 
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
+
+log = logging.getLogger(__name__)
 
 INDEX_FORMAT = "ssl_nav.index/1"
 METRIC = "inner_product"
@@ -92,6 +98,7 @@ class InstanceIndex:
         self.instances: dict[str, dict] = dict(instances or {})
         self.thresholds: dict[str, float] | None = None
         self.extra: dict[str, Any] = {}
+        self.instances_file: Path | None = None  #: the instances.json it was loaded from (None: built in memory)
         self._index = self._new_faiss_index()
         self._meta: dict[int, tuple[str, str]] = {}  # faiss id -> (view_id, instance_id)
         self._by_instance: dict[str, list[int]] = {}
@@ -183,6 +190,22 @@ class InstanceIndex:
             i for i in self._meta if i not in self._removed)
         return [self._meta[i][0] for i in ids]
 
+    def instance_of(self, faiss_id: int) -> str:
+        """The instance id of a stored vector."""
+        return self._meta[int(faiss_id)][1]
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(faiss_ids, unit vectors)`` of every live view, read back from FAISS's storage."""
+        faiss = _faiss()
+        n = int(self._index.ntotal)
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        inner = faiss.downcast_index(self._index.index)
+        x = inner.reconstruct_n(0, n)
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        live = np.asarray([i not in self._removed for i in ids.tolist()], dtype=bool)
+        return ids[live], np.ascontiguousarray(x[live], dtype=np.float32)
+
     def search(self, queries: np.ndarray, k: int | None = None) -> list[list[ViewHit]]:
         """The ``k`` most similar live views of each query (rows of ``queries``, unit vectors), best first.
 
@@ -239,6 +262,7 @@ class InstanceIndex:
             for name in (INDEX_FILE, META_FILE, INSTANCES_FILE):
                 with open(tmp / name, "rb") as fh:
                     os.fsync(fh.fileno())
+            _fsync_dir(tmp)
             old = None
             if dest.exists():
                 old = dest.parent / f"{dest.name}.old-{secrets.token_hex(4)}"
@@ -258,17 +282,12 @@ class InstanceIndex:
         """Read an index directory; check the sidecar against ``ntotal`` and, when given, the model hash."""
         faiss = _faiss()
         d = Path(directory)
-        for _ in range(20):  # an atomic swap leaves a few microseconds without IDX: wait for it
-            if d.is_dir():
-                break
-            if not any(d.parent.glob(f"{d.name}.tmp-*")) and not any(d.parent.glob(f"{d.name}.old-*")):
-                break
-            time.sleep(0.01)
+        _wait_for_swap(d)
         if not d.is_dir():
             raise RetrievalIndexError(f"{d}: index directory not found")
         meta_path, index_path = d / META_FILE, d / INDEX_FILE
         if not meta_path.is_file():
-            raise RetrievalIndexError(f"{meta_path}: missing (not an index directory)")
+            raise RetrievalIndexError(f"{meta_path}: missing (not an index directory){_leftovers_hint(d)}")
         try:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -294,55 +313,163 @@ class InstanceIndex:
                 from None
         if raw.d != int(meta["dim"]):
             raise RetrievalIndexError(f"{index_path}: dimension {raw.d} does not match meta.json dim {meta['dim']}")
-        vectors = meta["vectors"]
-        if not isinstance(vectors, list) or len(vectors) != raw.ntotal:
-            raise RetrievalIndexError(f"{meta_path}: lists {len(vectors) if isinstance(vectors, list) else '?'} "
-                                      f"vectors but {index_path.name} holds ntotal={raw.ntotal}")
+        vectors = _check_vectors(meta.get("vectors"), meta_path)
+        if len(vectors) != raw.ntotal:
+            raise RetrievalIndexError(f"{meta_path}: key 'vectors' lists {len(vectors)} vectors but "
+                                      f"{index_path.name} holds ntotal={raw.ntotal}")
         try:
             ids = faiss.vector_to_array(raw.id_map).astype(np.int64) if hasattr(raw, "id_map") else None
         except Exception:
             ids = None
         if ids is None:
             raise RetrievalIndexError(f"{index_path}: not an IndexIDMap2 index")
-        try:
-            listed = np.asarray([int(v[0]) for v in vectors], dtype=np.int64)
-        except (TypeError, ValueError, IndexError):
-            raise RetrievalIndexError(f"{meta_path}: key 'vectors' must hold [faiss_id, view_id, instance_id] "
-                                      f"triples") from None
+        listed = np.asarray([v[0] for v in vectors], dtype=np.int64)
         if not np.array_equal(np.sort(ids), np.sort(listed)):
             raise RetrievalIndexError(f"{meta_path}: vector ids do not match the ids stored in {index_path.name}")
+        removed = meta.get("removed", [])
+        if not isinstance(removed, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in removed):
+            raise RetrievalIndexError(f"{meta_path}: key 'removed' must be a list of integer vector ids")
+        next_id = meta.get("next_id", (int(listed.max()) + 1) if len(listed) else 0)
+        if not isinstance(next_id, int) or isinstance(next_id, bool) or (len(listed) and next_id <= listed.max()):
+            raise RetrievalIndexError(f"{meta_path}: key 'next_id' must be an integer above every vector id, "
+                                      f"got {next_id!r}")
+        thresholds = meta.get("thresholds")
+        if thresholds is not None and not isinstance(thresholds, dict):
+            raise RetrievalIndexError(f"{meta_path}: key 'thresholds' must be an object or null")
         cfg = cfg or RetrievalConfig()
         obj = cls(int(meta["dim"]), meta["model_hash"], cfg, index_type=meta["index_type"],
                   model_spec=meta.get("model_spec"), model_name=meta.get("model_name"))
         inst_path = d / INSTANCES_FILE
-        if inst_path.is_file():
+        obj.instances_file = inst_path if inst_path.is_file() else None
+        if obj.instances_file is not None:
             try:
-                obj.instances = json.loads(inst_path.read_text())
-            except json.JSONDecodeError as e:
+                instances = json.loads(inst_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise RetrievalIndexError(f"{inst_path}: malformed JSON ({e})") from None
+            if not isinstance(instances, dict) or not all(isinstance(v, dict) for v in instances.values()):
+                raise RetrievalIndexError(f"{inst_path}: must map instance ids to objects")
+            obj.instances = {str(k): v for k, v in instances.items()}
         obj._index = raw
         if meta["index_type"] == "hnsw":
             faiss.downcast_index(raw.index).hnsw.efSearch = cfg.hnsw_ef_search
-        obj._removed = {int(i) for i in meta.get("removed", [])}
+        obj._removed = set(removed)
         for i, v, inst in vectors:
-            obj._meta[int(i)] = (str(v), str(inst))
-            if int(i) not in obj._removed:
-                obj._by_instance.setdefault(str(inst), []).append(int(i))
-        obj._next_id = int(meta.get("next_id", (max(listed) + 1) if len(listed) else 0))
-        obj.thresholds = meta.get("thresholds")
-        obj.extra = meta.get("extra") or {}
+            obj._meta[i] = (v, inst)
+            if i not in obj._removed:
+                obj._by_instance.setdefault(inst, []).append(i)
+        obj._next_id = next_id
+        obj.thresholds = thresholds
+        extra = meta.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise RetrievalIndexError(f"{meta_path}: key 'extra' must be an object")
+        obj.extra = extra
         return obj
+
+
+#: a leftover changed this recently may belong to a save in progress: never recover it then
+SAVE_IN_PROGRESS_S = 2.0
+
+
+def _wait_for_swap(d: Path) -> None:
+    """Wait out the few microseconds in which a save's directory swap leaves no ``d``; then, when ``d`` is
+    still missing, recover it from an interrupted save (:func:`recover_interrupted_save`)."""
+    for _ in range(20):
+        if d.is_dir() or not _leftovers(d):
+            break
+        time.sleep(0.01)
+    if not d.is_dir():
+        recover_interrupted_save(d)
+
+
+def _leftovers(d: Path) -> list[Path]:
+    """Directories an interrupted :meth:`InstanceIndex.save` of ``d`` left behind: the new index (``.tmp-``,
+    newest first), then the previous one (``.old-``)."""
+    out = []
+    for pat in (f"{d.name}.tmp-*", f"{d.name}.old-*"):
+        found = [p for p in d.parent.glob(pat) if p.is_dir()]
+        out += sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    return out
+
+
+def _complete(p: Path) -> bool:
+    """Whether ``p`` holds every file of an index directory and a readable meta.json (save fsyncs them all
+    before its first rename, so a complete ``.tmp-`` directory is a whole new index)."""
+    if not all((p / n).is_file() for n in (INDEX_FILE, META_FILE, INSTANCES_FILE)):
+        return False
+    try:
+        meta = json.loads((p / META_FILE).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == INDEX_FORMAT
+
+
+def _leftovers_hint(d: Path) -> str:
+    left = [p for p in _leftovers(d) if _complete(p)]
+    if not left:
+        return ""
+    return (f"; {left[0].name} next to it holds a complete index left by an interrupted save: recover it with "
+            f"`rm -r {d} && mv {left[0]} {d}`")
+
+
+def recover_interrupted_save(d: str | os.PathLike) -> Path | None:
+    """Put back the index of ``d`` after a crash between the two renames of :meth:`InstanceIndex.save`.
+
+    A crash there leaves no ``d`` but ``d.old-XXXX`` (the previous index) and a complete ``d.tmp-XXXX`` (the
+    new one). The newest complete one is renamed to ``d`` (another process recovering at the same time is
+    harmless: one rename wins); the others are left for the user to delete. Returns the directory recovered,
+    or None.
+    """
+    d = Path(d)
+    left = _leftovers(d)
+    now = time.time()
+    if d.exists() or any(now - p.stat().st_ctime < SAVE_IN_PROGRESS_S for p in left):
+        return None
+    for cand in left:
+        if d.exists():
+            return None
+        if not _complete(cand):
+            continue
+        try:
+            os.rename(cand, d)
+        except OSError:
+            continue  # another reader recovered it first, or d appeared
+        _fsync_dir(d.parent)
+        rest = ", ".join(p.name for p in _leftovers(d))
+        log.warning(f"{d}: recovered the index from {cand.name}, left by an interrupted save"
+                    + (f"; these leftovers can be deleted: {rest}" if rest else ""))
+        return d
+    return None
 
 
 def read_meta(directory: str | os.PathLike) -> dict:
     """``meta.json`` of an index directory (to learn its model before loading the model)."""
-    p = Path(directory) / META_FILE
+    d = Path(directory)
+    _wait_for_swap(d)
+    p = d / META_FILE
     if not p.is_file():
-        raise RetrievalIndexError(f"{p}: missing (not an index directory)")
+        if not d.is_dir():
+            raise RetrievalIndexError(f"{d}: index directory not found")
+        raise RetrievalIndexError(f"{p}: missing (not an index directory){_leftovers_hint(d)}")
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise RetrievalIndexError(f"{p}: malformed JSON ({e})") from None
+
+
+def _check_vectors(vectors: Any, meta_path: Path) -> list[tuple[int, str, str]]:
+    """``meta.json``'s ``vectors`` as (faiss_id, view_id, instance_id) triples, or an error naming the entry."""
+    if not isinstance(vectors, list):
+        raise RetrievalIndexError(f"{meta_path}: key 'vectors' must be a list of [faiss_id, view_id, instance_id]")
+    out = []
+    for n, v in enumerate(vectors):
+        if (not isinstance(v, list) or len(v) != 3 or not isinstance(v[0], int) or isinstance(v[0], bool)
+                or v[0] < 0 or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v[1:])):
+            raise RetrievalIndexError(f"{meta_path}: key 'vectors'[{n}] must be [faiss_id (int >= 0), view_id, "
+                                      f"instance_id], got {json.dumps(v)[:80]}")
+        out.append((v[0], str(v[1]), str(v[2])))
+    if len({v[0] for v in out}) != len(out):
+        raise RetrievalIndexError(f"{meta_path}: key 'vectors' lists a faiss_id twice")
+    return out
 
 
 def _as_matrix(x: np.ndarray, dim: int | None = None) -> np.ndarray:

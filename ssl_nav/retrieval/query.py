@@ -1,22 +1,21 @@
 """Query photo → ranked map instances → navigation goal, or "not in the map" (SimView, arXiv 2404.09647).
 
 :class:`Retriever` ties an :class:`InstanceIndex` to the :class:`Embedder` of the model that built it (the
-model hash must match), aggregates view hits per instance (:mod:`ssl_nav.retrieval.aggregate`), applies the
-open-set thresholds and computes a goal pose per match (:mod:`ssl_nav.retrieval.goals`).
+model hash must match), aggregates view hits per instance (:mod:`ssl_nav.retrieval.aggregate`), scores and
+decides the open set (:mod:`ssl_nav.retrieval.openset`) and computes a goal pose per match
+(:mod:`ssl_nav.retrieval.goals`). Indexes are built by :func:`ssl_nav.retrieval.build.build_index`.
 
-Thresholds: those stored in the index's ``meta.json`` by ``ssl-nav calibrate`` take precedence over
-``RetrievalConfig.reject_score`` / ``reject_margin`` (which apply to uncalibrated indexes), unless
-``use_index_thresholds=False``.
-
-:func:`build_index_from_store` embeds a :class:`ViewStore` with a model (a ``model.pt`` or a bare backbone
-name: the ImageNet baseline) and writes the index directory, recording the model spec so that
-``ssl-nav query`` can load the right model.
+Open-set threshold in force: the one ``ssl-nav calibrate`` stored in the index's ``meta.json`` when it was
+fitted for the score in force (``retrieval.open_set_score``), else ``retrieval.reject_threshold``; with
+``use_index_thresholds=False`` always the configuration's.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,58 +23,108 @@ import numpy as np
 
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
-from ssl_nav.retrieval.aggregate import InstanceScore, aggregate, open_set_decision
-from ssl_nav.retrieval.embedder import Embedder, embed_store, resolve_device
+from ssl_nav.retrieval.aggregate import InstanceScore, aggregate
+from ssl_nav.retrieval.embedder import Embedder
 from ssl_nav.retrieval.goals import goal_pose
 from ssl_nav.retrieval.index import InstanceIndex, ViewHit, read_meta
+from ssl_nav.retrieval.openset import OpenSetDecision, decide, instance_stats, open_set_scores, resolve_score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The open-set decision rule in force."""
+
+    score: str
+    threshold: float
+    reject_margin: float
+    calibrated: bool
+    source: str  #: where the threshold comes from (the calibration file, or the configuration key)
+
+    def to_json(self) -> dict:
+        return {"score": self.score, "threshold": self.threshold, "reject_margin": self.reject_margin,
+                "calibrated": self.calibrated, "source": self.source}
 
 
 class Retriever:
-    """Answers query photos against one loaded index; :meth:`reload` swaps indexes only on success."""
+    """Answers query photos against one loaded index; :meth:`reload` swaps indexes only on success.
+
+    ``warnings`` lists what makes the answers less useful than they could be (e.g. no instance centroids, so
+    no goals; a calibration fitted for another score); the CLI prints them, the ROS server logs them.
+    """
 
     def __init__(self, index: InstanceIndex, embedder: Embedder, cfg: RetrievalConfig | None = None,
                  is_navigable: Callable[[np.ndarray], bool] | None = None, *, use_index_thresholds: bool = True,
-                 frame_id: str = "map") -> None:
+                 frame_id: str = "map", index_dir: str | os.PathLike | None = None) -> None:
         self.cfg = cfg or RetrievalConfig()
         if index.model_hash != embedder.model_hash:
             raise RetrievalIndexError(f"index was built by model {index.model_hash[:12]}… but the embedder's model "
                                       f"is {embedder.model_hash[:12]}…")
-        self.index = index
+        try:
+            self.score_name = resolve_score(self.cfg.open_set_score, embedder.classifier is not None)
+        except ValueError as e:
+            from ssl_nav.errors import ConfigError
+
+            raise ConfigError(str(e)) from None
         self.embedder = embedder
         self.is_navigable = is_navigable
         self.use_index_thresholds = use_index_thresholds
         self.frame_id = frame_id
         self._lock = threading.Lock()
+        self._set_index(index, index_dir)
+
+    def _set_index(self, index: InstanceIndex, index_dir: str | os.PathLike | None) -> None:
+        where = str(index_dir) if index_dir is not None else "the index"
+        warnings = []
+        missing = [i for i in index.instance_ids() if (index.instances.get(i) or {}).get("centroid") is None]
+        if missing:
+            src = index.instances_file or (Path(index_dir) / "instances.json" if index_dir is not None else None)
+            why = (f"{src} is missing" if index_dir is not None and index.instances_file is None
+                   else f"{src or 'its instances'} gives no centroid for instance(s) {', '.join(missing[:5])}"
+                   + ("…" if len(missing) > 5 else ""))
+            warnings.append(f"{where}: {why}: those matches carry no goal (goal: null); rebuild the index with "
+                            f"`ssl-nav index` from a store whose instances.json has centroids")
+        t = index.thresholds or {}
+        if self.use_index_thresholds and t and _threshold_score(t) != self.score_name:
+            warnings.append(f"{where}: its calibrated threshold is for the open-set score "
+                            f"{_threshold_score(t)!r}, not {self.score_name!r} (retrieval.open_set_score): using "
+                            f"retrieval.reject_threshold {self.cfg.reject_threshold}; run `ssl-nav calibrate` again")
+        stats = instance_stats(index)  # bounded: at most INSTANCE_STATS_MAX_VIEWS views
+        with self._lock:
+            self.index, self.warnings, self._stats = index, warnings, stats
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, cfg: RetrievalConfig | None = None, *, model: str | None = None,
              is_navigable: Callable[[np.ndarray], bool] | None = None, models_dir: Path | None = None,
              use_index_thresholds: bool = True) -> "Retriever":
         """Load an index directory and the model recorded in its ``meta.json`` (or ``model``); hashes must match."""
-        from ssl_nav.learning.backbones import load_encoder
-
         meta = read_meta(index_dir)
         cfg = embedding_config(cfg or RetrievalConfig(), meta)
         spec = model or resolve_model_spec(index_dir, meta)
-        encoder = load_encoder(spec, device=resolve_device(cfg.device), models_dir=models_dir)
-        index = InstanceIndex.load(index_dir, expected_model_hash=encoder.model_hash, cfg=cfg)
-        return cls(index, Embedder(encoder, cfg), cfg, is_navigable, use_index_thresholds=use_index_thresholds)
+        embedder = Embedder.load(spec, cfg, models_dir=models_dir)
+        index = InstanceIndex.load(index_dir, expected_model_hash=embedder.model_hash, cfg=cfg)
+        return cls(index, embedder, cfg, is_navigable, use_index_thresholds=use_index_thresholds,
+                   index_dir=index_dir)
 
     def reload(self, index_dir: str | os.PathLike) -> InstanceIndex:
         """Load another index built by the same model; the current index stays in use if loading fails."""
         new = InstanceIndex.load(index_dir, expected_model_hash=self.embedder.model_hash, cfg=self.cfg)
-        with self._lock:
-            self.index = new
+        self._set_index(new, index_dir)
         return new
 
     # ------------------------------------------------------------------------------------------ thresholds
     @property
-    def thresholds(self) -> tuple[float, float]:
-        """(reject_score, reject_margin) in force."""
+    def thresholds(self) -> Thresholds:
+        """The open-set rule in force: the index's calibrated threshold for this score, else the configuration's."""
         t = self.index.thresholds if self.use_index_thresholds else None
-        if t:
-            return float(t["reject_score"]), float(t["reject_margin"])
-        return float(self.cfg.reject_score), float(self.cfg.reject_margin)
+        if t and _threshold_score(t) == self.score_name:
+            fit = t.get("fit_on") or {}
+            return Thresholds(self.score_name, float(t.get("threshold", t.get("reject_score"))),
+                              float(t.get("reject_margin", self.cfg.reject_margin)), True,
+                              f"calibrated on {fit.get('path', t.get('queries', '?'))}")
+        return Thresholds(self.score_name, float(self.cfg.reject_threshold), float(self.cfg.reject_margin), False,
+                          "retrieval.reject_threshold")
 
     # ------------------------------------------------------------------------------------------ queries
     def rank(self, embedding: np.ndarray, k_views: int | None = None) -> tuple[list[InstanceScore], list[ViewHit]]:
@@ -85,20 +134,39 @@ class Retriever:
                             k_views or self.cfg.search_k)[0]
         return aggregate(hits, self.cfg.aggregation, self.cfg.top_m), hits
 
-    def query(self, image: np.ndarray, robot_position: np.ndarray | None = None) -> dict:
-        """Answer one RGB uint8 photo (see :meth:`query_embedding`)."""
-        return self.query_embedding(self.embedder.embed([image])[0], robot_position)
+    def scores(self, ranked: list[InstanceScore], features: np.ndarray | None) -> dict[str, float | None]:
+        """Every open-set score of one query (:func:`ssl_nav.retrieval.openset.open_set_scores`)."""
+        return open_set_scores(ranked, features, self.embedder.classifier, self._stats, self.cfg.softmax_temperature)
 
-    def query_embedding(self, embedding: np.ndarray, robot_position: np.ndarray | None = None) -> dict:
-        """``{"in_map", "reason", "best_score", "margin", "matches": [...]}``; matches carry goal poses."""
+    def decide(self, ranked: list[InstanceScore], scores: dict[str, float | None]) -> OpenSetDecision:
+        """The open-set decision for one query under the thresholds in force."""
+        t = self.thresholds
+        return decide(ranked, scores, t.score, t.threshold, t.reject_margin, t.calibrated)
+
+    def check_image(self, image: np.ndarray, what: str = "query") -> np.ndarray:
+        """``image`` as uint8 RGB of at least ``retrieval.min_query_px``, or a ValueError naming ``what``."""
+        return self.embedder.check_image(image, what, self.cfg.min_query_px)
+
+    def query(self, image: np.ndarray, robot_position: np.ndarray | None = None, what: str = "query") -> dict:
+        """Answer one RGB uint8 photo (see :meth:`query_embedding`); a ValueError naming ``what`` for an
+        unusable image."""
+        unit, raw = self.embedder.encode([self.check_image(image, what)])
+        return self.query_embedding(unit[0], robot_position, features=raw[0])
+
+    def query_embedding(self, embedding: np.ndarray, robot_position: np.ndarray | None = None,
+                        features: np.ndarray | None = None) -> dict:
+        """``{"in_map", "reason", "best_score", "margin", "open_set", "matches": [...]}``; matches carry goals.
+
+        ``features`` are the query's raw pooled features, needed by the ``norm`` and classifier scores.
+        """
         with self._lock:
             index = self.index
         ranked, _ = self.rank(embedding)
-        reject_score, reject_margin = self.thresholds
-        decision = open_set_decision(ranked, reject_score, reject_margin)
+        scores = self.scores(ranked, features)
+        decision = self.decide(ranked, scores)
         matches = []
         for r in ranked[:self.cfg.top_k]:
-            info = index.instances.get(r.instance_id, {})
+            info = index.instances.get(r.instance_id) or {}
             centroid = info.get("centroid")
             goal = None
             if centroid is not None:
@@ -107,11 +175,22 @@ class Retriever:
                                  frame_id=self.frame_id)
             matches.append({"instance_id": r.instance_id, "score": round(r.score, 6), "category": info.get("category"),
                             "centroid": centroid, "best_view_id": r.best_view_id, "goal": goal})
-        return {"in_map": decision.in_map, "reason": decision.reason,
-                "best_score": None if decision.best_score is None else round(decision.best_score, 6),
-                "margin": None if decision.margin is None else round(decision.margin, 6),
-                "thresholds": {"reject_score": reject_score, "reject_margin": reject_margin},
-                "matches": matches}
+        out = {"in_map": decision.in_map, "reason": decision.reason,
+               "best_score": _round(scores["best"]), "margin": _round(scores["margin"]),
+               "open_set": {**self.thresholds.to_json(), "value": _round(decision.value)},
+               "matches": matches}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 6)
+
+
+def _threshold_score(t: dict) -> str:
+    """The score a stored threshold was fitted for (indexes calibrated before the choice existed: ``best``)."""
+    return str(t.get("score", "best"))
 
 
 def embedding_config(cfg: RetrievalConfig, meta: dict) -> RetrievalConfig:
@@ -137,44 +216,3 @@ def resolve_model_spec(index_dir: str | os.PathLike, meta: dict) -> str:
     if rel and (Path(index_dir) / rel).is_file():
         return str((Path(index_dir) / rel).resolve())
     raise RetrievalIndexError(f"{Path(index_dir) / 'meta.json'}: model {spec!r} not found; pass --model")
-
-
-def index_from_store(store, encoder, cfg: RetrievalConfig, model_spec: str, progress: bool = True,
-                     quality: str | None = None, embedder: Embedder | None = None) -> InstanceIndex:
-    """Embed a store's views (all, or only ``quality``) and build an :class:`InstanceIndex` in memory."""
-    embedder = embedder or Embedder(encoder, cfg)
-    emb, views = embed_store(store, embedder, progress=progress, quality=quality)
-    if not views:
-        raise RetrievalIndexError(f"{store.root}: the store has no views to index")
-    index = InstanceIndex.build(emb, [v["view_id"] for v in views], [str(v["instance_id"]) for v in views],
-                                model_hash=encoder.model_hash, cfg=cfg, model_spec=model_spec,
-                                model_name=encoder.name, instances=store.instances())
-    index.extra["embedding"] = {"image_size": embedder.image_size, "flip_tta": bool(embedder.cfg.flip_tta),
-                                "quality": quality}
-    return index
-
-
-def build_index_from_store(store, model_spec: str | os.PathLike, cfg: RetrievalConfig | None,
-                           out_dir: str | os.PathLike, progress: bool = True, *, quality: str | None = None,
-                           models_dir: Path | None = None) -> Path:
-    """Embed every view of ``store`` (a ViewStore or its path) with ``model_spec`` and write the index at ``out_dir``.
-
-    ``model_spec`` is a ``model.pt`` or a bare backbone name (the ImageNet baseline). ``quality`` restricts the
-    index to robot (``low``) or user (``high``) views; by default every view is indexed.
-    """
-    from ssl_nav.learning.backbones import BACKBONES, load_encoder
-    from ssl_nav.views.store import ViewStore
-
-    cfg = cfg or RetrievalConfig()
-    if not hasattr(store, "views"):
-        store = ViewStore(store)
-    spec = str(model_spec)
-    if spec not in BACKBONES:
-        spec = str(Path(spec).resolve())
-    encoder = load_encoder(spec, device=resolve_device(cfg.device), models_dir=models_dir)
-    index = index_from_store(store, encoder, cfg, spec, progress=progress, quality=quality)
-    out = Path(out_dir).absolute()
-    if spec not in BACKBONES:
-        index.extra["model_spec_relative"] = os.path.relpath(spec, out)
-    index.extra["store"] = str(Path(store.root).resolve())
-    return index.save(out)

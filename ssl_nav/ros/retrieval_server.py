@@ -2,7 +2,7 @@
 
 SimView retrieval (Sakaguchi et al., IROS 2024, arXiv 2404.09647): the query is embedded with the backbone, each
 instance scores by its best view (FAISS cosine), and the winner's map centroid is the goal. The node calls
-:class:`ssl_nav.retrieval.query.Retriever` and :func:`ssl_nav.retrieval.query.build_index_from_store`, as
+:class:`ssl_nav.retrieval.query.Retriever` and :func:`ssl_nav.retrieval.build.build_index`, as
 ``ssl-nav query`` / ``ssl-nav index`` do.
 
 - Subscribes ``query_image`` (Image) and ``query_image/compressed`` (CompressedImage, JPEG/PNG), and
@@ -24,7 +24,6 @@ by a reload. Before any index exists, queries are answered on ``~/matches`` with
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter, deque
@@ -197,32 +196,24 @@ class RetrievalServerNode(Node):
                 self.publish_status()
 
     def _reload(self, reason: str, model: str | None, rebuild: bool) -> None:
-        from ssl_nav.learning.backbones import BACKBONES, load_encoder
-        from ssl_nav.retrieval.embedder import Embedder, resolve_device
+        from ssl_nav.retrieval.build import build_index
+        from ssl_nav.retrieval.embedder import Embedder
         from ssl_nav.retrieval.index import read_meta
-        from ssl_nav.retrieval.query import Retriever, index_from_store
-        from ssl_nav.views.store import ViewStore
+        from ssl_nav.retrieval.query import Retriever
 
         t0 = time.monotonic()
         rcfg = self.cfg.retrieval
         if rebuild:
-            # as build_index_from_store, but the encoder is loaded once and serves the queries too
+            # the encoder is loaded once: it builds the index and then serves the queries
             spec = model or self.model_spec or self._index_model_spec() or self.cfg.ros.index_model
-            if spec not in BACKBONES:
-                spec = str(Path(spec).resolve())
-            store = ViewStore(self.data.store)
-            encoder = load_encoder(spec, device=resolve_device(rcfg.device))
-            embedder = Embedder(encoder, rcfg)
-            index = index_from_store(store, encoder, rcfg, spec, progress=False, embedder=embedder)
-            out = self.data.index.absolute()
-            if spec not in BACKBONES:
-                index.extra["model_spec_relative"] = os.path.relpath(spec, out)
-            index.extra["store"] = str(Path(store.root).resolve())
-            index.save(out)
-            retriever = Retriever(index, embedder, rcfg, frame_id=self.cfg.ros.map_frame)
+            embedder = Embedder.load(spec, rcfg)
+            index = build_index(self.data.store, embedder, rcfg, self.data.index.absolute(), progress=False)
+            retriever = Retriever(index, embedder, rcfg, frame_id=self.cfg.ros.map_frame, index_dir=self.data.index)
         else:
             retriever = Retriever.open(self.data.index, rcfg)
             retriever.frame_id = self.cfg.ros.map_frame
+        for w in retriever.warnings:
+            self.get_logger().warning(w)
         meta = read_meta(self.data.index)
         info = {"model": meta.get("model_spec"), "model_hash": retriever.index.model_hash[:12],
                 "vectors": retriever.index.ntotal, "instances": len(retriever.index.instance_ids())}

@@ -44,3 +44,21 @@ def test_flip_tta(encoder):
 def test_rejects_non_rgb(encoder):
     with pytest.raises(ValueError, match="image 0"):
         Embedder(encoder, RetrievalConfig(image_size=32)).embed([np.zeros((8, 8), np.uint8)])
+
+
+def test_encode_returns_the_raw_features_behind_the_unit_embedding(encoder):
+    imgs = images(3, seed=2)
+    emb = Embedder(encoder, RetrievalConfig(image_size=32, device="cpu"))
+    unit, raw = emb.encode(imgs)
+    np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
+    assert (np.linalg.norm(raw, axis=1) > 1.0).all()  # pooled ReLU features, not unit vectors
+    tta_unit, tta_raw = Embedder(encoder, RetrievalConfig(image_size=32, device="cpu", flip_tta=True)).encode(imgs)
+    _, flipped = emb.encode([np.ascontiguousarray(i[:, ::-1]) for i in imgs])
+    np.testing.assert_allclose(tta_raw, (raw + flipped) / 2, rtol=1e-4, atol=1e-4)
+
+
+def test_check_image_minimum_size(encoder):
+    emb = Embedder(encoder, RetrievalConfig(image_size=32))
+    with pytest.raises(ValueError, match="photo: 1x1 px is smaller than retrieval.min_query_px"):
+        emb.check_image(np.zeros((1, 1, 3), np.uint8), "photo", min_px=32)
+    assert emb.check_image(np.zeros((32, 40, 3), np.uint8), "photo", min_px=32).shape == (32, 40, 3)

@@ -36,8 +36,8 @@ def test_compute_metrics_by_hand():
     assert m["top1"] == 0.5 and m["top5"] == 1.0 and m["mrr"] == pytest.approx(0.75)
     # AP(q1) = (1 + 2/3) / 2 = 5/6; AP(q2) = 1/2
     assert m["mAP"] == pytest.approx((5 / 6 + 0.5) / 2)
-    # in-map best scores 0.9, 0.7 vs open 0.6 -> AUROC 1
-    assert m["auroc"] == 1.0
+    # in-map best scores 0.9, 0.7 vs open 0.6 -> AUROC 1 (the best-view score is in force by default)
+    assert m["auroc"] == 1.0 and m["auroc_best_view"] == 1.0 and m["open_set_score"] == "best"
     # goal errors 0.5 and 5.0
     assert m["goal_error_mean_m"] == pytest.approx(2.75) and m["goal_error_median_m"] == pytest.approx(2.75)
     assert m["goal_success_1m"] == 0.5
@@ -48,14 +48,63 @@ def test_compute_metrics_by_hand():
 
 
 def test_calibrate_separates_in_map_from_open_set():
-    best = [0.9, 0.85, 0.8, 0.75, 0.5, 0.45, 0.82]
-    margin = [0.2, 0.15, 0.1, 0.2, 0.2, 0.1, 0.01]
+    values = [0.9, 0.85, 0.8, 0.75, 0.5, 0.45, 0.7]
     in_map = [True, True, True, True, False, False, False]
-    t = calibrate(best, margin, in_map)
-    assert t["balanced_accuracy"] == 1.0
-    assert 0.5 < t["reject_score"] <= 0.75 and 0.01 < t["reject_margin"] <= 0.1
-    with pytest.raises(ValueError):
-        calibrate([0.5], [0.1], [True])
+    t = calibrate(values, in_map)
+    assert t["balanced_accuracy"] == 1.0 and 0.7 < t["threshold"] <= 0.75
+    assert (t["n_in_map"], t["n_open_set"]) == (4, 3)
+    # overlapping classes: the best balanced accuracy (0.9 accepted, the rest rejected: (1/2 + 1) / 2)
+    t = calibrate([0.9, 0.6, 0.8, 0.7], [True, True, False, False])
+    assert t["balanced_accuracy"] == 0.75 and 0.8 < t["threshold"] < 0.9
+    # ties prefer the lowest threshold: accepting everything and rejecting everything both score 1/2
+    t = calibrate([0.5, 0.5], [True, False])
+    assert t["balanced_accuracy"] == 0.5 and t["threshold"] < 0.5
+    with pytest.raises(ValueError, match="both"):
+        calibrate([0.5], [True])
+    with pytest.raises(ValueError, match="finite"):
+        calibrate([float("nan"), 0.2], [True, False])
+
+
+def test_relevance_follows_gt_instance_id():
+    """A map built without simulator ids: instance "m7" is simulated object "3", "m8" is nothing known."""
+    from types import SimpleNamespace
+
+    from ssl_nav.retrieval.evaluate import query_result
+    from ssl_nav.retrieval.index import InstanceIndex
+
+    x = np.eye(4, dtype=np.float32)
+    index = InstanceIndex.build(x, ["a", "b", "c", "d"], ["m7", "m7", "m8", "m9"], model_hash="h",
+                                instances={"m7": {"gt_instance_id": "3", "centroid": [1, 0, 0]},
+                                           "m8": {"gt_instance_id": None, "centroid": [2, 0, 0]},
+                                           "m9": {"centroid": [3, 0, 0]}})
+
+    class Stub(SimpleNamespace):
+        def rank(self, e, k_views=None):
+            from ssl_nav.retrieval.aggregate import aggregate
+
+            hits = index.search(e, k_views)[0]
+            return aggregate(hits), hits
+
+        def scores(self, ranked, features):
+            from ssl_nav.retrieval.openset import open_set_scores
+
+            return open_set_scores(ranked, features)
+
+        def decide(self, ranked, scores):
+            from ssl_nav.retrieval.openset import decide
+
+            return decide(ranked, scores, "best", 0.0)
+
+    r = Stub(index=index)
+    q = np.array([0.1, 0.9, 0.2, 0.0], np.float32)  # closest to view b of m7
+    res = query_result(r, q / np.linalg.norm(q), "q", "3")
+    assert res.n_relevant == 2 and res.view_relevance[:2] == [True, False]
+    assert res.ranked_gt[0] == "3" and compute_metrics([res])["top1"] == 1.0
+    # "m9" has no gt_instance_id key: its own id is its ground truth; "m8" (null) is never relevant
+    q9 = query_result(r, np.array([0, 0, 0, 1], np.float32), "q9", "m9")
+    assert q9.n_relevant == 1 and compute_metrics([q9])["top1"] == 1.0
+    q8 = query_result(r, np.array([0, 0, 1, 0], np.float32), "q8", "m8")
+    assert q8.n_relevant == 0 and compute_metrics([q8])["top1"] == 0.0
 
 
 def test_load_queries(tmp_path):

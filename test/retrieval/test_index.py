@@ -122,3 +122,59 @@ def test_corrupted_index_file_names_the_file(tmp_path):
 def test_missing_directory(tmp_path):
     with pytest.raises(RetrievalIndexError, match="not found"):
         InstanceIndex.load(tmp_path / "nope")
+
+
+def test_crash_between_the_renames_of_save_is_recovered(tmp_path, monkeypatch, caplog):
+    """U7: save renames IDX to IDX.old-X, then IDX.tmp-Y to IDX; a crash in between leaves no IDX. The next
+    load puts back the new index (complete: save fsyncs it before the first rename) and says so."""
+    import os
+    import shutil
+
+    import ssl_nav.retrieval.index as index_mod
+
+    monkeypatch.setattr(index_mod, "SAVE_IN_PROGRESS_S", 0.0)
+    idx, emb, *_ = make_index()
+    out = idx.save(tmp_path / "idx")
+    idx.remove_instance("1")
+    new = idx.save(tmp_path / "new")
+    os.replace(out, tmp_path / "idx.old-aaaa")  # the first rename happened ...
+    os.replace(new, tmp_path / "idx.tmp-bbbb")  # ... the second did not
+    with caplog.at_level("WARNING"):
+        back = InstanceIndex.load(tmp_path / "idx")
+    assert back.ntotal == 50 and "1" not in back.instance_ids()
+    assert "recovered the index from idx.tmp-bbbb" in caplog.text and "idx.old-aaaa" in caplog.text
+    # only the previous index left (the crash came before the new one was complete): that one comes back
+    shutil.rmtree(tmp_path / "idx")
+    (tmp_path / "idx.tmp-cccc").mkdir()  # an incomplete new index
+    (tmp_path / "idx.tmp-cccc" / "meta.json").write_text("{")
+    assert InstanceIndex.load(tmp_path / "idx").ntotal == 60
+
+
+def test_recovery_waits_for_a_save_in_progress(tmp_path, monkeypatch):
+    """A leftover changed within SAVE_IN_PROGRESS_S may belong to a running save: not touched, and the error
+    says how to recover by hand when the directory is there but broken."""
+    idx, *_ = make_index()
+    out = idx.save(tmp_path / "idx")
+    import os
+
+    os.replace(out, tmp_path / "idx.old-aaaa")
+    with pytest.raises(RetrievalIndexError, match="not found"):
+        InstanceIndex.load(tmp_path / "idx")
+    assert (tmp_path / "idx.old-aaaa").is_dir()
+    (tmp_path / "idx").mkdir()
+    with pytest.raises(RetrievalIndexError, match=r"meta.json: missing.*idx.old-aaaa.*mv "):
+        InstanceIndex.load(tmp_path / "idx")
+
+
+def test_malformed_meta_fields_name_the_key(tmp_path):
+    idx, *_ = make_index()
+    out = idx.save(tmp_path / "idx")
+    good = json.loads((out / "meta.json").read_text())
+    for key, value, match in (("vectors", {"a": 1}, "key 'vectors' must be a list"),
+                              ("vectors", good["vectors"][:-1] + [[0, "v0", "0"]], "faiss_id twice"),
+                              ("removed", ["x"], "key 'removed'"), ("next_id", 3, "key 'next_id'"),
+                              ("thresholds", [1], "key 'thresholds'"), ("extra", 5, "key 'extra'")):
+        meta = dict(good, **{key: value})
+        (out / "meta.json").write_text(json.dumps(meta))
+        with pytest.raises(RetrievalIndexError, match=match):
+            InstanceIndex.load(out)

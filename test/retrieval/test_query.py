@@ -1,4 +1,5 @@
-"""Retriever and the index / query / eval / calibrate commands on a small real store (MobileNetV2 baseline)."""
+"""Retriever and the index / query / eval / calibrate commands on a small real store (MobileNetV2 baseline),
+with the bad inputs each command must refuse cleanly (exit 2, naming the file, line or key)."""
 
 import json
 import shutil
@@ -7,13 +8,15 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ssl_nav.cli import main as cli_main
 from ssl_nav.config import RetrievalConfig
-from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.errors import RetrievalIndexError, SslNavError
 from ssl_nav.frames import write_png
 from ssl_nav.retrieval.index import InstanceIndex
-from ssl_nav.retrieval.query import Retriever, build_index_from_store
+from ssl_nav.retrieval.build import build_index
+from ssl_nav.retrieval.query import Retriever
 from ssl_nav.views.store import ViewStore
 
 SIZE = 48
@@ -55,8 +58,8 @@ def setup(tmp_path_factory):
                                                              for i in COLORS]}))
     (root / "cfg.yaml").write_text(f"retrieval:\n  image_size: {SIZE}\n  device: cpu\n")
     cfg = RetrievalConfig(image_size=SIZE, device="cpu")
-    idx = build_index_from_store(store, "mobilenet_v2", cfg, root / "idx", progress=False)
-    return root, store, cfg, idx
+    build_index(store, "mobilenet_v2", cfg, root / "idx", progress=False)
+    return root, store, cfg, root / "idx"
 
 
 def test_build_and_query(setup):
@@ -71,9 +74,10 @@ def test_build_and_query(setup):
         m = ans["matches"][0]
         assert m["category"] == f"obj{i}" and m["goal"]["navigable"] is True and m["goal"]["position"][1] < 0.5
         assert ans["in_map"] and ans["margin"] > 0
-    strict = RetrievalConfig(image_size=SIZE, device="cpu", reject_score=0.999)
+    strict = RetrievalConfig(image_size=SIZE, device="cpu", reject_threshold=0.999)
     ans = Retriever.open(idx, strict).query(open_set_image(rng))
-    assert not ans["in_map"] and "reject_score" in ans["reason"]
+    assert not ans["in_map"] and "sim_softmax" in ans["reason"] and "< threshold 0.999 (uncalibrated)" in ans["reason"]
+    assert ans["open_set"]["score"] == "sim_softmax" and ans["open_set"]["calibrated"] is False
 
 
 def test_reload_keeps_previous_index_on_corruption(setup, tmp_path):
@@ -110,7 +114,7 @@ def test_cli_query_eval_calibrate(setup, tmp_path, capsys):
     out_idx = tmp_path / "idx"
     assert cli_main(["index", "--store", str(root / "store"), "--model", "mobilenet_v2", "--out", str(out_idx),
                      "--config", c, "--no-progress"]) == 0
-    assert "16 views of 4 instances" in capsys.readouterr().out
+    assert "16 robot views of 4 instances" in capsys.readouterr().out
     proc = subprocess.run([sys.executable, "-m", "ssl_nav", "query", "--index", str(out_idx), "--config", c,
                            str(root / "queries" / "2.png")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -124,11 +128,155 @@ def test_cli_query_eval_calibrate(setup, tmp_path, capsys):
     assert m["goal_error_median_m"] == 0.0 and m["auroc"] is not None
     assert cli_main(["calibrate", "--index", str(out_idx), "--queries", str(root / "queries.jsonl"),
                      "--config", c, "--no-progress"]) == 0
-    assert "reject_score:" in capsys.readouterr().out
+    assert "reject_threshold:" in capsys.readouterr().out
     t = json.loads((out_idx / "meta.json").read_text())["thresholds"]
-    assert -1.0 <= t["reject_score"] <= 1.0 and t["balanced_accuracy"] >= 0.5
-    assert InstanceIndex.load(out_idx).thresholds["reject_score"] == t["reject_score"]
+    assert t["score"] == "sim_softmax" and 0.0 <= t["threshold"] <= 1.0 and t["balanced_accuracy"] >= 0.5
+    assert t["fit_on"]["path"] == str((root / "queries.jsonl").resolve()) and len(t["fit_on"]["sha256"]) == 64
+    assert InstanceIndex.load(out_idx).thresholds["threshold"] == t["threshold"]
+    # evaluating on the file the threshold was fitted on is flagged
+    assert cli_main(["eval", "--index", str(out_idx), "--queries", str(root / "queries.jsonl"), "--config", c,
+                     "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "is the file the open-set threshold" in err and "calibration.jsonl" in err
     # a missing index directory is a clean CLI error (exit 2, message names it)
     proc = subprocess.run([sys.executable, "-m", "ssl_nav", "query", "--index", str(tmp_path / "nope"),
                            str(root / "queries" / "2.png")], capture_output=True, text=True)
     assert proc.returncode == 2 and "nope" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+def test_cuda_on_a_cpu_host_is_a_config_error(setup, tmp_path, capsys):
+    """T6: --device cuda / retrieval.device: cuda without CUDA exits 2 naming the key, in index, query and eval."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA")
+    root, store, cfg, idx = setup
+    c = str(root / "cfg.yaml")
+    photo = str(root / "queries" / "0.png")
+    for argv in (["index", "--store", str(root / "store"), "--model", "mobilenet_v2", "--out", str(tmp_path / "i"),
+                  "--device", "cuda", "--no-progress"],
+                 ["query", "--index", str(idx), photo, "--device", "cuda"],
+                 ["eval", "--index", str(idx), "--queries", str(root / "queries.jsonl"), "--device", "cuda"]):
+        assert cli_main(argv + ["--config", c]) == 2, argv[0]
+        err = capsys.readouterr().err
+        assert "retrieval.device" in err and "no CUDA device" in err and "Traceback" not in err, err
+    (tmp_path / "cuda.yaml").write_text(f"retrieval:\n  image_size: {SIZE}\n  device: cuda\n")
+    assert cli_main(["query", "--index", str(idx), photo, "--config", str(tmp_path / "cuda.yaml")]) == 2
+    assert "retrieval.device" in capsys.readouterr().err
+
+
+def test_malformed_vectors_entry_names_the_key(setup, tmp_path, capsys):
+    """T8: a bad 'vectors' entry in meta.json is an error naming the entry, not a ValueError."""
+    root, store, cfg, idx = setup
+    for bad in ([0, "v"], ["x", "v", "1"], [0, None, "1"], "oops"):
+        d = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(idx, d)
+        meta = json.loads((d / "meta.json").read_text())
+        meta["vectors"][3] = bad
+        (d / "meta.json").write_text(json.dumps(meta))
+        with pytest.raises(RetrievalIndexError, match=r"meta.json: key 'vectors'\[3\]"):
+            InstanceIndex.load(d)
+        assert cli_main(["query", "--index", str(d), str(root / "queries" / "0.png"),
+                         "--config", str(root / "cfg.yaml")]) == 2
+        assert "key 'vectors'[3]" in capsys.readouterr().err
+
+
+def test_index_without_instances_json_warns(setup, tmp_path, capsys):
+    """U2: no instances.json: the answers carry null goals and say why, on stderr and in the answer."""
+    root, store, cfg, idx = setup
+    d = tmp_path / "noinst"
+    shutil.copytree(idx, d)
+    (d / "instances.json").unlink()
+    r = Retriever.open(d, cfg)
+    ans = r.query(pattern(1, np.random.default_rng(3)))
+    assert ans["matches"][0]["goal"] is None and "instances.json is missing" in ans["warnings"][0]
+    assert cli_main(["query", "--index", str(d), str(root / "queries" / "0.png"), "--config",
+                     str(root / "cfg.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "warning" in captured.err and "instances.json is missing" in captured.err
+    assert json.loads(captured.out)["matches"][0]["goal"] is None
+
+
+def test_query_batch_with_bad_photos(setup, tmp_path, capsys):
+    """U6 + U11: a 1x1 px photo, a missing one and an undecodable one are errors for those photos only; the
+    good photos are still answered, and the command exits 2."""
+    root, store, cfg, idx = setup
+    tiny = tmp_path / "tiny.png"
+    write_png(tiny, np.full((1, 1, 3), 200, np.uint8))
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    good = [str(root / "queries" / "0.png"), str(root / "queries" / "1.png")]
+    argv = ["query", "--index", str(idx), good[0], str(tiny), str(tmp_path / "missing.png"), str(junk), good[1],
+            "--config", str(root / "cfg.yaml")]
+    assert cli_main(argv) == 2
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert [("error" in a) for a in out] == [False, True, True, True, False]
+    assert out[0]["matches"][0]["instance_id"] == "1" and out[4]["matches"][0]["instance_id"] == "2"
+    assert "1x1 px is smaller than retrieval.min_query_px" in out[1]["error"] and str(tiny) in out[1]["error"]
+    assert "missing.png" in out[2]["error"] and "cannot decode" in out[3]["error"]
+    assert "3 of 5 photos could not be answered" in captured.err
+    # the Retriever refuses a 1x1 photo even without calibration (it used to answer "in map" with a goal)
+    with pytest.raises(ValueError, match="min_query_px"):
+        Retriever.open(idx, cfg).query(np.zeros((1, 1, 3), np.uint8))
+
+
+def test_classifier_scores_from_model_pt(setup, tmp_path):
+    """A model.pt with CrossIA's instance classifier: the open-set score in force is its max softmax ('auto'),
+    and it separates mapped objects from noise photos; without a classifier 'auto' falls back to sim_softmax."""
+    from ssl_nav.learning.backbones import load_encoder, save_model
+    from ssl_nav.retrieval.embedder import Embedder
+
+    root, store, cfg, idx = setup
+    enc = load_encoder("mobilenet_v2")
+    views = store.views()
+    _, raw = Embedder(enc, cfg).encode([store.load_image(v) for v in views])
+    class_ids = sorted({str(v["instance_id"]) for v in views})
+    y = torch.tensor([class_ids.index(str(v["instance_id"])) for v in views])
+    head = torch.nn.Linear(raw.shape[1], len(class_ids))
+    opt = torch.optim.SGD(head.parameters(), lr=0.05)
+    x = torch.from_numpy(raw)
+    for _ in range(60):  # a linear probe on the stored views, as CrossIA's classifier is trained
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(head(x), y).backward()
+        opt.step()
+    state = {f"backbone.net.{k}": v for k, v in enc.backbone.net.state_dict().items()}
+    state.update({"classifier.weight": head.weight.detach(), "classifier.bias": head.bias.detach()})
+    model = tmp_path / "model.pt"
+    save_model(model, state, backbone="mobilenet_v2", embedding_dim=1280, image_size=SIZE, config={},
+               extra={"class_ids": class_ids})
+    build_index(store, model, cfg, tmp_path / "idx", progress=False)
+    r = Retriever.open(tmp_path / "idx", cfg)
+    assert r.embedder.classifier is not None and r.score_name == "max_softmax"
+    from ssl_nav.retrieval.evaluate import evaluate_queries_file
+
+    m, res = evaluate_queries_file(r, root / "queries.jsonl", progress=False)
+    assert m["open_set_score"] == "max_softmax" and m["auroc"] >= 0.8, m
+    assert set(m["auroc_by_score"]) >= {"best", "max_logit", "energy", "max_softmax", "norm"}
+    assert Retriever.open(idx, cfg).score_name == "sim_softmax"
+
+
+def test_threshold_precedence(setup, tmp_path):
+    """A calibrated threshold applies to its own score only; the configuration's applies otherwise."""
+    root, store, cfg, idx = setup
+    d = tmp_path / "cal"
+    shutil.copytree(idx, d)
+    index = InstanceIndex.load(d)
+    index.thresholds = {"score": "sim_softmax", "threshold": 0.42, "fit_on": {"path": "/x/calibration.jsonl"}}
+    index.save(d)
+    t = Retriever.open(d, cfg).thresholds
+    assert (t.score, t.threshold, t.calibrated) == ("sim_softmax", 0.42, True) and "calibration.jsonl" in t.source
+    other = RetrievalConfig(image_size=SIZE, device="cpu", open_set_score="query_z", reject_threshold=2.0)
+    r = Retriever.open(d, other)
+    assert (r.thresholds.score, r.thresholds.threshold, r.thresholds.calibrated) == ("query_z", 2.0, False)
+    assert "calibrated threshold is for the open-set score 'sim_softmax'" in r.warnings[0]
+    # an index calibrated before the score could be chosen ({"reject_score", "reject_margin"}) was fitted on best
+    index.thresholds = {"reject_score": 0.6, "reject_margin": 0.0}
+    index.save(d)
+    t = Retriever.open(d, RetrievalConfig(image_size=SIZE, device="cpu", open_set_score="best")).thresholds
+    assert (t.score, t.threshold, t.calibrated) == ("best", 0.6, True)
+    assert Retriever.open(d, cfg, use_index_thresholds=False).thresholds.threshold == cfg.reject_threshold
+    with pytest.raises(SslNavError, match="open_set_score.*classifier"):
+        Retriever.open(d, RetrievalConfig(image_size=SIZE, device="cpu", open_set_score="energy"))
