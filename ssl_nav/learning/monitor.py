@@ -44,8 +44,10 @@ from torch import nn
 
 #: the metrics :func:`collapse_check` compares with the starting encoder
 COLLAPSE_METRICS = ("emb_std_sqrt_d", "eff_rank")
-#: an effective rank below this is a collapse whatever the start
+#: an effective rank below this is a collapse whatever the start (when at least MIN_VIEWS views are monitored:
+#: n centred points span at most n - 1 directions)
 MIN_EFF_RANK = 2.0
+MIN_VIEWS = 8
 
 
 class CollapseWarning(UserWarning):
@@ -97,10 +99,11 @@ def effective_rank(feats: np.ndarray) -> float:
 
 def collapse_check(metrics: dict, start: dict | None, threshold: float) -> bool:
     """True (and a :class:`CollapseWarning`) when ``metrics`` fall below ``threshold`` x the ``start`` on any of
-    :data:`COLLAPSE_METRICS`, or the effective rank is below :data:`MIN_EFF_RANK`."""
+    :data:`COLLAPSE_METRICS`, or the effective rank is below :data:`MIN_EFF_RANK` (of at least
+    :data:`MIN_VIEWS` views)."""
     reasons = []
     rank = metrics.get("eff_rank")
-    if rank is not None and rank < MIN_EFF_RANK:
+    if rank is not None and rank < MIN_EFF_RANK and metrics.get("n_views", MIN_VIEWS) >= MIN_VIEWS:
         reasons.append(f"effective rank {rank:.2f} < {MIN_EFF_RANK}")
     for key in COLLAPSE_METRICS:
         now, ref = metrics.get(key), (start or {}).get(key)
@@ -198,7 +201,7 @@ def embedding_metrics(feats: np.ndarray, labels: np.ndarray, is_holdout: np.ndar
     if bad.any():  # a diverged encoder: nothing to measure (the training step stops on the non-finite loss)
         return {"nonfinite_embeddings": int(bad.sum())}
     d = feats.shape[1]
-    out = {"emb_std": embedding_std(feats)}
+    out = {"n_views": len(feats), "emb_std": embedding_std(feats)}
     out["emb_std_sqrt_d"] = out["emb_std"] * math.sqrt(d)
     out["eff_rank"] = effective_rank(feats)
     out.update(cluster_signals(feats, len(np.unique(labels)), seed))

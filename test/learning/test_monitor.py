@@ -67,7 +67,9 @@ def test_collapse_check_is_relative_to_the_start_and_has_an_absolute_floor():
     with pytest.warns(CollapseWarning, match="eff_rank"):
         assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 12.0}, start, 0.5) is True
     with pytest.warns(CollapseWarning, match="effective rank"):
-        assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 1.2}, None, 0.5) is True
+        assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 1.2, "n_views": 50}, None, 0.5) is True
+    # two monitored views span one direction at most: no verdict from the floor
+    assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 1.0, "n_views": 2}, None, 0.5) is False
 
 
 def test_clustering_signals_separate_clustered_from_shapeless_embeddings():
