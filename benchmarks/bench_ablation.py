@@ -19,7 +19,8 @@ final effective rank and silhouette. Goal rows: the default against the baseline
 AUROC >= 0.95, mAP >= 0.95, and the default's fine-tune time over the previous default's (paired per seed).
 
 ``--quick``: the ``--quick`` scene preset and seed 0 only (a few minutes); the full run takes about an hour on
-2 cores.
+2 cores. Results are cached under ``out/bench/ablation/`` by effective configuration, scene and the source of
+``ssl_nav/learning`` and ``ssl_nav/retrieval``, so a re-run after moving a default only trains what changed.
 """
 
 from __future__ import annotations
@@ -172,8 +173,49 @@ def _goal_rows(results: dict[str, list[dict]], default: str, previous: str) -> l
     return rows
 
 
+#: what a fine-tune's result depends on besides its configuration and its scene
+RESULT_SOURCES = ("ssl_nav/learning", "ssl_nav/retrieval", "ssl_nav/energy", "ssl_nav/atomic.py", "ssl_nav/errors.py")
+
+
+def run_cached(seed: int, name: str, overrides: dict[str, Any], quick: bool) -> dict:
+    """:func:`experiments.run_variant`, reusing an earlier result of the same effective configuration, scene and
+    training/retrieval source (so moving a default does not re-run the variants it did not change)."""
+    import hashlib
+    import json
+
+    from experiments import ROOT, _source_hash, experiment_config, run_variant, scene_key
+
+    from ssl_nav.config import to_dict
+
+    cfg = experiment_config(seed, overrides, quick)
+    blob = json.dumps(to_dict(cfg), sort_keys=True) + scene_key(cfg) + _source_hash(RESULT_SOURCES)
+    path = ROOT / "ablation" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        res = json.loads(path.read_text())
+        res["name"], res["cached"] = name, True
+        return res
+    res = run_variant(seed, overrides, quick=quick, name=name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, default=str))
+    return res
+
+
+def run_all(vs: dict[str, dict[str, Any]], seeds, quick: bool) -> dict[str, list[dict]]:
+    from experiments import METRICS, _fmt
+
+    out: dict[str, list[dict]] = {name: [] for name in vs}
+    for seed in seeds:
+        for name, ov in vs.items():
+            r = run_cached(seed, name, ov, quick)
+            out[name].append(r)
+            m = r["finetuned"]
+            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in METRICS)
+                  + (" (cached)" if r.get("cached") else f" ({r['seconds']:.0f} s)"), flush=True)
+    return out
+
+
 def run(quick: bool = False) -> list[dict]:
-    from experiments import run_variants, variant_rows
+    from experiments import variant_rows
 
     import torch
 
@@ -183,7 +225,7 @@ def run(quick: bool = False) -> list[dict]:
     # one thread per run: on a shared 2-core machine, 2-thread OpenMP under contention runs several times slower;
     # every variant gets the same, and the figures are quality and time ratios
     torch.set_num_threads(THREADS)
-    results = run_variants({k: {**v, "learning.threads": THREADS} for k, v in vs.items()}, seeds=seeds, quick=quick)
+    results = run_all({k: {**v, "learning.threads": THREADS} for k, v in vs.items()}, seeds, quick)
     rows = variant_rows(results, reference=default)
     extras = _extras(results)
     for row in rows[1:]:

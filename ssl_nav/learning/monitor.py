@@ -14,7 +14,10 @@ Collapse (the run warns with :class:`CollapseWarning` and logs ``collapse_warnin
   normalised singular values (RankMe, Garrido et al., arXiv 2210.02885). Embeddings spread over k directions
   have at most k; a constant encoder has none (its centred matrix is 0: rank reported as 1).
 - :func:`collapse_check` compares both with the starting encoder, measured before the first step: a collapse
-  is either falling below ``learning.collapse_threshold`` times the start, or an effective rank below 2.
+  is falling below ``learning.collapse_threshold`` times the start, or an effective rank below 2. For the rank
+  the reference is the start's or, when smaller, k - 1 for k map instances: k instances are told apart in
+  k - 1 directions (the simplex the instance classifier's cross-entropy drives the class means towards), so an
+  encoder that gathers each instance's views into a tight cluster loses rank without collapsing.
 
 Clustering signals of label-free monitoring (Xu, Lowe & Trappenberg, arXiv 2409.06612), with k = the number of
 map instances (known without labels):
@@ -99,16 +102,18 @@ def effective_rank(feats: np.ndarray) -> float:
 
 def collapse_check(metrics: dict, start: dict | None, threshold: float) -> bool:
     """True (and a :class:`CollapseWarning`) when ``metrics`` fall below ``threshold`` x the ``start`` on any of
-    :data:`COLLAPSE_METRICS`, or the effective rank is below :data:`MIN_EFF_RANK` (of at least
-    :data:`MIN_VIEWS` views)."""
+    :data:`COLLAPSE_METRICS` (for the rank: x min(start, instances - 1)), or the effective rank is below
+    :data:`MIN_EFF_RANK` (of at least :data:`MIN_VIEWS` views)."""
     reasons = []
     rank = metrics.get("eff_rank")
     if rank is not None and rank < MIN_EFF_RANK and metrics.get("n_views", MIN_VIEWS) >= MIN_VIEWS:
         reasons.append(f"effective rank {rank:.2f} < {MIN_EFF_RANK}")
     for key in COLLAPSE_METRICS:
         now, ref = metrics.get(key), (start or {}).get(key)
+        if key == "eff_rank" and ref and metrics.get("n_instances", 0) > 1:
+            ref = min(ref, metrics["n_instances"] - 1)  # k instances need only k - 1 directions (see module doc)
         if now is not None and ref and now < threshold * ref:
-            reasons.append(f"{key} {now:.3g} < {threshold} x {ref:.3g} at the start")
+            reasons.append(f"{key} {now:.3g} < {threshold} x {ref:.3g}")
     if reasons:
         warnings.warn(f"representation collapse: {'; '.join(reasons)}; check the augmentations, the batch size "
                       f"and the learning rate", CollapseWarning, stacklevel=2)
@@ -201,7 +206,7 @@ def embedding_metrics(feats: np.ndarray, labels: np.ndarray, is_holdout: np.ndar
     if bad.any():  # a diverged encoder: nothing to measure (the training step stops on the non-finite loss)
         return {"nonfinite_embeddings": int(bad.sum())}
     d = feats.shape[1]
-    out = {"n_views": len(feats), "emb_std": embedding_std(feats)}
+    out = {"n_views": len(feats), "n_instances": int(len(np.unique(labels))), "emb_std": embedding_std(feats)}
     out["emb_std_sqrt_d"] = out["emb_std"] * math.sqrt(d)
     out["eff_rank"] = effective_rank(feats)
     out.update(cluster_signals(feats, len(np.unique(labels)), seed))

@@ -41,11 +41,11 @@ def test_monitor_fires_on_a_partly_collapsed_encoder_not_on_the_healthy_one():
     start = embedding_metrics(embed(bb, loader, torch.device("cpu")), labels, hold)
     healthy = epoch_metrics(embed(bb, loader, torch.device("cpu")), labels, hold, start, 0.5)
     assert healthy["collapse_warning"] is False
-    partial = embed(PartlyCollapsed(bb, 512, k=4), loader, torch.device("cpu"))
+    partial = embed(PartlyCollapsed(bb, 512, k=3), loader, torch.device("cpu"))
     assert np.unique(partial.round(4), axis=0).shape[0] > 1  # not a constant encoder
     with pytest.warns(CollapseWarning, match="collapse"):
         m = epoch_metrics(partial, labels, hold, start, 0.5)
-    assert m["collapse_warning"] is True and m["eff_rank"] < 0.5 * start["eff_rank"]
+    assert m["collapse_warning"] is True and m["eff_rank"] < 0.5 * (m["n_instances"] - 1) < start["eff_rank"]
 
 
 def test_effective_rank_and_std_follow_the_number_of_used_directions():
@@ -66,6 +66,12 @@ def test_collapse_check_is_relative_to_the_start_and_has_an_absolute_floor():
     assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 30.0}, start, 0.5) is False
     with pytest.warns(CollapseWarning, match="eff_rank"):
         assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 12.0}, start, 0.5) is True
+    with pytest.warns(CollapseWarning, match="emb_std_sqrt_d"):
+        assert collapse_check({"emb_std_sqrt_d": 0.2, "eff_rank": 30.0}, start, 0.5) is True
+    # 10 instances: clustering each instance tightly (rank ~ 9) is not a collapse, squeezing them into 3 is
+    assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 8.0, "n_instances": 10}, start, 0.5) is False
+    with pytest.warns(CollapseWarning, match="eff_rank"):
+        assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 3.0, "n_instances": 10}, start, 0.5) is True
     with pytest.warns(CollapseWarning, match="effective rank"):
         assert collapse_check({"emb_std_sqrt_d": 0.5, "eff_rank": 1.2, "n_views": 50}, None, 0.5) is True
     # two monitored views span one direction at most: no verdict from the floor
