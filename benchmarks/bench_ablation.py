@@ -177,18 +177,41 @@ def _goal_rows(results: dict[str, list[dict]], default: str, previous: str) -> l
 RESULT_SOURCES = ("ssl_nav/learning", "ssl_nav/retrieval", "ssl_nav/energy", "ssl_nav/atomic.py", "ssl_nav/errors.py")
 
 
+def code_hash(sources: tuple[str, ...] = RESULT_SOURCES) -> str:
+    """sha256 of the code of ``sources`` without docstrings and comments (an edit of the documentation does not
+    invalidate cached results; any change of the code does)."""
+    import ast
+    import hashlib
+
+    from experiments import REPO
+
+    h = hashlib.sha256()
+    for rel in sources:
+        p = REPO / rel
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            tree = ast.parse(f.read_text())
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                    body[0] = ast.Pass()
+            h.update(f.relative_to(REPO).as_posix().encode())
+            h.update(ast.dump(tree).encode())
+    return h.hexdigest()[:12]
+
+
 def run_cached(seed: int, name: str, overrides: dict[str, Any], quick: bool) -> dict:
     """:func:`experiments.run_variant`, reusing an earlier result of the same effective configuration, scene and
     training/retrieval source (so moving a default does not re-run the variants it did not change)."""
     import hashlib
     import json
 
-    from experiments import ROOT, _source_hash, experiment_config, run_variant, scene_key
+    from experiments import ROOT, experiment_config, run_variant, scene_key
 
     from ssl_nav.config import to_dict
 
     cfg = experiment_config(seed, overrides, quick)
-    blob = json.dumps(to_dict(cfg), sort_keys=True) + scene_key(cfg) + _source_hash(RESULT_SOURCES)
+    blob = json.dumps(to_dict(cfg), sort_keys=True) + scene_key(cfg) + code_hash()
     path = ROOT / "ablation" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         res = json.loads(path.read_text())

@@ -15,9 +15,10 @@ of negative keys, sharing the backbone, data and schedule of the other objective
   encoder for the instance classifier; both views' keys are enqueued.
 
 DDP: every rank gathers the keys of all ranks before enqueueing (:func:`gather_from_ranks`), so the queues
-stay identical. Batch statistics are per rank: there is no Shuffle BN (MoCo §3.3). The query and the key of a
-positive pair never share a BatchNorm batch (they come from the two separate view batches), which is the leak
-Shuffle BN guards against.
+stay identical. Batch statistics are per rank and there is no Shuffle BN (MoCo §3.3): each key batch holds
+the positives of its query batch, the single-device setting in which MoCo reports that BatchNorm can leak
+information between them. Here the head has no BatchNorm and, with ``trainable: last``, only the backbone's
+last stage has BatchNorm layers that see batch statistics.
 """
 
 from __future__ import annotations
