@@ -24,7 +24,8 @@ arXiv 2003.04297):
 
 The run is split into phases, each a function: :func:`prepare_data` (data preparation), :func:`setup_run`
 (model, optimiser), :func:`resume_run`, :func:`train_epoch` (train steps, :func:`train_step` each),
-:func:`monitor_epoch` (monitor), :func:`write_checkpoint` and :func:`export_model` (checkpoint / export).
+:func:`monitor_starting_encoder` and :func:`monitor_epoch` (monitor), :func:`write_checkpoint` and
+:func:`export_model` (checkpoint / export).
 
 Run directory: ``model.pt`` (see :func:`ssl_nav.learning.backbones.save_model`), ``metrics.jsonl``,
 ``energy.json``, ``checkpoint.pt``.
@@ -153,8 +154,9 @@ def pair_losses(out: dict[str, torch.Tensor], labels: torch.Tensor, lc: Learning
     if lc.objective == "simsiam":
         terms["ssl"] = simsiam_loss_per_sample(out["p1"], out["p2"], out["z1"], out["z2"])
     elif lc.objective == "moco":
-        nce = lambda q, k: info_nce_per_sample(q, k, queue.keys, lc.moco_temperature, labels, queue.labels)  # noqa: E731
-        terms["ssl"] = 0.5 * (nce(out["z1"], out["k2"]) + nce(out["z2"], out["k1"]))
+        t, qk, ql = lc.moco_temperature, queue.keys, queue.labels
+        terms["ssl"] = 0.5 * (info_nce_per_sample(out["z1"], out["k2"], qk, t, labels, ql)
+                              + info_nce_per_sample(out["z2"], out["k1"], qk, t, labels, ql))
     elif "z1" in out:
         terms["ssl"] = negative_cosine(out["z1"].float(), out["z2"].float())
     if "c1" in out and lc.ce_weight > 0:
@@ -664,7 +666,7 @@ def monitor_epoch(run: Run) -> dict:
                          run.lc.seed)
 
 
-def monitor_start(run: Run) -> dict:
+def monitor_starting_encoder(run: Run) -> dict:
     """Phase *monitor*, before the first step: the starting encoder's figures, the reference for collapse."""
     from ssl_nav.learning.monitor import embed, embedding_metrics
 
@@ -753,7 +755,7 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
         if run.is_main:
             atomic_write_text(run.metrics_path, "".join(json.dumps(m) + "\n" for m in run.metrics))
             if not run.monitor_start:
-                run.monitor_start = monitor_start(run)
+                run.monitor_start = monitor_starting_encoder(run)
         run_id = f"{run.run_dir.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
         # rank 0 meters the whole node (NVML sees every GPU, RAPL every package); other ranks measure nothing
         meter = EnergyMeter(cfg.energy if run.is_main else dataclasses.replace(cfg.energy, backend="none"),
@@ -822,7 +824,8 @@ def _summary(run: Run, status: str, wall_s: float, train_s: float, images: int, 
              model_hash: str | None) -> dict:
     last = run.metrics[-1] if run.metrics else {}
     monitored = next((m for m in reversed(run.metrics) if "eff_rank" in m), {})
-    return {"status": status, "run_dir": str(run.run_dir), "epochs": run.lc.epochs, "epochs_done": len(run.metrics), "wall_s": round(wall_s, 2),
+    return {"status": status, "run_dir": str(run.run_dir), "epochs": run.lc.epochs, "epochs_done": len(run.metrics),
+            "wall_s": round(wall_s, 2),
             "train_s": round(train_s, 2), "images": images, "images_per_s": (images / train_s) if train_s > 0 else None,
             "final_loss": last.get("loss"), "emb_std_sqrt_d": monitored.get("emb_std_sqrt_d"),
             "eff_rank": monitored.get("eff_rank"), "silhouette": monitored.get("silhouette"),
