@@ -148,7 +148,7 @@ class LearningConfig:
     init_checkpoint: str | None = _f(None, "official SimSiam checkpoint or our model.pt to start from")
     trainable: str = _f("last", "which backbone parameters train: last stage (CrossIA), all, or heads only",
                         choices=("last", "all", "heads"))
-    objective: str = _f("simsiam", "self-supervised objective beside the instance classifier (none: classifier only)",
+    objective: str = _f("moco", "self-supervised objective beside the instance classifier (none: classifier only)",
                         choices=("simsiam", "simclr", "barlow", "moco", "none"))
     proj_dim: int = _f(2048, "SimSiam/SimCLR/Barlow projector output dimension (SimSiam: 2048)", range=(8, 16384))
     pred_hidden_dim: int = _f(512, "predictor bottleneck (SimSiam: 512)", range=(8, 16384))

@@ -121,15 +121,19 @@ class Backbone(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.trainable == "all" or not torch.is_grad_enabled():
-            h = self._run(self._last, self._run(self._prefix, x))
-        elif self.trainable == "last":
-            with torch.no_grad():
-                h = self._run(self._prefix, x)
+        return self.head(self.stem(x))
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The modules before the last stage; without gradient when they are frozen (``last``, ``heads``)."""
+        if self.trainable == "all":
+            return self._run(self._prefix, x)
+        with torch.no_grad():
+            return self._run(self._prefix, x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The last stage and global average pooling; without gradient when frozen (``heads``)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable != "heads"):
             h = self._run(self._last, h)
-        else:  # heads: the whole backbone is frozen
-            with torch.no_grad():
-                h = self._run(self._last, self._run(self._prefix, x))
         return torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
 
     # -- partial fine-tuning ----------------------------------------------------------------------------------

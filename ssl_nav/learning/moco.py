@@ -4,6 +4,7 @@ of negative keys, sharing the backbone, data and schedule of the other objective
 - :class:`MoCoProjectionHead`: MoCo v2's MLP head, ``Linear(dim, dim) - ReLU - Linear(dim, 128)``.
 - The key encoder is a copy of the backbone and head, updated only as an exponential moving average of the
   query encoder after each step (:func:`momentum_update`, ``learning.moco_momentum``) and run without gradient.
+  Under partial fine-tuning the frozen stem is shared: the key encoder runs only the last stage and the head.
 - :class:`KeyQueue`: a ring buffer of L2-normalised keys (and the map instance of each), 65536 in the paper;
   here ``min(learning.moco_queue, number of training views)`` rounded up to one enqueue (two views per pair),
   so the queue holds about one key per view of the store rather than many stale copies of each.
@@ -81,9 +82,11 @@ def info_nce_per_sample(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, t
 
 @torch.no_grad()
 def momentum_update(key: nn.Module, query: nn.Module, momentum: float) -> None:
-    """key <- m * key + (1 - m) * query, parameter by parameter (buffers are the key encoder's own)."""
+    """key <- m * key + (1 - m) * query for every trainable query parameter (buffers are the key encoder's own;
+    frozen parameters are equal in both and stay exactly so)."""
     for pk, pq in zip(key.parameters(), query.parameters()):
-        pk.mul_(momentum).add_(pq.detach(), alpha=1.0 - momentum)
+        if pq.requires_grad:
+            pk.mul_(momentum).add_(pq.detach(), alpha=1.0 - momentum)
 
 
 @torch.no_grad()

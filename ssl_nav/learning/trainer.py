@@ -105,20 +105,28 @@ class FinetuneModel(nn.Module):
             self.queue = KeyQueue(max(2, queue_len), lc.moco_dim, lc.seed)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
-        f1, f2 = self.backbone(x1), self.backbone(x2)
+        h1, h2 = self.backbone.stem(x1), self.backbone.stem(x2)
+        f1, f2 = self.backbone.head(h1), self.backbone.head(h2)
         out = {"f1": f1, "f2": f2}
         if self.projector is not None:
             out["z1"], out["z2"] = self.projector(f1), self.projector(f2)
         if self.predictor is not None:
             out["p1"], out["p2"] = self.predictor(out["z1"]), self.predictor(out["z2"])
         if self.key_encoder is not None:
-            with torch.no_grad():
-                out["k1"], out["k2"] = self.key_encoder(x1), self.key_encoder(x2)
+            out["k1"], out["k2"] = self.keys(x1, h1), self.keys(x2, h2)
         if self.classifier is not None:
             out["c1"], out["c2"] = self.classifier(f1), self.classifier(f2)
         if self.discriminator is not None:
             out["d1"], out["d2"] = self.discriminator(f1), self.discriminator(f2)
         return out
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """MoCo keys of ``x``. A frozen stem (``trainable: last`` or ``heads``) has the same weights in both
+        encoders, so the query encoder's stem output is reused and the key encoder runs its last stage only."""
+        key_backbone, key_head = self.key_encoder
+        feats = key_backbone(x) if self.backbone.trainable == "all" else key_backbone.head(stem)
+        return key_head(feats)
 
     @torch.no_grad()
     def sync_key_encoder(self) -> None:

@@ -69,3 +69,28 @@ def test_moco_run_trains_the_query_encoder_and_follows_it_with_the_key_encoder(t
     assert {"queue.keys", "queue.labels", "queue.ptr", "key_encoder.1.2.weight"} <= set(ckpt["model"])
     assert all(math.isfinite(x["loss"]) and "loss_ssl" in x and "loss_ce" in x for x in res.metrics)
     assert F.normalize(m.queue.keys, dim=1).norm(dim=1).allclose(torch.ones(16))
+
+
+def test_keys_from_the_shared_frozen_stem_equal_a_full_key_encoder_pass(learning_config):
+    from ssl_nav.learning.backbones import Backbone
+    from ssl_nav.learning.trainer import FinetuneModel
+
+    lc = learning_config(objective="moco", moco_dim=16, trainable="last").learning
+    torch.manual_seed(0)
+    model = FinetuneModel(Backbone("resnet18"), lc, n_classes=3, queue_len=8)
+    model.backbone.set_trainable("last")
+    model.sync_key_encoder()
+    model.key_encoder[0].set_trainable("last")
+    model.key_encoder.requires_grad_(False)
+    with torch.no_grad():
+        for p in model.backbone.net.layer4.parameters():
+            p.add_(0.1)  # the query's last stage moves; the EMA moves the key's; the frozen stem stays equal
+    momentum_update(model.key_encoder, torch.nn.Sequential(model.backbone, model.projector), 0.5)
+    assert torch.equal(model.key_encoder[0].net.conv1.weight, model.backbone.net.conv1.weight)
+    model.eval()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        shared = model.keys(x, model.backbone.stem(x))
+        full = model.key_encoder(x)
+    assert torch.allclose(shared, full, atol=1e-6)
+    assert not torch.allclose(full, model.projector(model.backbone(x)), atol=1e-3)  # a different encoder

@@ -121,7 +121,7 @@ def test_hard_view_selection_scores_in_train_mode_and_the_hardest_pair_wins(lear
     torch.manual_seed(0)
     model = FinetuneModel(Backbone("resnet18"), lc, n_classes=4).eval()
     modes = []
-    model.backbone.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    model.backbone.net.layer4.register_forward_hook(lambda m, i, o: modes.append(m.training))
     g = torch.Generator().manual_seed(0)
     b, n = 4, 3
     x = torch.rand(b, 3, 32, 32, generator=g)
