@@ -8,7 +8,7 @@ so the bench re-runs unchanged after a default or the simulator changes:
 - the default, and the previous default (CrossIA augmentations with hue rotation and grayscale, SimSiam + CE,
   monitor every epoch) as the reference for time and quality;
 - each other augmentation recipe (colour identity: ``instance`` keeps hue; ``crossia``; ``simsiam`` crops);
-- the objective: CE only, SimSiam only, SimSiam + CE, MoCo v2 + CE (whichever the default is not);
+- the objective: CE only, SimSiam only, SimSiam + CE, MoCo v2 only, MoCo v2 + CE (those the default is not);
 - with and without the domain discriminator, with and without Hard View Selection (4 candidates);
 - CrossIA's own recipe (SimSiam + CE, lr 0.1 x batch / 32, weight decay 1.5e-6);
 - SimView's pairing (any two views of an instance, no LQ->HQ) with the linear classifier on map ids.
@@ -48,6 +48,7 @@ OBJECTIVES: dict[str, dict[str, Any]] = {
     "CE only": {"learning.objective": "none", "learning.ce_weight": 1.0},
     "SimSiam only": {"learning.objective": "simsiam", "learning.ce_weight": 0.0},
     "SimSiam + CE": {"learning.objective": "simsiam", "learning.ce_weight": 1.0},
+    "MoCo v2 only": {"learning.objective": "moco", "learning.ce_weight": 0.0},
     "MoCo v2 + CE": {"learning.objective": "moco", "learning.ce_weight": 1.0},
 }
 HVS_CANDIDATES = 4
