@@ -40,7 +40,8 @@ def _cfg(size: int, batch: int, threads: int, **learning):
     from ssl_nav.config import PipelineConfig, apply_overrides
 
     base = {"backbone": "mobilenet_v2", "image_size": size, "batch_size": batch, "warmup_epochs": 0,
-            "threads": threads, "holdout_fraction": 0.0, "crossia": False, "trainable": "all",
+            "threads": threads, "holdout_fraction": 0.0, "crossia": False, "ce_weight": 0.0, "trainable": "all",
+            "objective": "simsiam", "augment": "crossia",
             "monitor_max_views": 2, "monitor_every": 1000, "device": "cpu", "epochs": 2}
     base.update(learning)
     return apply_overrides(PipelineConfig(), {f"learning.{k}": v for k, v in base.items()} | {"energy.backend": "none"})

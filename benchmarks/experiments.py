@@ -12,7 +12,8 @@ scores, objectives) all follow the same CLI path on the embedded simulator, unde
 
 Scenes (steps 1-2) are cached under ``out/bench/scenes/<key>``, where the key hashes the scene-shaping
 configuration (``sim``, ``mapping``, ``views``) and the source of the modules that produce them, so a code
-change rebuilds them. Fine-tunes and indexes are not cached across runs.
+change rebuilds them. The baseline's index and metrics are cached next to the scene, per retrieval
+configuration. Fine-tunes and their indexes are not cached across runs.
 
 Usage in a ``bench_*.py``::
 
@@ -44,11 +45,8 @@ METRICS = ("top1", "mAP", "auroc")
 #: what shapes a scene (simulate + collect); a change here or in these sources rebuilds the cached scene
 SCENE_SECTIONS = ("sim", "mapping", "views")
 SCENE_SOURCES = ("ssl_nav/sim", "ssl_nav/mapping", "ssl_nav/views", "ssl_nav/frames.py", "ssl_nav/geometry.py")
-#: maps whose instance ids are not the simulator's (mapping.segmenter geometric, ...) carry gt_instance_id in the
-#: store's instances.json; while ssl_nav.retrieval.evaluate compares query and instance ids directly, the queries
-#: are translated to map ids (ssl_nav.mapping.gt_match.translate_queries). Set False once evaluation reads
-#: gt_instance_id itself (docs/mapping.md, "Scoring a map whose ids are its own").
-TRANSLATE_QUERY_IDS = True
+#: what the cached baseline index and metrics of a scene depend on besides the retrieval configuration
+BASELINE_SOURCES = ("ssl_nav/retrieval", "ssl_nav/learning/backbones.py")
 
 
 def experiment_config(seed: int, overrides: dict[str, Any] | None = None, quick: bool = False):
@@ -60,9 +58,9 @@ def experiment_config(seed: int, overrides: dict[str, Any] | None = None, quick:
     return apply_overrides(cfg, {**PROTOCOL, **(overrides or {})}, "experiment")
 
 
-def _source_hash() -> str:
+def _source_hash(sources: tuple[str, ...] = SCENE_SOURCES) -> str:
     h = hashlib.sha256()
-    for rel in SCENE_SOURCES:
+    for rel in sources:
         p = REPO / rel
         for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
             h.update(f.relative_to(REPO).as_posix().encode())
@@ -114,6 +112,26 @@ def evaluate_index(index_dir: Path, queries: Path, cfg) -> dict:
     return metrics
 
 
+def baseline_metrics(cfg, frames: Path, store: Path, progress: bool = False) -> dict:
+    """Index and evaluate the ImageNet baseline of a scene once per retrieval configuration and retrieval source
+    (cached next to the scene: every variant of a seed shares it)."""
+    from ssl_nav.config import to_dict
+    from ssl_nav.retrieval.build import build_index
+
+    blob = json.dumps({"retrieval": to_dict(cfg)["retrieval"], "backbone": cfg.learning.backbone}, sort_keys=True)
+    key = hashlib.sha256((blob + _source_hash(BASELINE_SOURCES)).encode()).hexdigest()[:10]
+    d = store.parent / f"baseline-{key}"
+    done = d / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    if d.exists():
+        shutil.rmtree(d)
+    build_index(store, cfg.learning.backbone, cfg.retrieval, d / "index", progress=progress)
+    metrics = evaluate_index(d / "index", frames / "queries.jsonl", cfg)
+    done.write_text(json.dumps(metrics))
+    return metrics
+
+
 def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bool = False, name: str = "variant",
                 root: Path = ROOT, progress: bool = False) -> dict:
     """Simulate/collect (cached), fine-tune with ``overrides``, index robot views, evaluate baseline and model.
@@ -132,17 +150,10 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
         shutil.rmtree(out)
     t0 = time.monotonic()
     ft = finetune(store, out / "run", cfg, progress=progress)
-    build_index(store, cfg.learning.backbone, cfg.retrieval, out / "index-baseline", progress=progress)
     build_index(store, ft.model_path, cfg.retrieval, out / "index-finetuned", progress=progress)
     queries = frames / "queries.jsonl"
-    from ssl_nav.mapping.gt_match import has_gt_annotation, translate_queries
-    from ssl_nav.views.store import ViewStore
-
-    instances = ViewStore(store).instances()
-    if TRANSLATE_QUERY_IDS and has_gt_annotation(instances):
-        queries = translate_queries(queries, instances, out / "queries.jsonl")
     res = {"seed": seed, "name": name, "overrides": overrides or {},
-           "baseline": evaluate_index(out / "index-baseline", queries, cfg),
+           "baseline": baseline_metrics(cfg, frames, store, progress),
            "finetuned": evaluate_index(out / "index-finetuned", queries, cfg),
            "finetune": ft.summary, "seconds": round(time.monotonic() - t0, 1)}
     (out / "result.json").write_text(json.dumps(res, indent=1, default=str))

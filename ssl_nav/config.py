@@ -223,7 +223,8 @@ class ViewsConfig:
 
 @dataclass
 class LearningConfig:
-    """SimSiam / CrossIA fine-tuning."""
+    """Fine-tuning of the instance encoder (docs/finetuning.md): CrossIA's instance classifier, a
+    self-supervised objective, LQ/HQ pairing, augmentations and the label-free monitor."""
 
     backbone: str = _f("mobilenet_v2", "torchvision backbone",
                        choices=("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50"))
@@ -231,8 +232,9 @@ class LearningConfig:
     init_checkpoint: str | None = _f(None, "official SimSiam checkpoint or our model.pt to start from")
     trainable: str = _f("last", "which backbone parameters train: last stage (CrossIA), all, or heads only",
                         choices=("last", "all", "heads"))
-    objective: str = _f("simsiam", "self-supervised objective", choices=("simsiam", "simclr", "barlow"))
-    proj_dim: int = _f(2048, "projector output dimension (SimSiam: 2048)", range=(8, 16384))
+    objective: str = _f("moco", "self-supervised objective beside the instance classifier (none: classifier only)",
+                        choices=("simsiam", "simclr", "barlow", "moco", "none"))
+    proj_dim: int = _f(2048, "SimSiam/SimCLR/Barlow projector output dimension (SimSiam: 2048)", range=(8, 16384))
     pred_hidden_dim: int = _f(512, "predictor bottleneck (SimSiam: 512)", range=(8, 16384))
     epochs: int = _f(20, "training epochs", range=(1, 100000))
     batch_size: int = _f(32, "batch size (CrossIA: 32)", range=(2, 65536))
@@ -242,25 +244,34 @@ class LearningConfig:
     weight_decay: float = _f(1e-4, "SGD weight decay", range=(0.0, 1.0))
     warmup_epochs: int = _f(1, "linear warm-up epochs before the cosine decay", range=(0, 100000))
     fix_pred_lr: bool = _f(True, "keep the predictor's learning rate fixed (SimSiam)")
-    augment: str = _f("crossia", "augmentation recipe: SimSiam/MoCo-v2 (with random crops) or CrossIA (no crops)",
-                      choices=("simsiam", "crossia"))
-    crossia: bool = _f(True, "CrossIA: instance classifier + LQ/HQ pairing")
-    ce_weight: float = _f(1.0, "weight of the instance-classifier cross-entropy", range=(0.0, 100.0))
+    augment: str = _f("instance", "augmentation recipe: instance (colour kept: no hue, no grayscale), CrossIA "
+                      "(no crops), or SimSiam/MoCo-v2 (random crops)", choices=("instance", "crossia", "simsiam"))
+    crossia: bool = _f(True, "CrossIA pairing: a robot view's partner is a user photo of the instance when there "
+                       "is one (else SimView: any other view of it)")
+    ce_weight: float = _f(1.0, "weight of the instance-classifier cross-entropy on map ids (0 = no classifier)",
+                          range=(0.0, 100.0))
     domain_adversarial: bool = _f(False, "LQ/HQ domain discriminator behind gradient reversal")
     domain_weight: float = _f(0.1, "weight of the domain-discriminator loss", range=(0.0, 100.0))
     hard_views: int = _f(1, "Hard View Selection: sample N pairs, train on the hardest (1 = off)", range=(1, 16))
     num_workers: int = _f(0, "DataLoader workers", range=(0, 64))
     cache_images: bool = _f(True, "cache decoded images in memory as uint8 when they fit")
     cache_max_mb: int = _f(2048, "largest image cache (MB); larger stores are decoded on the fly", range=(0, 1_000_000))
-    checkpoint_every: int = _f(1, "write checkpoint.pt every N epochs", range=(1, 100000))
+    checkpoint_every: int = _f(5, "write checkpoint.pt every N epochs (and after the last)", range=(1, 100000))
     holdout_fraction: float = _f(0.2, "fraction of views held out for the kNN monitor", range=(0.0, 0.9))
-    monitor_every: int = _f(1, "compute the monitor metrics every N epochs (and always after the last)",
+    monitor_every: int = _f(5, "compute the monitor metrics every N epochs (and always after the last)",
                             range=(1, 100000))
     monitor_max_views: int = _f(256, "most views the monitor embeds per epoch (held-out first, then a seeded subset)",
                                 range=(2, 10_000_000))
     temperature: float = _f(0.1, "SimCLR NT-Xent temperature", range=(0.001, 10.0))
     barlow_lambda: float = _f(0.005, "Barlow Twins weight of the off-diagonal terms", range=(0.0, 1.0))
-    collapse_threshold: float = _f(0.3, "warn when z_std * sqrt(d) falls below this (healthy is about 1)",
+    moco_dim: int = _f(128, "MoCo v2 key/query dimension (paper: 128)", range=(8, 16384))
+    moco_queue: int = _f(65536, "MoCo v2 queue length (paper: 65536); capped at the number of training views",
+                         range=(2, 10_000_000))
+    moco_momentum: float = _f(0.99, "MoCo key-encoder momentum (paper: 0.999 over ~10^6 steps; a fine-tune has "
+                              "a few hundred)", range=(0.0, 1.0))
+    moco_temperature: float = _f(0.2, "MoCo v2 InfoNCE temperature", range=(0.001, 10.0))
+    collapse_threshold: float = _f(0.5, "warn when the effective rank or the per-dimension std of the normalised "
+                                   "embeddings falls below this fraction of the starting encoder's",
                                    range=(0.0, 1.0))
     seed: int = _f(0, "training seed", range=(0, 2**31 - 1))
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))

@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="overrides learning.epochs")
     p.add_argument("--batch-size", type=int, default=None, help="overrides learning.batch_size (global, all ranks)")
     p.add_argument("--image-size", type=int, default=None, help="overrides learning.image_size")
-    p.add_argument("--objective", default=None, help="overrides learning.objective (simsiam, simclr, barlow)")
+    p.add_argument("--objective", default=None, help="overrides learning.objective (simsiam, simclr, barlow, moco, none)")
     p.add_argument("--ledger", default=None,
                    help="energy ledger to append to (default: energy.ledger next to OUT); 'none' to skip")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -56,7 +56,8 @@ def summary_table(s: dict) -> str:
         ("time", f"{s['wall_s']:.1f} s (training {s['train_s']:.1f} s)"),
         ("images/s", _fmt(s["images_per_s"], ".1f")),
         ("final loss", _fmt(s["final_loss"])),
-        ("z_std", _fmt(s["z_std"])),
+        ("collapse", f"eff. rank {_fmt(s['eff_rank'], '.1f')}, emb std*sqrt(d) {_fmt(s['emb_std_sqrt_d'], '.3f')}"
+                     f"{' (COLLAPSE WARNING)' if s.get('collapse_warning') else ''}"),
         ("kNN top-1", _fmt(s["knn_top1"], ".3f")),
         ("k-means ARI", _fmt(s["kmeans_ari"], ".3f")),
         ("energy", f"{_fmt(s['energy_j'], '.1f')} J, {_fmt(s['avg_w'], '.1f')} W, source {s['energy_source']}"),

@@ -1,8 +1,10 @@
-"""Self-supervised fine-tuning of instance encoders: SimSiam (Chen & He, arXiv 2011.10566) on SimView
-multi-view pairs (arXiv 2404.09647), with CrossIA's instance classifier and LQ/HQ pairing (arXiv 2404.09645).
+"""Fine-tuning of instance encoders on a robot's own views (docs/finetuning.md): CrossIA's instance classifier
+and LQ/HQ pairing (arXiv 2404.09645) on SimView multi-view pairs (arXiv 2404.09647), with a self-supervised
+objective (SimSiam, arXiv 2011.10566; MoCo v2, arXiv 2003.04297; SimCLR; Barlow Twins) or none.
 
-Modules: ``backbones`` (torchvision feature extractors, checkpoints, partial fine-tuning, ``load_encoder``),
-``simsiam`` (heads + loss), ``objectives`` (SimCLR, Barlow Twins), ``crossia`` (classifier, pairing, domain
-discriminator), ``data`` (pairs, augmentations, sampler), ``monitor`` (label-free health metrics) and
-``trainer`` (``finetune``). Import the submodules; this package imports nothing heavy.
+Modules: ``backbones`` (torchvision feature extractors, checkpoints, partial fine-tuning, ``load_encoder``,
+``read_classifier``), ``simsiam`` (heads + loss), ``moco`` (MLP head, key queue, momentum update),
+``objectives`` (SimCLR, Barlow Twins), ``crossia`` (classifier, pairing, domain discriminator), ``data`` (pairs,
+augmentation recipes, sampler), ``monitor`` (label-free health metrics) and ``trainer`` (``finetune``). Import
+the submodules; this package imports nothing heavy.
 """

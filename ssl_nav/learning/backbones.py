@@ -121,15 +121,19 @@ class Backbone(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.trainable == "all" or not torch.is_grad_enabled():
-            h = self._run(self._last, self._run(self._prefix, x))
-        elif self.trainable == "last":
-            with torch.no_grad():
-                h = self._run(self._prefix, x)
+        return self.head(self.stem(x))
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The modules before the last stage; without gradient when they are frozen (``last``, ``heads``)."""
+        if self.trainable == "all":
+            return self._run(self._prefix, x)
+        with torch.no_grad():
+            return self._run(self._prefix, x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The last stage and global average pooling; without gradient when frozen (``heads``)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable != "heads"):
             h = self._run(self._last, h)
-        else:  # heads: the whole backbone is frozen
-            with torch.no_grad():
-                h = self._run(self._last, self._run(self._prefix, x))
         return torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
 
     # -- partial fine-tuning ----------------------------------------------------------------------------------
@@ -282,7 +286,9 @@ def save_model(path: str | Path, state_dict: dict[str, torch.Tensor], *, backbon
                image_size: int, config: dict, extra: dict | None = None) -> str:
     """Write ``model.pt`` atomically: plain tensors and JSON-able values only; returns the content hash.
 
-    ``state_dict`` holds ``backbone.net.*`` (the encoder) and optionally ``projector.*`` / ``predictor.*``.
+    ``state_dict`` holds ``backbone.net.*`` (the encoder) and optionally ``projector.*`` / ``predictor.*`` and the
+    instance classifier ``classifier.weight`` / ``classifier.bias`` (with ``extra["class_ids"]``, see
+    :func:`read_classifier`).
     """
     import io
 
@@ -315,6 +321,31 @@ def read_model(path: str | Path, verify: bool = True) -> dict:
 def backbone_state_from_model(obj: dict) -> dict[str, torch.Tensor]:
     prefix = "backbone.net."
     return {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
+
+
+def read_classifier(model_obj: dict, path: str | Path = "model.pt"
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """The CrossIA instance classifier of a ``model.pt`` (as :func:`read_model` returns it): ``(weight, bias,
+    class_ids)`` with weight (n_instances, embedding_dim) over the raw backbone features, bias (n_instances,)
+    and the instance id of each row; None when the run trained no classifier (``learning.ce_weight: 0``, a
+    single-instance store, or a model.pt from before the classifier was exported).
+
+    Raises CheckpointError naming ``path`` when the classifier is there but its shapes or ``class_ids`` do not fit.
+    """
+    state = model_obj.get("state_dict", {})
+    weight, bias = state.get("classifier.weight"), state.get("classifier.bias")
+    if weight is None and bias is None:
+        return None
+    ids = model_obj.get("class_ids")
+    dim = model_obj.get("embedding_dim")
+    if weight is None or bias is None or weight.ndim != 2 or tuple(bias.shape) != (weight.shape[0],):
+        raise CheckpointError(f"{path}: classifier.weight / classifier.bias missing or of mismatched shapes")
+    if dim is not None and weight.shape[1] != int(dim):
+        raise CheckpointError(f"{path}: classifier.weight has {weight.shape[1]} inputs, the embedding has {dim}")
+    if not isinstance(ids, list) or len(ids) != weight.shape[0]:
+        raise CheckpointError(f"{path}: class_ids must list the instance id of each of the {weight.shape[0]} "
+                              f"classifier rows")
+    return weight, bias, [str(i) for i in ids]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -3,9 +3,12 @@
 - A positive pair is two *different* views of one instance (SimView, arXiv 2404.09647). With CrossIA
   (arXiv 2404.09645) the anchor is a low-quality robot view and its partner an HQ user photo of the same
   instance when one exists (:func:`ssl_nav.learning.crossia.choose_partner`).
-- Augmentations (:class:`Augment`): the SimSiam / MoCo-v2 recipe (RandomResizedCrop(scale 0.2-1), ColorJitter
-  (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, Gaussian blur σ∈[0.1, 2] p 0.5, horizontal flip) or CrossIA's
-  recipe without crops (resize, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur σ∈[0.1, 2] p 0.5).
+- Augmentations (:class:`Augment`, :data:`RECIPES`): the SimSiam / MoCo-v2 recipe (RandomResizedCrop(scale
+  0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, Gaussian blur σ∈[0.1, 2] p 0.5, horizontal
+  flip), CrossIA's recipe without crops (resize, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur
+  σ∈[0.1, 2] p 0.5), or the ``instance`` recipe that keeps an object's colour (resize, ColorJitter(0.4, 0.4,
+  0.1, 0) p 0.8, no grayscale, blur p 0.5): hue rotation and grayscale make the encoder colour-invariant, and a
+  recoloured twin then matches its sibling.
   The hue jitter is a YIQ chroma rotation and the blur OpenCV's (:func:`hue_rotate`, :func:`gaussian_blur`):
   same parameters at a fraction of torchvision's CPU cost, since augmentation runs beside the training step.
   Every random choice comes from a per-sample seed drawn by the sampler, so a sample is the same whatever
@@ -183,21 +186,48 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.from_numpy(out).permute(2, 0, 1)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """One augmentation recipe: crop scale range (None: resize the whole view), ColorJitter (brightness,
+    contrast, saturation, hue) applied with ``p_jitter``, grayscale, blur and flip probabilities."""
+
+    crop: tuple[float, float] | None
+    jitter: tuple[float, float, float, float]
+    p_jitter: float = 0.8
+    p_grayscale: float = 0.2
+    p_blur: float = 0.5
+    p_flip: float = 0.0
+
+
+#: ``learning.augment`` -> recipe (docs/finetuning.md says why ``instance`` keeps colour)
+RECIPES: dict[str, Recipe] = {
+    # SimSiam / MoCo v2 (arXiv 2011.10566, 2003.04297)
+    "simsiam": Recipe(crop=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), p_flip=0.5),
+    # CrossIA (arXiv 2404.09645): no crops, weaker saturation
+    "crossia": Recipe(crop=None, jitter=(0.4, 0.4, 0.2, 0.1)),
+    # instance identity: colour is what tells recoloured twins apart, so no hue rotation, no grayscale and
+    # little saturation jitter; brightness and contrast still vary as lighting does
+    "instance": Recipe(crop=None, jitter=(0.4, 0.4, 0.1, 0.0), p_grayscale=0.0),
+    "none": Recipe(crop=None, jitter=(0.0, 0.0, 0.0, 0.0), p_jitter=0.0, p_grayscale=0.0, p_blur=0.0),
+}
+
+
 class Augment:
-    """One random view of an image: the ``simsiam`` (MoCo-v2) or ``crossia`` recipe; see the module docstring.
+    """One random view of an image under a recipe of :data:`RECIPES`; see the module docstring.
 
     Called with a uint8 (3,H,W) tensor and a numpy Generator; returns an ImageNet-normalised float32 tensor
     (3, size, size).
     """
 
     def __init__(self, recipe: str, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
-        if recipe not in ("simsiam", "crossia", "none"):
-            raise ValueError(f"unknown augmentation recipe {recipe!r}")
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown augmentation recipe {recipe!r} (known: {', '.join(RECIPES)})")
         self.recipe = recipe
+        self.spec = RECIPES[recipe]
         self.size = size
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-        self.jitter = (0.4, 0.4, 0.4, 0.1) if recipe == "simsiam" else (0.4, 0.4, 0.2, 0.1)
+        self.jitter = self.spec.jitter
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] == (self.size, self.size):
@@ -221,10 +251,12 @@ class Augment:
         return self._resize(x[:, top:top + side, left:left + side])
 
     def _color_jitter(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """ColorJitter: the non-zero ones of brightness, contrast, saturation and hue, in random order."""
         import torchvision.transforms.v2.functional as TF
 
         b, c, s, hue = self.jitter
-        for op in rng.permutation(4):
+        ops = [i for i, v in enumerate(self.jitter) if v > 0]
+        for op in rng.permutation(ops):
             if op == 0:
                 x = TF.adjust_brightness(x, float(rng.uniform(1 - b, 1 + b)))
             elif op == 1:
@@ -238,20 +270,17 @@ class Augment:
     def __call__(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         import torchvision.transforms.v2.functional as TF
 
+        r = self.spec
         x = img.float().div_(255.0)
-        if self.recipe == "simsiam":
-            x = self._random_resized_crop(x, rng)
-        else:
-            x = self._resize(x)
-        if self.recipe != "none":
-            if rng.random() < 0.8:
-                x = self._color_jitter(x, rng)
-            if rng.random() < 0.2:
-                x = TF.rgb_to_grayscale(x, num_output_channels=3)
-            if rng.random() < 0.5:
-                x = gaussian_blur(x, float(rng.uniform(0.1, 2.0)))
-            if self.recipe == "simsiam" and rng.random() < 0.5:
-                x = x.flip(-1)
+        x = self._random_resized_crop(x, rng, r.crop) if r.crop else self._resize(x)
+        if r.p_jitter > 0 and rng.random() < r.p_jitter:
+            x = self._color_jitter(x, rng)
+        if r.p_grayscale > 0 and rng.random() < r.p_grayscale:
+            x = TF.rgb_to_grayscale(x, num_output_channels=3)
+        if r.p_blur > 0 and rng.random() < r.p_blur:
+            x = gaussian_blur(x, float(rng.uniform(0.1, 2.0)))
+        if r.p_flip > 0 and rng.random() < r.p_flip:
+            x = x.flip(-1)
         return (x - self.mean) / self.std
 
 

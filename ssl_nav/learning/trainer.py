@@ -1,23 +1,31 @@
-"""``finetune``: SimSiam (+ CrossIA) fine-tuning of an instance encoder on a ViewStore.
+"""``finetune``: fine-tuning of an instance encoder on a ViewStore (docs/finetuning.md).
 
-Recipe (SimSiam, arXiv 2011.10566; CrossIA, arXiv 2404.09645; SimView, arXiv 2404.09647):
+Recipe (CrossIA, arXiv 2404.09645; SimSiam, arXiv 2011.10566; SimView, arXiv 2404.09647; MoCo v2,
+arXiv 2003.04297):
 
 - SGD, momentum 0.9, weight decay 1e-4, lr = ``base_lr * batch_size / 256`` (``batch_size`` is the global
   batch across DDP ranks); linear warm-up for ``warmup_epochs`` then cosine decay to 0, set every step; the
-  predictor keeps the initial lr when ``fix_pred_lr`` (SimSiam §4.1).
-- Loss: SimSiam (or SimCLR / Barlow Twins, :mod:`ssl_nav.learning.objectives`), plus CrossIA's instance
-  cross-entropy on the backbone features of both views (weight ``ce_weight``), plus the optional LQ/HQ domain
-  loss behind gradient reversal.
-- Hard View Selection (arXiv 2310.03940): with ``hard_views = N > 1`` each anchor gets N candidate pairs, the
-  current model scores them (no gradient, eval mode) and the step trains on the highest-loss pair.
+  SimSiam predictor keeps the initial lr when ``fix_pred_lr`` (SimSiam §4.1).
+- Loss: CrossIA's instance cross-entropy on the backbone features of both views (weight ``ce_weight``), plus a
+  self-supervised objective on the projections (``objective``: SimSiam, SimCLR, Barlow Twins, MoCo v2, or none),
+  plus the optional LQ/HQ domain loss behind gradient reversal.
+- Hard View Selection (arXiv 2310.03940): with ``hard_views = N > 1`` each anchor gets N candidate pairs; the
+  current model scores them in train mode, without gradient and with its BatchNorm statistics restored
+  afterwards, and the step trains on the highest-loss pair.
 - AMP (float16 + GradScaler) and channels_last only on CUDA.
 - A non-finite loss stops the run with :class:`TrainingError` before the weights are touched.
-- ``checkpoint.pt`` every ``checkpoint_every`` epochs and after the last (atomic): model, optimizer, GradScaler,
-  global step, epoch, RNG states (torch, numpy, python) and the sampler state. ``resume=True`` restores all of
-  it, so the schedule and the data order continue exactly; ``metrics.jsonl`` is cut back to the checkpoint.
+- ``checkpoint.pt`` every ``checkpoint_every`` epochs and after the last (atomic): model (with MoCo's key
+  encoder and queue), optimizer, GradScaler, global step, epoch, RNG states (torch, numpy, python), the sampler
+  state and the starting encoder's monitor figures. ``resume=True`` restores all of it, so the schedule and the
+  data order continue exactly; ``metrics.jsonl`` is cut back to the checkpoint.
 - Deterministic for a seed: model init, pair sampling and every augmentation come from seeded generators.
 - DDP under ``torchrun`` (gloo on CPU, nccl on CUDA): ranks train on disjoint shards of each step's global
   batch; only rank 0 writes files, meters energy and runs the monitor.
+
+The run is split into phases, each a function: :func:`prepare_data` (data preparation), :func:`setup_run`
+(model, optimiser), :func:`resume_run`, :func:`train_epoch` (train steps, :func:`train_step` each),
+:func:`monitor_starting_encoder` and :func:`monitor_epoch` (monitor), :func:`write_checkpoint` and
+:func:`export_model` (checkpoint / export).
 
 Run directory: ``model.pt`` (see :func:`ssl_nav.learning.backbones.save_model`), ``metrics.jsonl``,
 ``energy.json``, ``checkpoint.pt``.
@@ -25,6 +33,8 @@ Run directory: ``model.pt`` (see :func:`ssl_nav.learning.backbones.save_model`),
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import io
 import json
@@ -35,7 +45,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -44,19 +54,24 @@ from torch import nn
 
 from ssl_nav.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ssl_nav.config import LearningConfig, PipelineConfig, to_dict
+from ssl_nav.device import resolve_device
 from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
 from ssl_nav.learning.backbones import (Backbone, backbone_state_from_model, build_backbone, is_model_file,
                                         official_simsiam_parts, read_model, read_official_simsiam, safe_load,
                                         save_model, _load_into)
 from ssl_nav.learning.crossia import DomainDiscriminator, InstanceClassifier
+from ssl_nav.learning.data import StoreViews
+from ssl_nav.learning.moco import (KeyQueue, MoCoProjectionHead, gather_from_ranks, info_nce_per_sample,
+                                   momentum_update, queue_size)
 from ssl_nav.learning.objectives import barlow_twins_loss, nt_xent_loss
 from ssl_nav.learning.simsiam import (SimSiamPredictionHead, SimSiamProjectionHead, negative_cosine,
-                                      simsiam_loss, simsiam_loss_per_sample)
+                                      simsiam_loss_per_sample)
 
 CHECKPOINT_FORMAT = "ssl_nav.checkpoint/1"
 #: learning fields a resumed run must share with its checkpoint
 RESUME_KEYS = ("backbone", "trainable", "objective", "proj_dim", "pred_hidden_dim", "batch_size", "image_size",
-               "crossia", "domain_adversarial", "hard_views", "seed", "augment", "holdout_fraction")
+               "crossia", "ce_weight", "domain_adversarial", "hard_views", "seed", "augment", "holdout_fraction",
+               "moco_dim", "moco_queue")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -64,63 +79,174 @@ RESUME_KEYS = ("backbone", "trainable", "objective", "proj_dim", "pred_hidden_di
 
 
 class FinetuneModel(nn.Module):
-    """Backbone + SimSiam projector (+ predictor for SimSiam) (+ CrossIA classifier, domain discriminator)."""
+    """Backbone + the objective's heads (+ CrossIA classifier, domain discriminator, MoCo key encoder).
 
-    def __init__(self, backbone: Backbone, lc: LearningConfig, n_classes: int) -> None:
+    ``objective``: ``simsiam`` (SimSiam projector + predictor), ``simclr`` / ``barlow`` (SimSiam projector),
+    ``moco`` (MoCo v2 MLP head, a momentum copy of backbone and head, a key queue of ``queue_len``), ``none``.
+    The classifier exists when ``ce_weight > 0`` and there are at least 2 instances.
+    """
+
+    def __init__(self, backbone: Backbone, lc: LearningConfig, n_classes: int, queue_len: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
-        self.projector = SimSiamProjectionHead(backbone.dim, lc.proj_dim)
+        self.objective = lc.objective
+        self.projector: nn.Module | None = None
+        if lc.objective == "moco":
+            self.projector = MoCoProjectionHead(backbone.dim, lc.moco_dim)
+        elif lc.objective != "none":
+            self.projector = SimSiamProjectionHead(backbone.dim, lc.proj_dim)
         self.predictor = SimSiamPredictionHead(lc.proj_dim, lc.pred_hidden_dim) if lc.objective == "simsiam" else None
-        self.classifier = InstanceClassifier(backbone.dim, n_classes) if lc.crossia and n_classes > 1 else None
+        self.classifier = InstanceClassifier(backbone.dim, n_classes) if lc.ce_weight > 0 and n_classes > 1 else None
         self.discriminator = DomainDiscriminator(backbone.dim) if lc.domain_adversarial else None
+        self.key_encoder: nn.Sequential | None = None
+        self.queue: KeyQueue | None = None
+        if lc.objective == "moco":
+            self.key_encoder = nn.Sequential(copy.deepcopy(backbone), copy.deepcopy(self.projector))
+            self.key_encoder.requires_grad_(False)
+            self.queue = KeyQueue(max(2, queue_len), lc.moco_dim, lc.seed)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
-        f1, f2 = self.backbone(x1), self.backbone(x2)
-        z1, z2 = self.projector(f1), self.projector(f2)
-        out = {"f1": f1, "f2": f2, "z1": z1, "z2": z2}
+        h1, h2 = self.backbone.stem(x1), self.backbone.stem(x2)
+        f1, f2 = self.backbone.head(h1), self.backbone.head(h2)
+        out = {"f1": f1, "f2": f2}
+        if self.projector is not None:
+            out["z1"], out["z2"] = self.projector(f1), self.projector(f2)
         if self.predictor is not None:
-            out["p1"], out["p2"] = self.predictor(z1), self.predictor(z2)
+            out["p1"], out["p2"] = self.predictor(out["z1"]), self.predictor(out["z2"])
+        if self.key_encoder is not None:
+            out["k1"], out["k2"] = self.keys(x1, h1), self.keys(x2, h2)
         if self.classifier is not None:
             out["c1"], out["c2"] = self.classifier(f1), self.classifier(f2)
         if self.discriminator is not None:
             out["d1"], out["d2"] = self.discriminator(f1), self.discriminator(f2)
         return out
 
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """MoCo keys of ``x``. A frozen stem (``trainable: last`` or ``heads``) has the same weights in both
+        encoders, so the query encoder's stem output is reused and the key encoder runs its last stage only."""
+        key_backbone, key_head = self.key_encoder
+        feats = key_backbone(x) if self.backbone.trainable == "all" else key_backbone.head(stem)
+        return key_head(feats)
+
+    @torch.no_grad()
+    def sync_key_encoder(self) -> None:
+        """MoCo: the key encoder starts as a copy of the query encoder (after any init checkpoint is loaded)."""
+        if self.key_encoder is not None:
+            self.key_encoder.load_state_dict(nn.Sequential(self.backbone, self.projector).state_dict())
+
+    @torch.no_grad()
+    def after_step(self, out: dict[str, torch.Tensor], labels: torch.Tensor, momentum: float) -> None:
+        """MoCo, after the optimiser step: momentum update of the key encoder, enqueue the keys of all ranks."""
+        if self.key_encoder is None:
+            return
+        momentum_update(self.key_encoder, nn.Sequential(self.backbone, self.projector), momentum)
+        keys = gather_from_ranks(torch.cat([out["k1"], out["k2"]]).float())
+        self.queue.enqueue(keys, gather_from_ranks(torch.cat([labels, labels])))
+
     def export_state(self) -> dict[str, torch.Tensor]:
-        """What ``model.pt`` keeps: the encoder and the SimSiam heads (not the store-specific classifier)."""
-        return {k: v for k, v in self.state_dict().items() if k.startswith(("backbone.", "projector.", "predictor."))}
+        """What ``model.pt`` keeps: the encoder, the objective's heads and the instance classifier (its rows are
+        the store's instances, ``extra["class_ids"]``); not the key encoder, queue or discriminator."""
+        keep = ("backbone.", "projector.", "predictor.", "classifier.")
+        return {k: v for k, v in self.state_dict().items() if k.startswith(keep)}
 
 
-def objective_loss(out: dict[str, torch.Tensor], lc: LearningConfig) -> torch.Tensor:
+# ---------------------------------------------------------------------------------------------------------
+# losses
+
+
+def pair_losses(out: dict[str, torch.Tensor], labels: torch.Tensor, lc: LearningConfig,
+                queue: KeyQueue | None = None) -> dict[str, torch.Tensor]:
+    """Per-pair (B,) terms: ``ssl`` (the objective's per-pair loss; SimCLR and Barlow Twins are batch losses, so
+    their per-pair term is -cos(z1, z2)) and ``ce`` (the mean cross-entropy of the two views)."""
+    terms: dict[str, torch.Tensor] = {}
     if lc.objective == "simsiam":
-        return simsiam_loss(out["p1"], out["p2"], out["z1"], out["z2"])
-    if lc.objective == "simclr":
-        return nt_xent_loss(out["z1"], out["z2"], lc.temperature)
-    return barlow_twins_loss(out["z1"], out["z2"], lc.barlow_lambda)
-
-
-def hardness(out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-pair loss used by Hard View Selection: SimSiam's when there is a predictor, else -cos(z1, z2)."""
-    if "p1" in out:
-        return simsiam_loss_per_sample(out["p1"], out["p2"], out["z1"], out["z2"])
-    return negative_cosine(out["z1"], out["z2"])
-
-
-def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lc: LearningConfig
-               ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Objective + CrossIA cross-entropy + domain loss, with the parts for logging."""
-    ssl = objective_loss(out, lc)
-    loss = ssl
-    parts = {"loss_ssl": ssl.detach()}
+        terms["ssl"] = simsiam_loss_per_sample(out["p1"], out["p2"], out["z1"], out["z2"])
+    elif lc.objective == "moco":
+        t, qk, ql = lc.moco_temperature, queue.keys, queue.labels
+        terms["ssl"] = 0.5 * (info_nce_per_sample(out["z1"], out["k2"], qk, t, labels, ql)
+                              + info_nce_per_sample(out["z2"], out["k1"], qk, t, labels, ql))
+    elif "z1" in out:
+        terms["ssl"] = negative_cosine(out["z1"].float(), out["z2"].float())
     if "c1" in out and lc.ce_weight > 0:
-        ce = 0.5 * (F.cross_entropy(out["c1"].float(), batch["label"]) + F.cross_entropy(out["c2"].float(), batch["label"]))
-        loss = loss + lc.ce_weight * ce
-        parts["loss_ce"] = ce.detach()
+        ce = lambda c: F.cross_entropy(c.float(), labels, reduction="none")  # noqa: E731
+        terms["ce"] = 0.5 * (ce(out["c1"]) + ce(out["c2"]))
+    return terms
+
+
+def hardness(out: dict[str, torch.Tensor], labels: torch.Tensor, lc: LearningConfig,
+             queue: KeyQueue | None = None) -> torch.Tensor:
+    """The per-pair training loss Hard View Selection ranks candidates by: objective + weighted cross-entropy."""
+    terms = pair_losses(out, labels, lc, queue)
+    h = torch.zeros(len(labels), device=labels.device)
+    if "ssl" in terms:
+        h = h + terms["ssl"].float()
+    if "ce" in terms:
+        h = h + lc.ce_weight * terms["ce"]
+    return h
+
+
+def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lc: LearningConfig,
+               queue: KeyQueue | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Objective + ``ce_weight`` x instance cross-entropy + ``domain_weight`` x domain loss, and the parts."""
+    terms = pair_losses(out, batch["label"], lc, queue)
+    parts: dict[str, torch.Tensor] = {}
+    loss = torch.zeros((), device=batch["label"].device)
+    if lc.objective in ("simclr", "barlow"):
+        terms["ssl"] = (nt_xent_loss(out["z1"], out["z2"], lc.temperature) if lc.objective == "simclr"
+                        else barlow_twins_loss(out["z1"], out["z2"], lc.barlow_lambda))
+    if "ssl" in terms:
+        parts["loss_ssl"] = terms["ssl"].mean()
+        loss = loss + parts["loss_ssl"]
+    if "ce" in terms:
+        parts["loss_ce"] = terms["ce"].mean()
+        loss = loss + lc.ce_weight * parts["loss_ce"]
     if "d1" in out:
-        dom = 0.5 * (F.cross_entropy(out["d1"].float(), batch["dom1"]) + F.cross_entropy(out["d2"].float(), batch["dom2"]))
-        loss = loss + lc.domain_weight * dom
-        parts["loss_domain"] = dom.detach()
-    return loss, parts
+        dom = lambda d, y: F.cross_entropy(d.float(), y)  # noqa: E731
+        parts["loss_domain"] = 0.5 * (dom(out["d1"], batch["dom1"]) + dom(out["d2"], batch["dom2"]))
+        loss = loss + lc.domain_weight * parts["loss_domain"]
+    if not parts:
+        raise ConfigError("learning: nothing to train: objective is 'none' and there is no instance classifier "
+                          "(ce_weight 0, or a store with a single instance)")
+    return loss, {k: v.detach() for k, v in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hard View Selection
+
+
+@contextlib.contextmanager
+def bn_stats_kept(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` in train mode and put its BatchNorm running statistics back afterwards."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns]
+    was = model.training
+    model.train()
+    try:
+        yield
+    finally:
+        model.train(was)
+        for m, (mean, var, n) in zip(bns, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(n)
+
+
+@torch.no_grad()
+def select_hard_views(model: FinetuneModel, batch: dict[str, torch.Tensor], lc: LearningConfig,
+                      autocast: Callable[[], Any] = contextlib.nullcontext
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hard View Selection (arXiv 2310.03940): forward the N candidate pairs of each anchor through the current
+    model in train mode, and keep each anchor's highest-loss pair. Returns (x1, x2, dom2) of the chosen pairs."""
+    x1, x2, dom2 = batch["x1"], batch["x2"], batch["dom2"]
+    b, n = x1.shape[:2]
+    labels = batch["label"].repeat_interleave(n)
+    with bn_stats_kept(model), autocast():
+        out = model(x1.flatten(0, 1), x2.flatten(0, 1))
+        scores = hardness(out, labels, lc, model.queue).float().view(b, n)
+    pick = scores.argmax(dim=1)
+    rows = torch.arange(b, device=x1.device)
+    return x1[rows, pick], x2[rows, pick], dom2[rows, pick]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -227,7 +353,7 @@ def load_init_checkpoint(model: FinetuneModel, spec: str) -> str:
             mod.load_state_dict(state)
             loaded.append(name)
         else:
-            warnings.warn(f"{path}: {name} weights do not fit learning.proj_dim / pred_hidden_dim; {name} starts fresh")
+            warnings.warn(f"{path}: {name} weights do not fit this objective's head; {name} starts fresh")
     return f"{kind} ({', '.join(loaded)})"
 
 
@@ -260,18 +386,8 @@ def _init_distributed(device_kind: str) -> _Dist:
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("learning.device: cuda requested but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 # ---------------------------------------------------------------------------------------------------------
-# the run
+# the run: state and phases
 
 
 @dataclass
@@ -284,6 +400,300 @@ class FinetuneResult:
     energy: dict
     summary: dict
     model: nn.Module | None = field(default=None, repr=False)
+
+
+@dataclass
+class TrainData:
+    """Data preparation's product: the split views, their image cache, the pair loader and the monitor set."""
+
+    sv: StoreViews
+    cache: Any
+    sampler: Any
+    loader: torch.utils.data.DataLoader
+    mon_loader: torch.utils.data.DataLoader
+    mon_labels: np.ndarray
+    mon_holdout: np.ndarray
+
+
+@dataclass
+class Run:
+    """Everything one fine-tune carries from phase to phase."""
+
+    cfg: PipelineConfig
+    lc: LearningConfig
+    store: Path
+    run_dir: Path
+    dd: _Dist
+    device: torch.device
+    data: TrainData
+    model: FinetuneModel
+    train_model: nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    init_lr: float
+    scaler: torch.amp.GradScaler
+    total_steps: int
+    warmup_steps: int
+    init_from: str
+    step: int = 0
+    start_epoch: int = 0
+    metrics: list[dict] = field(default_factory=list)
+    monitor_start: dict = field(default_factory=dict)
+
+    @property
+    def is_main(self) -> bool:
+        return self.dd.rank == 0
+
+    @property
+    def use_amp(self) -> bool:
+        return self.device.type == "cuda" and self.lc.amp
+
+    @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda" and self.lc.channels_last
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp)
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+
+def prepare_data(store: Path, lc: LearningConfig, dd: _Dist, on_cuda: bool, progress: bool) -> TrainData:
+    """Phase *data preparation*: split the store's views, decode them into the cache, build the loaders."""
+    from ssl_nav.learning.data import (Augment, EvalDataset, ImageCache, PairDataset, PairSampler, open_store,
+                                       split_views)
+
+    st = open_store(store)
+    sv = split_views(st.views(), lc.holdout_fraction, lc.seed, lc.crossia)
+    cache = ImageCache(st, sv.views, lc.cache_images, lc.cache_max_mb)
+    cache.fill(progress=progress and dd.rank == 0)
+    sampler = PairSampler(sv, lc.batch_size, lc.seed, lc.crossia, lc.hard_views, dd.rank, dd.world)
+    loader = torch.utils.data.DataLoader(
+        PairDataset(sv, cache, Augment(lc.augment, lc.image_size)), batch_size=sampler.batch_per_rank,
+        sampler=sampler, num_workers=lc.num_workers, pin_memory=on_cuda, drop_last=False, persistent_workers=False)
+    mon_idx = monitor_views(sv, lc.monitor_max_views, lc.seed)
+    mon_loader = torch.utils.data.DataLoader(EvalDataset(mon_idx, cache, lc.image_size),
+                                             batch_size=max(2, sampler.batch_per_rank), shuffle=False)
+    return TrainData(sv, cache, sampler, loader, mon_loader, sv.labels[mon_idx], np.isin(mon_idx, sv.holdout))
+
+
+def monitor_views(sv: StoreViews, max_views: int, seed: int) -> np.ndarray:
+    """The views the monitor embeds: all held-out views, then a seeded subset of the rest up to ``max_views``."""
+    idx = np.arange(len(sv.views))
+    if len(idx) <= max_views:
+        return idx
+    rest = np.setdiff1d(idx, sv.holdout)
+    n_rest = max(0, max_views - len(sv.holdout))
+    chosen = np.random.default_rng([seed, 31]).choice(rest, size=min(n_rest, len(rest)), replace=False)
+    return np.array(sorted(set(sv.holdout.tolist()) | set(chosen.tolist())), dtype=np.int64)
+
+
+def build_model(lc: LearningConfig, sv: StoreViews) -> tuple[FinetuneModel, str]:
+    """The seeded model: ImageNet (or random) backbone, heads, ``init_checkpoint`` when given."""
+    seed_everything(lc.seed)
+    backbone, imagenet = build_backbone(lc.backbone, pretrained=lc.pretrained)
+    qlen = queue_size(lc.moco_queue, len(sv.train), 2 * lc.batch_size) if lc.objective == "moco" else 0
+    model = FinetuneModel(backbone, lc, sv.n_classes, qlen)
+    if model.projector is None and model.classifier is None:
+        raise ConfigError("learning.objective: 'none' trains only the instance classifier, which needs "
+                          "learning.ce_weight > 0 and a store with at least 2 instances")
+    init_from = "imagenet" if imagenet else "random"
+    if lc.init_checkpoint:
+        init_from = load_init_checkpoint(model, lc.init_checkpoint)
+    backbone.set_trainable(lc.trainable)
+    model.sync_key_encoder()
+    if model.key_encoder is not None:
+        model.key_encoder[0].set_trainable(lc.trainable)
+        model.key_encoder.requires_grad_(False)
+    return model, init_from
+
+
+def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: _Dist, progress: bool) -> Run:
+    """Phase *set-up*: device, data, model, optimiser, schedule (no resume yet)."""
+    lc = cfg.learning
+    device = resolve_device(lc.device, "learning.device", dd.local_rank if dd.active else None)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if lc.threads > 0:
+        torch.set_num_threads(lc.threads)
+    if dd.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(store, lc, dd, device.type == "cuda", progress)
+    model, init_from = build_model(lc, data.sv)
+    model.to(device)
+    if device.type == "cuda" and lc.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt, init_lr = make_optimizer(model, lc)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and lc.amp)
+    spe = data.sampler.steps_per_epoch
+    train_model: nn.Module = model
+    if dd.active:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
+    return Run(cfg, lc, store, out, dd, device, data, model, train_model, opt, init_lr, scaler,
+               total_steps=spe * lc.epochs, warmup_steps=spe * lc.warmup_epochs, init_from=init_from)
+
+
+def resume_run(run: Run) -> bool:
+    """Phase *resume*: restore model, optimiser, scaler, RNGs, sampler, step and metrics from ``checkpoint.pt``.
+    False (and nothing changed) when there is no checkpoint."""
+    if not run.ckpt_path.is_file():
+        run.init_from += f" (nothing to resume: no {run.ckpt_path})"
+        return False
+    ckpt, lc = load_checkpoint(run.ckpt_path), run.lc
+    for key in RESUME_KEYS:
+        if ckpt["config"].get(key, getattr(lc, key)) != getattr(lc, key):
+            raise ConfigError(f"{run.ckpt_path}: cannot resume with learning.{key} = {getattr(lc, key)!r}; "
+                              f"the checkpoint has {ckpt['config'].get(key)!r}")
+    if ckpt.get("class_ids") != run.data.sv.class_ids:
+        raise TrainingError(f"{run.ckpt_path}: the store's instances changed since the checkpoint; "
+                            f"start a new run instead of --resume")
+    try:
+        run.model.load_state_dict(ckpt["model"])
+        run.opt.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            run.scaler.load_state_dict(ckpt["scaler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{run.ckpt_path}: does not fit this model ({str(e).splitlines()[0][:200]})") from None
+    set_rng_state(ckpt["rng"])
+    run.data.sampler.load_state_dict(ckpt["sampler"])
+    run.start_epoch, run.step = int(ckpt["epoch"]), int(ckpt["step"])
+    run.monitor_start = dict(ckpt.get("monitor_start") or {})
+    run.metrics = _read_metrics(run.metrics_path, run.start_epoch)
+    run.init_from = f"resumed from {run.ckpt_path.name} after epoch {run.start_epoch}"
+    return True
+
+
+@dataclass
+class StepResult:
+    loss: float
+    parts: dict[str, torch.Tensor]
+    pairs: int  # pairs trained on this rank
+    stop: bool
+
+
+def train_step(run: Run, batch: dict[str, torch.Tensor], should_stop: Callable[[], bool] | None) -> StepResult:
+    """One optimisation step: forward, loss, backward, step (then MoCo's momentum update and enqueue)."""
+    x1, x2, batch["dom2"] = pick_views(run, batch)
+    set_lr(run.opt, run.init_lr, lr_factor(run.step, run.total_steps, run.warmup_steps))
+    with run.autocast():
+        out = run.train_model(x1, x2)
+        loss, parts = total_loss(out, batch, run.lc, run.model.queue)
+    loss_v, stop = reduce_and_check(run, loss, should_stop)  # raises on a non-finite loss, before the step
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.model.after_step(out, batch["label"], run.lc.moco_momentum)
+    run.step += 1
+    return StepResult(loss_v, parts, x1.shape[0], stop)
+
+
+def pick_views(run: Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pair each anchor trains on: the hardest of its candidates (HVS), or its only one."""
+    if batch["x1"].shape[1] > 1:
+        x1, x2, dom2 = select_hard_views(run.model, batch, run.lc, run.autocast)
+    else:
+        x1, x2, dom2 = batch["x1"][:, 0], batch["x2"][:, 0], batch["dom2"][:, 0]
+    if run.channels_last:
+        x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
+    return x1, x2, dom2
+
+
+def reduce_and_check(run: Run, loss: torch.Tensor, should_stop: Callable[[], bool] | None) -> tuple[float, bool]:
+    """The loss averaged over ranks and whether any rank asked to stop; a non-finite loss raises TrainingError."""
+    stop_local = float(bool(should_stop and should_stop()))
+    red = torch.stack([loss.detach().float(), torch.tensor(stop_local, device=loss.device)])
+    if run.dd.active:
+        import torch.distributed as dist
+
+        dist.all_reduce(red)
+        red[0] /= run.dd.world
+    loss_v = float(red[0])
+    if not math.isfinite(loss_v):
+        raise TrainingError(f"non-finite loss ({loss_v}) at step {run.step + 1}: lower learning.base_lr "
+                            f"(now {run.lc.base_lr}) or check the views in {run.store}")
+    return loss_v, float(red[1]) > 0
+
+
+def train_epoch(run: Run, epoch: int, should_stop: Callable[[], bool] | None = None, bar=None,
+                meter=None) -> tuple[dict, bool]:
+    """Phase *train steps*: one epoch. Returns the epoch's metrics line (means of the step figures) and whether
+    the run was cancelled."""
+    run.data.sampler.set_epoch(epoch)
+    run.model.train()
+    sums: dict[str, float] = {}
+    n_steps, pairs, t0 = 0, 0, time.monotonic()
+    cancelled = False
+    for batch in run.data.loader:
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+        res = train_step(run, batch, should_stop)
+        n_steps += 1
+        pairs += res.pairs * run.dd.world
+        for k, v in {"loss": res.loss, **res.parts}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        if meter is not None:
+            meter.count(images=2 * res.pairs * run.dd.world, steps=1)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{res.loss:.4f}")
+        if res.stop:
+            cancelled = True
+            break
+    epoch_s = time.monotonic() - t0
+    line = {"epoch": epoch + 1, "step": run.step, "lr": run.init_lr * lr_factor(max(0, run.step - 1), run.total_steps,
+                                                                                  run.warmup_steps),
+            "epoch_s": round(epoch_s, 3), "images": 2 * pairs,
+            "images_per_s": (2 * pairs / epoch_s) if epoch_s > 0 else None,
+            **{k: v / max(1, n_steps) for k, v in sums.items()}}
+    return line, cancelled
+
+
+def monitor_epoch(run: Run) -> dict:
+    """Phase *monitor*: the label-free figures of the current encoder (eval mode), with the collapse verdict
+    against the starting encoder (:mod:`ssl_nav.learning.monitor`)."""
+    from ssl_nav.learning.monitor import embed, epoch_metrics
+
+    d = run.data
+    feats = embed(run.model.backbone, d.mon_loader, run.device, run.channels_last)
+    return epoch_metrics(feats, d.mon_labels, d.mon_holdout, run.monitor_start, run.lc.collapse_threshold,
+                         run.lc.seed)
+
+
+def monitor_starting_encoder(run: Run) -> dict:
+    """Phase *monitor*, before the first step: the starting encoder's figures, the reference for collapse."""
+    from ssl_nav.learning.monitor import embed, embedding_metrics
+
+    d = run.data
+    feats = embed(run.model.backbone, d.mon_loader, run.device, run.channels_last)
+    return {k: _jsonable(v) for k, v in embedding_metrics(feats, d.mon_labels, d.mon_holdout, run.lc.seed).items()}
+
+
+def write_checkpoint(run: Run, epoch: int) -> None:
+    """Phase *checkpoint*: everything :func:`resume_run` restores, written atomically (rank 0)."""
+    save_checkpoint(run.ckpt_path, {
+        "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": run.step, "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(), "scaler": run.scaler.state_dict() if run.use_amp else {},
+        "rng": rng_state(), "sampler": {"seed": run.data.sampler.seed, "epoch": epoch},
+        "config": to_dict(run.lc), "class_ids": run.data.sv.class_ids, "monitor_start": run.monitor_start})
+
+
+def export_model(run: Run) -> tuple[Path, str]:
+    """Phase *export*: ``model.pt`` with the encoder, heads and instance classifier; returns (path, hash)."""
+    path = run.run_dir / "model.pt"
+    digest = save_model(path, run.model.export_state(), backbone=run.lc.backbone,
+                        embedding_dim=run.model.backbone.dim, image_size=run.lc.image_size, config=to_dict(run.lc),
+                        extra={"init_from": run.init_from, "class_ids": run.data.sv.class_ids})
+    return path, digest
+
+
+# ---------------------------------------------------------------------------------------------------------
+# finetune
 
 
 def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
@@ -315,6 +725,13 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _barrier(run: Run) -> None:
+    if run.dd.active:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume: bool = False, progress: bool = True,
              on_epoch: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
              ledger: str | Path | None = None) -> FinetuneResult:
@@ -325,226 +742,38 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
     epoch checkpoint stays for ``resume``). ``ledger``: append the EnergyRecord to this ``energy.jsonl``.
     """
     from ssl_nav.energy.meter import EnergyMeter, append_ledger
-    from ssl_nav.learning.data import EvalDataset, ImageCache, PairDataset, PairSampler, open_store, split_views
-    from ssl_nav.learning.data import Augment
-    from ssl_nav.learning.monitor import embed, epoch_metrics, z_std_torch
 
     lc = cfg.learning
-    requested = "cuda" if lc.device == "cuda" or (lc.device == "auto" and torch.cuda.is_available()) else "cpu"
-    dd = _init_distributed(requested)
+    dd = _init_distributed("cuda" if lc.device == "cuda" or (lc.device == "auto" and torch.cuda.is_available())
+                           else "cpu")
     try:
-        device = resolve_device(lc.device, dd.local_rank)
-        on_cuda = device.type == "cuda"
-        if on_cuda:
-            torch.cuda.set_device(device)
-        if lc.threads > 0:
-            torch.set_num_threads(lc.threads)
-        run_dir = Path(out)
-        is_main = dd.rank == 0
-        if is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_path, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
-
-        # ---- data
-        st = open_store(store)
-        sv = split_views(st.views(), lc.holdout_fraction, lc.seed, lc.crossia)
-        cache = ImageCache(st, sv.views, lc.cache_images, lc.cache_max_mb)
-        cache.fill(progress=progress and is_main)
-        sampler = PairSampler(sv, lc.batch_size, lc.seed, lc.crossia, lc.hard_views, dd.rank, dd.world)
-        loader = torch.utils.data.DataLoader(
-            PairDataset(sv, cache, Augment(lc.augment, lc.image_size)), batch_size=sampler.batch_per_rank,
-            sampler=sampler, num_workers=lc.num_workers, pin_memory=on_cuda, drop_last=False,
-            persistent_workers=False)
-        mon_rng = np.random.default_rng([lc.seed, 31])
-        mon_idx = np.arange(len(sv.views))
-        if len(mon_idx) > lc.monitor_max_views:
-            keep = set(sv.holdout.tolist())
-            rest = np.setdiff1d(mon_idx, sv.holdout)
-            n_rest = max(0, lc.monitor_max_views - len(keep))
-            keep |= set(mon_rng.choice(rest, size=min(n_rest, len(rest)), replace=False).tolist())
-            mon_idx = np.array(sorted(keep), dtype=np.int64)
-        mon_loader = torch.utils.data.DataLoader(EvalDataset(mon_idx, cache, lc.image_size),
-                                                 batch_size=max(2, sampler.batch_per_rank), shuffle=False)
-        mon_labels = sv.labels[mon_idx]
-        mon_hold = np.isin(mon_idx, sv.holdout)
-
-        # ---- model
-        seed_everything(lc.seed)
-        backbone, imagenet = build_backbone(lc.backbone, pretrained=lc.pretrained)
-        model = FinetuneModel(backbone, lc, sv.n_classes)
-        init_from = "imagenet" if imagenet else "random"
-        if lc.init_checkpoint:
-            init_from = load_init_checkpoint(model, lc.init_checkpoint)
-        backbone.set_trainable(lc.trainable)
-        model.to(device)
-        channels_last = on_cuda and lc.channels_last
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        opt, init_lr = make_optimizer(model, lc)
-        use_amp = on_cuda and lc.amp
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        steps_per_epoch = sampler.steps_per_epoch
-        total_steps = steps_per_epoch * lc.epochs
-        warmup_steps = steps_per_epoch * lc.warmup_epochs
-
-        start_epoch, step, metrics = 0, 0, []
-        if resume and ckpt_path.is_file():
-            ckpt = load_checkpoint(ckpt_path)
-            for key in RESUME_KEYS:
-                if ckpt["config"].get(key) != getattr(lc, key):
-                    raise ConfigError(f"{ckpt_path}: cannot resume with learning.{key} = {getattr(lc, key)!r}; "
-                                      f"the checkpoint has {ckpt['config'].get(key)!r}")
-            if ckpt.get("class_ids") != sv.class_ids:
-                raise TrainingError(f"{ckpt_path}: the store's instances changed since the checkpoint; "
-                                    f"start a new run instead of --resume")
-            try:
-                model.load_state_dict(ckpt["model"])
-                opt.load_state_dict(ckpt["optimizer"])
-                if ckpt.get("scaler"):
-                    scaler.load_state_dict(ckpt["scaler"])
-            except (RuntimeError, ValueError, KeyError) as e:
-                raise CheckpointError(f"{ckpt_path}: does not fit this model ({str(e).splitlines()[0][:200]})") from None
-            set_rng_state(ckpt["rng"])
-            sampler.load_state_dict(ckpt["sampler"])
-            start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-            metrics = _read_metrics(metrics_path, start_epoch)
-            init_from = f"resumed from {ckpt_path.name} after epoch {start_epoch}"
-        elif resume:
-            init_from += f" (nothing to resume: no {ckpt_path})"
-        if is_main:
-            atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
-
-        train_model: nn.Module = model
-        if dd.active:
-            train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if on_cuda else None)
-
-        # ---- loop
-        ledger_path = Path(ledger) if ledger is not None else None
-        run_id = f"{run_dir.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-        status = "completed"
-        train_s, images = 0.0, 0
-        bar = None
-        if progress and is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total_steps, initial=step, desc="finetune", unit="step", dynamic_ncols=True)
-        # rank 0 meters the whole node (NVML sees every GPU, RAPL every package); other ranks measure nothing
-        meter = EnergyMeter(cfg.energy if is_main else dataclasses.replace(cfg.energy, backend="none"), run_id=run_id)
         t_start = time.monotonic()
-        with meter:
-            for epoch in range(start_epoch, lc.epochs):
-                sampler.set_epoch(epoch)
-                model.train()
-                sums: dict[str, float] = {}
-                zsum = 0.0
-                n_steps = 0
-                t_epoch = time.monotonic()
-                lr = init_lr
-                for batch in loader:
-                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                    x1, x2 = batch["x1"], batch["x2"]
-                    if x1.shape[1] > 1:  # Hard View Selection: keep the highest-loss candidate pair per anchor
-                        x1, x2, batch["dom2"] = _select_hard(model, x1, x2, batch["dom2"], use_amp, channels_last)
-                    else:
-                        x1, x2, batch["dom2"] = x1[:, 0], x2[:, 0], batch["dom2"][:, 0]
-                    if channels_last:
-                        x1 = x1.contiguous(memory_format=torch.channels_last)
-                        x2 = x2.contiguous(memory_format=torch.channels_last)
-                    lr = set_lr(opt, init_lr, lr_factor(step, total_steps, warmup_steps))
-                    with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                        out_ = train_model(x1, x2)
-                        loss, parts = total_loss(out_, batch, lc)
-                    stop_local = float(bool(should_stop and should_stop()))
-                    red = torch.stack([loss.detach().float(), torch.tensor(stop_local, device=loss.device)])
-                    if dd.active:
-                        import torch.distributed as dist
-
-                        dist.all_reduce(red)
-                        red[0] /= dd.world
-                    loss_v = float(red[0])
-                    if not math.isfinite(loss_v):
-                        raise TrainingError(f"non-finite loss ({loss_v}) at epoch {epoch + 1}, step {step + 1}: "
-                                            f"lower learning.base_lr (now {lc.base_lr}) or check the views in {store}")
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    step += 1
-                    n_steps += 1
-                    n_img = 2 * x1.shape[0] * dd.world
-                    images += n_img
-                    meter.count(images=n_img, steps=1)
-                    sums["loss"] = sums.get("loss", 0.0) + loss_v
-                    zsum += z_std_torch(out_["z1"])
-                    for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_v:.4f}", lr=f"{lr:.4g}")
-                    if float(red[1]) > 0:
-                        status = "cancelled"
-                        break
-                epoch_s = time.monotonic() - t_epoch
-                train_s += epoch_s
-                if status == "cancelled":
-                    break
-                line = {"epoch": epoch + 1, "step": step, "lr": lr, "epoch_s": round(epoch_s, 3),
-                        "images_per_s": (2 * n_steps * lc.batch_size / epoch_s) if epoch_s > 0 else None,
-                        **{k: v / max(1, n_steps) for k, v in sums.items()}}
-                last = epoch + 1 == lc.epochs
-                if is_main and ((epoch + 1) % lc.monitor_every == 0 or last):
-                    feats = embed(model.backbone, mon_loader, device, channels_last)
-                    line.update(epoch_metrics(feats, mon_labels, mon_hold, zsum / max(1, n_steps), lc.proj_dim,
-                                              lc.collapse_threshold, lc.seed))
-                line = {k: _jsonable(v) for k, v in line.items()}
-                if is_main:
-                    _append_line(metrics_path, line)  # before the checkpoint: a resume cuts lines past it
-                    if (epoch + 1) % lc.checkpoint_every == 0 or last:
-                        save_checkpoint(ckpt_path, {
-                            "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "step": step,
-                            "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scaler": scaler.state_dict() if use_amp else {}, "rng": rng_state(),
-                            "sampler": {"seed": sampler.seed, "epoch": epoch + 1}, "config": to_dict(lc),
-                            "class_ids": sv.class_ids})
-                metrics.append(line)
-                if dd.active:
-                    import torch.distributed as dist
-
-                    dist.barrier()
-                if on_epoch is not None and is_main:
-                    on_epoch(line)
-            meter.extra.update({"run_dir": str(run_dir), "world_size": dd.world, "device": str(device),
+        run = setup_run(Path(store), Path(out), cfg, dd, progress)
+        if resume:
+            resume_run(run)
+        if run.is_main:
+            atomic_write_text(run.metrics_path, "".join(json.dumps(m) + "\n" for m in run.metrics))
+            if not run.monitor_start:
+                run.monitor_start = monitor_starting_encoder(run)
+        run_id = f"{run.run_dir.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        # rank 0 meters the whole node (NVML sees every GPU, RAPL every package); other ranks measure nothing
+        meter = EnergyMeter(cfg.energy if run.is_main else dataclasses.replace(cfg.energy, backend="none"),
+                            run_id=run_id)
+        with meter, _progress_bar(run, progress) as bar:
+            status, train_s, images = _epochs(run, on_epoch, should_stop, bar, meter)
+            meter.extra.update({"run_dir": str(run.run_dir), "world_size": dd.world, "device": str(run.device),
                                 "backbone": lc.backbone, "objective": lc.objective, "trainable": lc.trainable,
                                 "status": status})
-        if bar is not None:
-            bar.close()
-        wall_s = time.monotonic() - t_start
         energy = meter.record or {}
-        model_path = None
-        model_hash = None
-        if is_main:
-            atomic_write_json(run_dir / "energy.json", energy)
-            if ledger_path is not None:
-                append_ledger(ledger_path, energy)
+        model_path = model_hash = None
+        if run.is_main:
+            atomic_write_json(run.run_dir / "energy.json", energy)
+            if ledger is not None:
+                append_ledger(Path(ledger), energy)
             if status == "completed":
-                model_path = run_dir / "model.pt"
-                model_hash = save_model(model_path, model.export_state(), backbone=lc.backbone,
-                                        embedding_dim=backbone.dim, image_size=lc.image_size,
-                                        config=to_dict(lc), extra={"init_from": init_from,
-                                                                   "class_ids": sv.class_ids})
-        last_m = metrics[-1] if metrics else {}
-        j = (energy.get("joules") or {}).get("total")
-        summary = {"status": status, "epochs": lc.epochs, "epochs_done": len(metrics), "wall_s": round(wall_s, 2),
-                   "train_s": round(train_s, 2), "images": images,
-                   "images_per_s": (images / train_s) if train_s > 0 else None,
-                   "final_loss": last_m.get("loss"), "z_std": last_m.get("z_std"), "knn_top1": last_m.get("knn_top1"),
-                   "kmeans_ari": last_m.get("kmeans_ari"), "energy_j": j, "avg_w": energy.get("avg_w"),
-                   "energy_source": energy.get("source"), "model_hash": model_hash, "init_from": init_from,
-                   "device": str(device), "world_size": dd.world, "n_views": len(sv.views),
-                   "n_instances": sv.n_classes, "n_holdout": int(len(sv.holdout)),
-                   "image_cache": cache.enabled}
-        return FinetuneResult(run_dir, model_path, metrics, energy, summary, model)
+                model_path, model_hash = export_model(run)
+        summary = _summary(run, status, time.monotonic() - t_start, train_s, images, energy, model_hash)
+        return FinetuneResult(run.run_dir, model_path, run.metrics, energy, summary, run.model)
     finally:
         if dd.owns_group:
             import torch.distributed as dist
@@ -552,21 +781,57 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
             dist.destroy_process_group()
 
 
-@torch.no_grad()
-def _select_hard(model: FinetuneModel, x1: torch.Tensor, x2: torch.Tensor, dom2: torch.Tensor, use_amp: bool,
-                 channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hard View Selection (arXiv 2310.03940): score the N candidate pairs of each anchor, keep the hardest."""
-    b, n = x1.shape[:2]
-    was = model.training
-    model.eval()
+@contextlib.contextmanager
+def _progress_bar(run: Run, progress: bool):
+    if not (progress and run.is_main):
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=run.total_steps, initial=run.step, desc="finetune", unit="step", dynamic_ncols=True)
     try:
-        a, c = x1.flatten(0, 1), x2.flatten(0, 1)
-        if channels_last:
-            a, c = a.contiguous(memory_format=torch.channels_last), c.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            scores = hardness(model(a, c)).float().view(b, n)
+        yield bar
     finally:
-        model.train(was)
-    pick = scores.argmax(dim=1)
-    rows = torch.arange(b, device=x1.device)
-    return x1[rows, pick], x2[rows, pick], dom2[rows, pick]
+        bar.close()
+
+
+def _epochs(run: Run, on_epoch, should_stop, bar, meter) -> tuple[str, float, int]:
+    """The epochs from ``run.start_epoch``: train, monitor, log, checkpoint. Returns (status, train s, images)."""
+    lc, train_s, images = run.lc, 0.0, 0
+    for epoch in range(run.start_epoch, lc.epochs):
+        line, cancelled = train_epoch(run, epoch, should_stop, bar, meter)
+        train_s += line["epoch_s"]
+        images += line["images"]
+        if cancelled:
+            return "cancelled", train_s, images
+        last = epoch + 1 == lc.epochs
+        if run.is_main and ((epoch + 1) % lc.monitor_every == 0 or last):
+            line.update(monitor_epoch(run))
+        line = {k: _jsonable(v) for k, v in line.items()}
+        if run.is_main:
+            _append_line(run.metrics_path, line)  # before the checkpoint: a resume cuts lines past it
+            if (epoch + 1) % lc.checkpoint_every == 0 or last:
+                write_checkpoint(run, epoch + 1)
+        run.metrics.append(line)
+        _barrier(run)
+        if on_epoch is not None and run.is_main:
+            on_epoch(line)
+    return "completed", train_s, images
+
+
+def _summary(run: Run, status: str, wall_s: float, train_s: float, images: int, energy: dict,
+             model_hash: str | None) -> dict:
+    last = run.metrics[-1] if run.metrics else {}
+    monitored = next((m for m in reversed(run.metrics) if "eff_rank" in m), {})
+    return {"status": status, "run_dir": str(run.run_dir), "epochs": run.lc.epochs, "epochs_done": len(run.metrics),
+            "wall_s": round(wall_s, 2),
+            "train_s": round(train_s, 2), "images": images, "images_per_s": (images / train_s) if train_s > 0 else None,
+            "final_loss": last.get("loss"), "emb_std_sqrt_d": monitored.get("emb_std_sqrt_d"),
+            "eff_rank": monitored.get("eff_rank"), "silhouette": monitored.get("silhouette"),
+            "knn_top1": monitored.get("knn_top1"), "kmeans_ari": monitored.get("kmeans_ari"),
+            "collapse_warning": monitored.get("collapse_warning"), "monitor_start": run.monitor_start,
+            "energy_j": (energy.get("joules") or {}).get("total"), "avg_w": energy.get("avg_w"),
+            "energy_source": energy.get("source"), "model_hash": model_hash, "init_from": run.init_from,
+            "device": str(run.device), "world_size": run.dd.world, "n_views": len(run.data.sv.views),
+            "n_instances": run.data.sv.n_classes, "n_holdout": int(len(run.data.sv.holdout)),
+            "image_cache": run.data.cache.enabled}

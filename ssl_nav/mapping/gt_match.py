@@ -94,25 +94,3 @@ def gt_to_map_ids(instances: dict[str, dict]) -> dict[str, str]:
 def has_gt_annotation(instances: dict[str, dict]) -> bool:
     """Whether a store's instances carry ``gt_instance_id`` (their ids are not the simulator's)."""
     return any(isinstance(v, dict) and "gt_instance_id" in v for v in instances.values())
-
-
-def translate_queries(queries: str | os.PathLike, instances: dict[str, dict], out: str | os.PathLike) -> Path:
-    """Copy a ``queries.jsonl`` with each ``instance_id`` (a simulator id) replaced by the map instance that is
-    that object (:func:`gt_to_map_ids`), for an evaluation that compares ids directly. An object that no map
-    instance matched gets ``"unmatched:<id>"``, so it counts as a miss; not-in-map queries (``null``) stay.
-    Image paths become absolute, so the copy can live anywhere."""
-    from ssl_nav.atomic import atomic_write_text
-
-    to_map = gt_to_map_ids(instances)
-    lines = []
-    for line in Path(queries).read_text().splitlines():
-        if not line.strip():
-            continue
-        q = json.loads(line)
-        if isinstance(q.get("image"), str):  # the copy lives elsewhere: image paths relative to the original
-            q["image"] = str(Path(queries).parent.resolve() / q["image"])
-        if q.get("instance_id") is not None:
-            q["instance_id"] = to_map.get(str(q["instance_id"]), f"unmatched:{q['instance_id']}")
-        lines.append(json.dumps(q) + "\n")
-    atomic_write_text(out, "".join(lines))
-    return Path(out)

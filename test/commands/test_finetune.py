@@ -24,7 +24,7 @@ def test_finetune_command_writes_the_run_and_prints_a_summary(tmp_path, capsys):
                "--device", "cpu", "--no-progress"])
     assert rc == 0
     text = capsys.readouterr().out
-    for label in ("epochs", "images/s", "final loss", "z_std", "kNN top-1", "energy", "source unavailable"):
+    for label in ("epochs", "images/s", "final loss", "eff. rank", "kNN top-1", "energy", "source unavailable"):
         assert label in text
     assert "2/2" in text
     assert {p.name for p in out.iterdir()} == {"model.pt", "metrics.jsonl", "energy.json", "checkpoint.pt"}

@@ -58,7 +58,7 @@ def tiny_config(**learning):
 
     base = {"backbone": "resnet18", "pretrained": False, "image_size": 32, "batch_size": 8, "epochs": 2,
             "proj_dim": 64, "pred_hidden_dim": 16, "warmup_epochs": 0, "threads": 1, "holdout_fraction": 0.25,
-            "device": "cpu", "trainable": "all"}
+            "device": "cpu", "trainable": "all", "monitor_every": 1, "checkpoint_every": 1}
     base.update(learning)
     return apply_overrides(PipelineConfig(), {f"learning.{k}": v for k, v in base.items()} | {"energy.backend": "none"})
 

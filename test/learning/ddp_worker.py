@@ -1,5 +1,6 @@
-"""Run by test_ddp.py under ``torchrun --nproc-per-node 2``: one fine-tune step per rank, then each rank saves
-its own copy of the weights so the test can compare the replicas. Not a test module itself."""
+"""Run by test_ddp.py under ``torchrun --nproc-per-node 2``: one fine-tune epoch per rank (objective from argv[3]),
+then each rank saves its own copy of the model state (MoCo's key encoder and queue included) so the test can
+compare the replicas. Not a test module itself."""
 
 import importlib.util
 import os
@@ -15,7 +16,8 @@ spec.loader.exec_module(fixtures)
 from ssl_nav.learning.trainer import finetune  # noqa: E402
 
 store, out = Path(sys.argv[1]), Path(sys.argv[2])
-cfg = fixtures.tiny_config(epochs=1, batch_size=8, holdout_fraction=0.0, base_lr=8.0)
+objective = sys.argv[3] if len(sys.argv) > 3 else "simsiam"
+cfg = fixtures.tiny_config(epochs=1, batch_size=8, holdout_fraction=0.0, base_lr=8.0, objective=objective, moco_dim=16)
 res = finetune(store, out / "run", cfg, progress=False)
 rank = int(os.environ["RANK"])
 torch.save({k: v.detach().clone() for k, v in res.model.state_dict().items()}, out / f"rank{rank}.pt")

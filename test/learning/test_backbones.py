@@ -27,7 +27,7 @@ def _official_resnet18_checkpoint(path: Path, proj_dim: int = 64, pred_hidden: i
 def test_official_simsiam_checkpoint_loads_into_backbone_projector_and_predictor(tmp_path):
     ckpt = tmp_path / "checkpoint_0099.pth.tar"
     state = _official_resnet18_checkpoint(ckpt)
-    lc = LearningConfig(backbone="resnet18", proj_dim=64, pred_hidden_dim=16)
+    lc = LearningConfig(backbone="resnet18", objective="simsiam", proj_dim=64, pred_hidden_dim=16)
     torch.manual_seed(0)
     model = FinetuneModel(Backbone("resnet18"), lc, n_classes=3)
     info = load_init_checkpoint(model, str(ckpt))

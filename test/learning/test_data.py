@@ -78,3 +78,21 @@ def test_fast_blur_equals_torchvision_and_hue_rotation_keeps_luma():
     luma = torch.tensor([0.299, 0.587, 0.114])
     y = hue_rotate(x * 0.5 + 0.25, 0.07)  # mid-range pixels: no clamping
     assert torch.allclose(torch.einsum("c,chw->hw", luma, y), torch.einsum("c,chw->hw", luma, x * 0.5 + 0.25), atol=1e-4)
+
+
+def test_instance_recipe_keeps_colour_identity_and_crossia_does_not():
+    red = torch.zeros(3, 24, 24, dtype=torch.uint8)
+    red[0], red[1], red[2] = 200, 40, 40
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    def chroma_kept(recipe: str) -> float:
+        aug = Augment(recipe, 16)
+        kept = 0
+        for s in range(200):
+            rgb = (aug(red, np.random.default_rng(s)) * std + mean).mean(dim=(1, 2))
+            kept += int(rgb[0] > rgb[1] + 0.2 and rgb[0] > rgb[2] + 0.2)  # still clearly red
+        return kept / 200
+
+    assert chroma_kept("instance") == 1.0
+    assert chroma_kept("crossia") < 0.9  # grayscale (p 0.2) and hue rotation lose it

@@ -3,13 +3,14 @@ import json
 import pytest
 import torch
 
-from ssl_nav.errors import CheckpointError, TrainingError
+from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
 from ssl_nav.learning.backbones import Backbone, read_model, save_model
 from ssl_nav.learning.trainer import finetune, lr_factor
 
 
 def test_simsiam_loss_falls_on_a_tiny_store(tiny_store, tmp_path, learning_config):
-    cfg = learning_config(epochs=6, crossia=False, holdout_fraction=0.0, base_lr=8.0)
+    cfg = learning_config(epochs=6, objective="simsiam", crossia=False, holdout_fraction=0.0, base_lr=8.0,
+                          ce_weight=0.0)
     res = finetune(tiny_store, tmp_path / "run", cfg, progress=False)
     losses = [m["loss"] for m in res.metrics]
     assert len(losses) == 6
@@ -19,14 +20,17 @@ def test_simsiam_loss_falls_on_a_tiny_store(tiny_store, tmp_path, learning_confi
         assert (tmp_path / "run" / name).is_file()
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2, 3, 4, 5, 6]
-    assert {"z_std", "emb_norm_mean", "emb_norm_p5", "emb_norm_p95", "knn_top1", "kmeans_ari"} <= set(lines[-1])
+    assert {"emb_std_sqrt_d", "eff_rank", "silhouette", "cluster_agreement", "entropy", "collapse_warning",
+            "emb_norm_mean", "knn_top1", "kmeans_ari", "loss_ssl"} <= set(lines[-1])
+    assert "loss_ce" not in lines[-1] and res.model.classifier is None  # ce_weight 0: no classifier
     energy = json.loads((tmp_path / "run" / "energy.json").read_text())
     assert energy["source"] == "unavailable" and energy["joules"]["total"] is None
     assert energy["images"] == res.summary["images"] > 0
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path, learning_config):
-    cfg = learning_config(epochs=3, hard_views=2)
+@pytest.mark.parametrize("objective", ["simsiam", "moco"])
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path, learning_config, objective):
+    cfg = learning_config(epochs=3, hard_views=2, objective=objective, moco_dim=16)
     full = finetune(tiny_store, tmp_path / "full", cfg, progress=False)
 
     def kill_after_first(line):
@@ -42,6 +46,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_store, tmp_path
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    # the whole training state too: MoCo's key encoder and queue continue as if never interrupted
+    fa, fb = full.model.state_dict(), resumed.model.state_dict()
+    assert fa.keys() == fb.keys() and (objective != "moco" or "queue.keys" in fa)
+    for k in fa:
+        assert torch.allclose(fa[k].float(), fb[k].float(), atol=1e-6), k
     assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
     assert resumed.metrics[-1]["loss"] == pytest.approx(full.metrics[-1]["loss"], abs=1e-6)
 
@@ -104,3 +113,58 @@ def test_dataloader_workers_do_not_change_the_result(tiny_store, tmp_path, learn
     b = finetune(tiny_store, tmp_path / "w1", learning_config(epochs=1, num_workers=1), progress=False)
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa)
+
+
+def test_hard_view_selection_scores_in_train_mode_and_the_hardest_pair_wins(learning_config):
+    from ssl_nav.learning.trainer import FinetuneModel, select_hard_views
+
+    lc = learning_config(objective="simclr", ce_weight=0.0).learning
+    torch.manual_seed(0)
+    model = FinetuneModel(Backbone("resnet18"), lc, n_classes=4).eval()
+    modes = []
+    model.backbone.net.layer4.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    g = torch.Generator().manual_seed(0)
+    b, n = 4, 3
+    x = torch.rand(b, 3, 32, 32, generator=g)
+    other = torch.rand(b, 3, 32, 32, generator=g)
+    hard = torch.tensor([2, 0, 1, 2])  # candidate of each anchor whose partner is a different image
+    x1 = x[:, None].repeat(1, n, 1, 1, 1)
+    x2 = x1.clone()
+    x2[torch.arange(b), hard] = other
+    dom2 = torch.arange(b * n).view(b, n)
+    bn = model.backbone.net.bn1
+    before = (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+    batch = {"x1": x1, "x2": x2, "dom2": dom2, "label": torch.arange(b)}
+    s1, s2, sd = select_hard_views(model, batch, lc)
+    assert modes and all(modes)  # scored in train mode (batch statistics), as in the paper
+    assert not model.training  # the caller's mode is back
+    assert torch.equal(sd, dom2[torch.arange(b), hard]) and torch.equal(s2, other) and torch.equal(s1, x)
+    assert all(torch.equal(a, c) for a, c in zip(before, (bn.running_mean, bn.running_var, bn.num_batches_tracked)))
+
+
+def test_instance_classifier_is_exported_with_class_ids(tiny_store, tmp_path, learning_config):
+    from ssl_nav.learning.backbones import load_encoder, read_classifier
+
+    res = finetune(tiny_store, tmp_path / "run", learning_config(epochs=1), progress=False)
+    obj = read_model(res.model_path)
+    weight, bias, ids = read_classifier(obj, res.model_path)
+    assert weight.shape == (4, 512) and bias.shape == (4,) and ids == ["1", "2", "3", "4"]
+    assert torch.equal(weight, res.model.classifier.weight.detach())
+    assert load_encoder(res.model_path).dim == 512  # the encoder loads with the classifier keys present
+    # without a classifier (ce_weight 0) the accessor says so, and the encoder loads the same way
+    res0 = finetune(tiny_store, tmp_path / "run0", learning_config(epochs=1, ce_weight=0.0), progress=False)
+    assert read_classifier(read_model(res0.model_path)) is None and load_encoder(res0.model_path).dim == 512
+    obj["class_ids"] = ["1", "2"]
+    with pytest.raises(CheckpointError, match="class_ids"):
+        read_classifier(obj, res.model_path)
+
+
+def test_classifier_only_objective_trains_without_heads(tiny_store, tmp_path, learning_config):
+    res = finetune(tiny_store, tmp_path / "run", learning_config(epochs=6, objective="none", holdout_fraction=0.0),
+                   progress=False)
+    assert res.model.projector is None and res.model.predictor is None
+    ce = [m["loss_ce"] for m in res.metrics]
+    assert "loss_ssl" not in res.metrics[-1] and sum(ce[-3:]) / 3 < ce[0]
+    with pytest.raises(ConfigError, match="ce_weight"):
+        finetune(tiny_store, tmp_path / "bad", learning_config(epochs=1, objective="none", ce_weight=0.0),
+                 progress=False)

@@ -9,7 +9,7 @@ from ssl_nav.config import MappingConfig
 from ssl_nav.errors import FormatError
 from ssl_nav.mapping import InstanceMap
 from ssl_nav.mapping.gt_match import (gt_to_map_ids, has_gt_annotation, match_instances_to_objects,
-                                      match_points_to_objects, read_scene_objects, translate_queries)
+                                      match_points_to_objects, read_scene_objects)
 
 OBJECTS = [{"instance_id": "7", "aabb": [[0, 0, 0], [1, 1, 1]]},
            {"instance_id": "8", "aabb": [[0.8, 0.8, 0], [1.2, 1.2, 0.5]]},
@@ -49,15 +49,3 @@ def test_read_scene_objects(tmp_path):
     (tmp_path / "scene.json").write_text(json.dumps({"objects": [{"instance_id": 3, "aabb": [[0, 0], [1, 1]]}]}))
     with pytest.raises(FormatError, match="scene.json"):
         read_scene_objects(tmp_path)
-
-
-def test_translate_queries(tmp_path):
-    q = tmp_path / "queries.jsonl"
-    q.write_text("\n".join(json.dumps(x) for x in ({"image": "a.png", "instance_id": "7"},
-                                                   {"image": "b.png", "instance_id": "8"},
-                                                   {"image": "c.png", "instance_id": None})) + "\n")
-    inst = {"1": {"gt_instance_id": "7", "n_points": 50}, "2": {"gt_instance_id": None, "n_points": 40}}
-    out = translate_queries(q, inst, tmp_path / "translated.jsonl")
-    got = [json.loads(line)["instance_id"] for line in out.read_text().splitlines()]
-    assert json.loads(out.read_text().splitlines()[0])["image"] == str(tmp_path.resolve() / "a.png")
-    assert got == ["1", "unmatched:8", None]

@@ -21,6 +21,7 @@ TINY: dict[str, Any] = {
     "learning.pred_hidden_dim": 16, "learning.holdout_fraction": 0.0, "learning.device": "cpu",
     "learning.threads": 1, "learning.monitor_max_views": 16, "energy.backend": "none",
     "retrieval.image_size": 32, "retrieval.device": "cpu", "retrieval.batch_size": 16,
+    "retrieval.open_set_score": "best",  # a 1-epoch classifier is not confident; the stack is what is tested
     "ros.sim_rate_hz": 10.0, "ros.status_period_s": 0.3, "ros.index_model": "mobilenet_v3_small",
 }
 

@@ -1,0 +1,272 @@
+"""Fine-tuning recipe ablation (docs/finetuning.md): which augmentations, losses and options earn their place.
+
+Every variant fine-tunes on the same per-seed scene (``benchmarks/experiments.py``: the demo preset, robot views
+indexed, user photos as training data only, queries from ``queries.jsonl`` with open-set negatives) and is
+evaluated against the ImageNet baseline. The variants are deltas from the current ``LearningConfig`` defaults,
+so the bench re-runs unchanged after a default or the simulator changes:
+
+- the default, and the previous default (CrossIA augmentations with hue rotation and grayscale, SimSiam + CE,
+  monitor every epoch) as the reference for time and quality;
+- each other augmentation recipe (colour identity: ``instance`` keeps hue; ``crossia``; ``simsiam`` crops);
+- the objective: CE only, SimSiam only, SimSiam + CE, MoCo v2 only, MoCo v2 + CE (those the default is not);
+- with and without the domain discriminator, with and without Hard View Selection (4 candidates);
+- CrossIA's own recipe (SimSiam + CE, lr 0.1 x batch / 32, weight decay 1.5e-6);
+- SimView's pairing (any two views of an instance, no LQ->HQ) with the linear classifier on map ids.
+
+Rows: top-1, mAP, open-set AUROC (mean ± std over seeds, per seed), Δ to the default per seed, the fine-tune
+wall time, the SimSiam loss of the first and last epoch (does the term train?) and the label-free monitor's
+final effective rank and silhouette. Goal rows: the default against the baseline on every metric and seed,
+AUROC >= 0.95, mAP >= 0.95, and the default's fine-tune time over the previous default's (paired per seed).
+
+``--quick``: the ``--quick`` scene preset and seed 0 only (a few minutes); the full run takes about an hour on
+2 cores. Results are cached under ``out/bench/ablation/`` by effective configuration, scene and the source of
+``ssl_nav/learning`` and ``ssl_nav/retrieval``, so a re-run after moving a default only trains what changed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+AREA = "Fine-tuning recipe ablation"
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+#: the default before issue #11: CrossIA augmentations (hue rotation, grayscale), SimSiam + CE, monitor and
+#: checkpoint every epoch
+PREVIOUS_DEFAULT: dict[str, Any] = {
+    "learning.augment": "crossia", "learning.objective": "simsiam", "learning.ce_weight": 1.0,
+    "learning.crossia": True, "learning.hard_views": 1, "learning.domain_adversarial": False,
+    "learning.base_lr": 0.05, "learning.weight_decay": 1e-4, "learning.monitor_every": 1,
+    "learning.checkpoint_every": 1}
+#: CrossIA's code: lr 0.1 * batch / 32 (= base_lr 0.8 with our lr = base_lr * batch / 256), weight decay 1.5e-6
+CROSSIA_LR: dict[str, Any] = {"learning.base_lr": 0.8, "learning.weight_decay": 1.5e-6}
+OBJECTIVES: dict[str, dict[str, Any]] = {
+    "CE only": {"learning.objective": "none", "learning.ce_weight": 1.0},
+    "SimSiam only": {"learning.objective": "simsiam", "learning.ce_weight": 0.0},
+    "SimSiam + CE": {"learning.objective": "simsiam", "learning.ce_weight": 1.0},
+    "MoCo v2 only": {"learning.objective": "moco", "learning.ce_weight": 0.0},
+    "MoCo v2 + CE": {"learning.objective": "moco", "learning.ce_weight": 1.0},
+}
+HVS_CANDIDATES = 4
+THREADS = 1
+
+
+def _objective_name(lc) -> str:
+    ce = lc.ce_weight > 0
+    if lc.objective == "none":
+        return "CE only"
+    name = {"simsiam": "SimSiam", "moco": "MoCo v2", "simclr": "SimCLR", "barlow": "Barlow Twins"}[lc.objective]
+    return f"{name} + CE" if ce else f"{name} only"
+
+
+def describe(lc) -> str:
+    """The recipe of a LearningConfig in a few words."""
+    parts = [f"{lc.augment} augment", _objective_name(lc), "CrossIA pairing" if lc.crossia else "SimView pairing"]
+    if lc.domain_adversarial:
+        parts.append("domain discriminator")
+    if lc.hard_views > 1:
+        parts.append(f"HVS {lc.hard_views}")
+    parts.append(f"lr {lc.base_lr:g}·bs/256, wd {lc.weight_decay:g}")
+    return ", ".join(parts)
+
+
+def variants() -> dict[str, dict[str, Any]]:
+    """Name -> overrides, every one a delta from the current LearningConfig defaults."""
+    from ssl_nav.config import LearningConfig
+
+    d = LearningConfig()
+    out: dict[str, dict[str, Any]] = {f"default: {describe(d)}": {}}
+    out["previous default: crossia augment, SimSiam + CE, monitor every epoch"] = dict(PREVIOUS_DEFAULT)
+    for aug in ("instance", "crossia", "simsiam"):
+        if aug != d.augment:
+            out[f"augment {aug}"] = {"learning.augment": aug}
+    for name, ov in OBJECTIVES.items():
+        if name != _objective_name(d):
+            out[name] = dict(ov)
+    out["domain discriminator " + ("off" if d.domain_adversarial else "on")] = {
+        "learning.domain_adversarial": not d.domain_adversarial}
+    out["HVS " + ("off" if d.hard_views > 1 else f"on ({HVS_CANDIDATES} candidates)")] = {
+        "learning.hard_views": 1 if d.hard_views > 1 else HVS_CANDIDATES}
+    out["CrossIA recipe: SimSiam + CE, lr 0.1·bs/32, wd 1.5e-6"] = {**OBJECTIVES["SimSiam + CE"], **CROSSIA_LR}
+    out["SimView pairing + classifier on map ids" if d.crossia else "CrossIA pairing"] = {
+        "learning.crossia": not d.crossia, "learning.ce_weight": 1.0}
+    return _distinct(out)
+
+
+#: fields that change the time of a run but not what it learns
+_TIMING_ONLY = ("monitor_every", "checkpoint_every", "threads")
+
+
+def _distinct(vs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Drop variants that train exactly like an earlier one (e.g. ``augment crossia`` when the default differs
+    from the previous default only in the augmentation)."""
+    import dataclasses
+
+    from ssl_nav.config import PipelineConfig, apply_overrides
+
+    seen, out = set(), {}
+    for name, ov in vs.items():
+        lc = apply_overrides(PipelineConfig(), ov).learning
+        key = tuple(sorted((k, v) for k, v in dataclasses.asdict(lc).items() if k not in _TIMING_ONLY))
+        if key not in seen:
+            seen.add(key)
+            out[name] = ov
+    return out
+
+
+def _loss_ssl_trend(r: dict) -> str | None:
+    import json
+
+    path = Path(r.get("finetune", {}).get("run_dir", "")) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    if not lines or "loss_ssl" not in lines[0]:
+        return None
+    return f"{lines[0]['loss_ssl']:+.2f}→{lines[-1]['loss_ssl']:+.2f}"
+
+
+def _extras(results: dict[str, list[dict]]) -> dict[str, str]:
+    """Per variant: fine-tune wall time, SimSiam-loss trend, final eff. rank and silhouette (mean over seeds)."""
+    out = {}
+    for name, runs in results.items():
+        wall = statistics.mean(r["finetune"]["wall_s"] for r in runs)
+        bits = [f"fine-tune {wall:.0f} s"]
+        trends = [t for t in (_loss_ssl_trend(r) for r in runs) if t]
+        if trends:
+            bits.append("loss_ssl first→last epoch " + "/".join(trends))
+        for key, fmt in (("eff_rank", ".1f"), ("silhouette", ".2f")):
+            vals = [r["finetune"].get(key) for r in runs if r["finetune"].get(key) is not None]
+            if vals:
+                bits.append(f"{key} {statistics.mean(vals):{fmt}}")
+        if any(r["finetune"].get("collapse_warning") for r in runs):
+            bits.append("**collapse warning**")
+        out[name] = "; ".join(bits)
+    return out
+
+
+def _goal_rows(results: dict[str, list[dict]], default: str, previous: str) -> list[dict]:
+    from experiments import METRICS
+
+    runs = results[default]
+    worse = [f"seed {r['seed']} {k} {r['finetuned'][k]:.3f} < {r['baseline'][k]:.3f}" for r in runs for k in METRICS
+             if r["finetuned"].get(k) is not None and r["baseline"].get(k) is not None
+             and r["finetuned"][k] < r["baseline"][k]]
+    rows = [{"benchmark": "default ≥ ImageNet baseline on top-1, mAP, AUROC, every seed",
+             "figure": "yes" if not worse else f"no: {'; '.join(worse)}", "target": "every metric, every seed",
+             "ok": not worse, "note": f"{len(runs)} seeds"}]
+    for key, target in (("auroc", 0.95), ("mAP", 0.95)):
+        vals = [r["finetuned"].get(key) for r in runs]
+        ok = all(v is not None and v >= target for v in vals)
+        rows.append({"benchmark": f"default {key}, every seed", "figure": "/".join(f"{v:.3f}" for v in vals),
+                     "target": f"≥ {target}", "ok": ok,
+                     "note": "robot views indexed; open-set negatives of the current simulator"})
+    ratios = [a["finetune"]["wall_s"] / b["finetune"]["wall_s"] for a, b in zip(runs, results[previous])]
+    rows.append({"benchmark": "fine-tune wall time: default ÷ previous default (same scene, paired per seed)",
+                 "figure": f"{statistics.median(ratios):.2f} (" + "/".join(f"{x:.2f}" for x in ratios) + ")",
+                 "target": "≤ 1.0", "ok": statistics.median(ratios) <= 1.0,
+                 "note": "median of per-seed ratios of `finetune` wall time (set-up, monitor, checkpoints included); "
+                         "shared 2-core machine"})
+    return rows
+
+
+#: what a fine-tune's result depends on besides its configuration and its scene
+RESULT_SOURCES = ("ssl_nav/learning", "ssl_nav/retrieval", "ssl_nav/energy", "ssl_nav/atomic.py", "ssl_nav/errors.py")
+
+
+def code_hash(sources: tuple[str, ...] = RESULT_SOURCES) -> str:
+    """sha256 of the code of ``sources`` without docstrings and comments (an edit of the documentation does not
+    invalidate cached results; any change of the code does)."""
+    import ast
+    import hashlib
+
+    from experiments import REPO
+
+    h = hashlib.sha256()
+    for rel in sources:
+        p = REPO / rel
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            tree = ast.parse(f.read_text())
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                    body[0] = ast.Pass()
+            h.update(f.relative_to(REPO).as_posix().encode())
+            h.update(ast.dump(tree).encode())
+    return h.hexdigest()[:12]
+
+
+def run_cached(seed: int, name: str, overrides: dict[str, Any], quick: bool) -> dict:
+    """:func:`experiments.run_variant`, reusing an earlier result of the same effective configuration, scene and
+    training/retrieval source (so moving a default does not re-run the variants it did not change)."""
+    import hashlib
+    import json
+
+    from experiments import ROOT, experiment_config, run_variant, scene_key
+
+    from ssl_nav.config import to_dict
+
+    cfg = experiment_config(seed, overrides, quick)
+    blob = json.dumps(to_dict(cfg), sort_keys=True) + scene_key(cfg) + code_hash()
+    path = ROOT / "ablation" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        res = json.loads(path.read_text())
+        res["name"], res["cached"] = name, True
+        return res
+    res = run_variant(seed, overrides, quick=quick, name=name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, default=str))
+    return res
+
+
+def run_all(vs: dict[str, dict[str, Any]], seeds, quick: bool) -> dict[str, list[dict]]:
+    from experiments import METRICS, _fmt
+
+    out: dict[str, list[dict]] = {name: [] for name in vs}
+    for seed in seeds:
+        for name, ov in vs.items():
+            r = run_cached(seed, name, ov, quick)
+            out[name].append(r)
+            m = r["finetuned"]
+            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in METRICS)
+                  + (" (cached)" if r.get("cached") else f" ({r['seconds']:.0f} s)"), flush=True)
+    return out
+
+
+def run(quick: bool = False) -> list[dict]:
+    from experiments import variant_rows
+
+    import torch
+
+    seeds = (0,) if quick else (0, 1, 2)
+    vs = variants()
+    default, previous = list(vs)[:2]
+    # one thread per run: on a shared 2-core machine, 2-thread OpenMP under contention runs several times slower;
+    # every variant gets the same, and the figures are quality and time ratios
+    torch.set_num_threads(THREADS)
+    results = run_all({k: {**v, "learning.threads": THREADS} for k, v in vs.items()}, seeds, quick)
+    rows = variant_rows(results, reference=default)
+    extras = _extras(results)
+    for row in rows[1:]:
+        row["note"] += f"; {extras[row['benchmark']]}"
+    return rows + _goal_rows(results, default, previous)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--list", action="store_true", help="print the variants and exit")
+    args = ap.parse_args()
+    if args.list:
+        for k, v in variants().items():
+            print(f"{k}: {v}")
+    else:
+        for r in run(args.quick):
+            print(r)
