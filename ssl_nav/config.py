@@ -349,6 +349,14 @@ class RosConfig:
                                 range=(1e-6, 1.0))
     status_period_s: float = _f(1.0, "period of view_collector ~/status, ~/instances and instances.json (s)",
                                 range=(0.05, 3600.0))
+    sync_window_s: float = _f(1.0, "view_collector: how long an rgb frame waits for its depth, pose (and mask) "
+                              "before it counts as a sync drop (s)", range=(0.05, 60.0))
+    mask_wait_s: float = _f(1.0, "view_collector with mapping.segmenter auto: decide 'geometric' when no "
+                            "instance_mask arrived this long after the first rgb frame (s)", range=(0.0, 60.0))
+    keyframe_queue: int = _f(4, "view_collector: keyframes waiting for fusion and cropping; when full the oldest "
+                             "is dropped (counted as queue_overflow)", range=(1, 1000))
+    sim_publish_masks: bool = _f(True, "sim_bridge publishes the simulator's instance masks (false: a camera "
+                                 "without masks, for the geometric segmenter)")
     index_model: str = _f("mobilenet_v2", "model the retrieval server indexes with before any fine-tuned model "
                           "arrives: a backbone name (ImageNet weights) or a model.pt")
 

@@ -10,14 +10,15 @@ topic                                                 message
 ``camera/color/image_raw``                            Image rgb8 (low-quality robot frames: blur, noise)
 ``camera/aligned_depth_to_color/image_raw``           Image 32FC1, metres (0 = invalid)
 ``camera/color/camera_info``                          CameraInfo (pinhole, no distortion)
-``camera/instance_mask``                              Image 32SC1, simulator instance ids (0 = none)
+``camera/instance_mask``                              Image 32SC1, simulator instance ids (0 = none);
+                                                      only with ``ros.sim_publish_masks`` (default true)
 ``camera/pose``                                       PoseStamped, optical frame in ``ros.map_frame``
 ====================================================  ===============================================
 
 Images carry ``header.frame_id = camera_color_optical_frame`` and the same stamp (the node clock when
 rendered). Remap them onto ``view_collector``'s ``rgb``, ``depth``, ``camera_info``, ``instance_mask`` and
 ``camera_pose`` (the launch files and ``ssl-nav ros-stack`` do). ``~/status`` (String JSON, latched) reports
-``published`` / ``total`` / ``done``. With ``ros.sim_loop`` the trajectory repeats.
+``published`` / ``total`` / ``done`` / ``masks``. With ``ros.sim_loop`` the trajectory repeats.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ class SimBridgeNode(Node):
             "rgb": self.create_publisher(Image, TOPICS["rgb"], SENSOR_QOS),
             "depth": self.create_publisher(Image, TOPICS["depth"], SENSOR_QOS),
             "camera_info": self.create_publisher(CameraInfo, TOPICS["camera_info"], SENSOR_QOS),
-            "instance_mask": self.create_publisher(Image, TOPICS["instance_mask"], SENSOR_QOS),
             "camera_pose": self.create_publisher(PoseStamped, TOPICS["camera_pose"], SENSOR_QOS),
         }
+        if self.cfg.ros.sim_publish_masks:
+            self.pubs["instance_mask"] = self.create_publisher(Image, TOPICS["instance_mask"], SENSOR_QOS)
         self.status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
         self.published = 0
         self.done = threading.Event()
@@ -92,7 +94,7 @@ class SimBridgeNode(Node):
         self.pubs["camera_info"].publish(conv.K_to_camera_info(frame.K, w, h, OPTICAL_FRAME, stamp))
         self.pubs["camera_pose"].publish(conv.matrix_to_pose_stamped(frame.T_world_cam, self.cfg.ros.map_frame, stamp))
         self.pubs["depth"].publish(conv.numpy_to_image(frame.depth.astype(np.float32), "32FC1", OPTICAL_FRAME, stamp))
-        if frame.instance_mask is not None:
+        if frame.instance_mask is not None and "instance_mask" in self.pubs:
             self.pubs["instance_mask"].publish(
                 conv.numpy_to_image(frame.instance_mask.astype(np.int32), "32SC1", OPTICAL_FRAME, stamp))
         self.pubs["rgb"].publish(conv.numpy_to_image(frame.rgb, "rgb8", OPTICAL_FRAME, stamp))
@@ -100,7 +102,8 @@ class SimBridgeNode(Node):
 
     def _status(self) -> None:
         self.status_pub.publish(json_msg({"published": self.published, "total": len(self.poses),
-                                          "done": self.done.is_set(), "scene_id": self.sim.scene_id}))
+                                          "done": self.done.is_set(), "scene_id": self.sim.scene_id,
+                                          "masks": "instance_mask" in self.pubs}))
 
     def _start_once(self) -> None:
         self._start_timer.cancel()

@@ -1,10 +1,13 @@
 """Approximate-time synchronisation of camera streams by stamp (message_filters is not needed).
 
-Each topic keeps a small buffer of ``(stamp, item)``. When every required topic has an item within
-``tolerance`` seconds of a reference item (the oldest pending item of the first topic, usually ``rgb``), the set
-is emitted and everything up to it is discarded. Items older than the last emitted set are dropped, and so are
-reference items that can no longer be matched (every other topic has moved past them by more than the
-tolerance). Pure Python, no ROS imports: the view collector feeds it from its subscription callbacks.
+Each topic keeps a small buffer of ``(stamp, item)`` sorted by stamp. A reference item (the first topic,
+usually ``rgb``) becomes a set as soon as every required topic has an item within ``tolerance`` seconds of it;
+the set's items leave their buffers and nothing else does, so items that arrive out of order (several callback
+threads, one topic overtaking another) still find their partners. A reference item that found no partners
+within ``window`` seconds of the newest stamp seen is dropped and counted under the topics it missed
+(:attr:`StampSynchronizer.unmatched`); items of the other topics that old leave silently. Every buffer is also
+bounded (``buffer_size``). Pure Python, no ROS imports: the view collector feeds it from its subscription
+callbacks.
 """
 
 from __future__ import annotations
@@ -14,112 +17,116 @@ import threading
 from collections import Counter
 from typing import Any
 
+Set = dict[str, "tuple[float, Any] | None"]
+
 
 class StampSynchronizer:
     """Matches items of several topics whose stamps lie within ``tolerance`` of each other.
 
-    ``topics[0]`` is the reference (the first required topic). ``optional`` topics join a set when an item is
-    within tolerance and are otherwise left out (``None`` in the emitted set); ``required`` can change at run
-    time (:meth:`set_required`).
+    ``topics[0]`` is the reference. ``optional`` topics join a set when an item is within tolerance and are
+    otherwise left out (``None`` in the emitted set); ``required`` can change at run time (:meth:`set_required`,
+    then :meth:`match` emits the sets that completes).
     """
 
-    def __init__(self, topics: list[str], tolerance: float, buffer_size: int = 30,
+    def __init__(self, topics: list[str], tolerance: float, window: float = 1.0, buffer_size: int = 50,
                  optional: tuple[str, ...] = ()) -> None:
         if not topics:
             raise ValueError("StampSynchronizer needs at least one topic")
         self.topics = list(topics)
+        self.ref = self.topics[0]
         self.tolerance = float(tolerance)
+        self.window = float(window)
         self.buffer_size = int(buffer_size)
         self.required = [t for t in topics if t not in optional]
         self._buf: dict[str, list[tuple[float, Any]]] = {t: [] for t in topics}
-        self._last_emitted = float("-inf")
+        self._newest = float("-inf")
         self._lock = threading.Lock()
-        self.dropped: Counter[str] = Counter()
+        #: reference items dropped, by reason ("no depth within 0.05 s", "late", "buffer overflow")
+        self.unmatched: Counter[str] = Counter()
+        #: items of the other topics that left unused, by topic (not frames lost: a frame is a reference item)
+        self.unused: Counter[str] = Counter()
         self.emitted = 0
 
     def set_required(self, topic: str, required: bool) -> None:
         with self._lock:
             if required and topic not in self.required:
                 self.required.append(topic)
-            elif not required and topic in self.required and topic != self.topics[0]:
+            elif not required and topic in self.required and topic != self.ref:
                 self.required.remove(topic)
 
-    def add(self, topic: str, stamp: float, item: Any) -> list[dict[str, tuple[float, Any] | None]]:
+    def add(self, topic: str, stamp: float, item: Any) -> list[Set]:
         """Buffer one item; return the sets (``{topic: (stamp, item) | None}``) it completes, oldest first."""
         with self._lock:
-            if stamp <= self._last_emitted:
-                self.dropped[f"{topic}: older than the last synchronised set"] += 1
+            if stamp < self._newest - self.window:
+                self._lost(topic, "late (older than the sync window)")
                 return []
             buf = self._buf[topic]
-            keys = [s for s, _ in buf]
-            i = bisect.bisect_right(keys, stamp)
-            buf.insert(i, (stamp, item))
+            bisect.insort(buf, (stamp, item), key=lambda x: x[0])
             if len(buf) > self.buffer_size:
                 del buf[0]
-                self.dropped[f"{topic}: buffer overflow (no match within tolerance)"] += 1
+                self._lost(topic, "buffer overflow")
+            self._newest = max(self._newest, stamp)
+            out = self._match()
+            self._expire()
+            return out
+
+    def match(self) -> list[Set]:
+        """The sets that are complete now (after :meth:`set_required` relaxed a topic)."""
+        with self._lock:
             return self._match()
+
+    def _lost(self, topic: str, reason: str) -> None:
+        if topic == self.ref:
+            self.unmatched[reason] += 1
+        else:
+            self.unused[topic] += 1
 
     def _nearest(self, topic: str, stamp: float) -> int | None:
         buf = self._buf[topic]
+        i = bisect.bisect_left(buf, stamp, key=lambda x: x[0])
         best, best_d = None, self.tolerance
-        for i, (s, _) in enumerate(buf):
-            d = abs(s - stamp)
-            if d <= best_d:
-                best, best_d = i, d
+        for j in (i - 1, i):
+            if 0 <= j < len(buf):
+                d = abs(buf[j][0] - stamp)
+                if d <= best_d:
+                    best, best_d = j, d
         return best
 
-    def _match(self) -> list[dict]:
-        ref = self.topics[0]
-        out = []
-        while self._buf[ref]:
-            stamp, item = self._buf[ref][0]
+    def _match(self) -> list[Set]:
+        out: list[Set] = []
+        refs = self._buf[self.ref]
+        i = 0
+        while i < len(refs):
+            stamp, item = refs[i]
             picks: dict[str, int | None] = {}
-            complete = True
             for t in self.topics[1:]:
                 j = self._nearest(t, stamp)
                 if j is None and t in self.required:
-                    complete = False
                     break
                 picks[t] = j
-            if complete:
-                chosen: dict[str, tuple[float, Any] | None] = {ref: (stamp, item)}
+            else:
+                chosen: Set = {self.ref: refs.pop(i)}
                 for t, j in picks.items():
-                    chosen[t] = self._buf[t][j] if j is not None else None
-                self._last_emitted = max(self._last_emitted, stamp)
-                # discard everything up to the matched items
-                del self._buf[ref][0]
-                for t, j in picks.items():
-                    if j is not None:
-                        del self._buf[t][:j + 1]
+                    chosen[t] = self._buf[t].pop(j) if j is not None else None
                 out.append(chosen)
                 self.emitted += 1
                 continue
-            # can the reference item still be matched? Not if a required topic already has newer items beyond
-            # the tolerance and nothing within it.
-            stale = False
-            for t in self.required:
-                if t == ref:
-                    continue
-                buf = self._buf[t]
-                if buf and buf[-1][0] > stamp + self.tolerance and self._nearest(t, stamp) is None:
-                    stale = True
-                    break
-            if stale:
-                del self._buf[ref][0]
-                self.dropped[f"{ref}: no match within {self.tolerance} s"] += 1
-                continue
-            break
-        # prune other topics' items too old to match any pending reference item
-        if self._buf[ref]:
-            oldest_ref = self._buf[ref][0][0]
-            for t in self.topics[1:]:
-                buf = self._buf[t]
-                k = 0
-                while k < len(buf) and buf[k][0] < oldest_ref - self.tolerance:
-                    k += 1
-                if k:
-                    del buf[:k]
+            i += 1
         return out
+
+    def _expire(self) -> None:
+        limit = self._newest - self.window
+        for t, buf in self._buf.items():
+            k = 0
+            while k < len(buf) and buf[k][0] < limit:
+                if t == self.ref:
+                    missing = [o for o in self.required if o != self.ref and self._nearest(o, buf[k][0]) is None]
+                    self.unmatched[f"no {' / '.join(missing) or 'partner'} within {self.tolerance} s"] += 1
+                else:
+                    self.unused[t] += 1
+                k += 1
+            if k:
+                del buf[:k]
 
     def pending(self) -> dict[str, int]:
         with self._lock:
@@ -129,3 +136,4 @@ class StampSynchronizer:
         with self._lock:
             for b in self._buf.values():
                 b.clear()
+            self._newest = float("-inf")

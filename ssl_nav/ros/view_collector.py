@@ -2,7 +2,7 @@
 
 SimView (Sakaguchi et al., IROS 2024, arXiv 2404.09647) collects multi-view crops of each instance by
 ray-tracing the 3D instance map from every camera pose; this node does it online with the same
-:class:`~ssl_nav.mapping.instance_map.InstanceMap` and :class:`~ssl_nav.views.collect.ViewCollector` as
+:class:`~ssl_nav.mapping.builder.MapBuilder` and :class:`~ssl_nav.views.collect.ViewCollector` as
 ``ssl-nav collect``.
 
 Subscribes (relative names; remap them to your driver's topics):
@@ -10,22 +10,36 @@ Subscribes (relative names; remap them to your driver's topics):
 - ``rgb`` (Image rgb8/bgr8/rgba8/mono8), ``depth`` (Image 32FC1 metres or 16UC1 with ``ros.depth_scale_16u``),
   ``camera_info`` (CameraInfo), ``camera_pose`` (PoseStamped of the camera *optical* frame in ``ros.map_frame``),
   all with sensor-data QoS;
-- ``instance_mask`` (Image 32SC1/16UC1, ids stable over time or per frame: ``mapping.id_mode``);
-- ``semantic_map`` (PointCloud2 with an ``instance`` field, optional): when it arrives, it replaces the map
-  built from masks, and frames no longer need a mask.
+- ``instance_mask`` (Image 32SC1/16UC1, optional; ids stable over time or per frame: ``mapping.id_mode``);
+- ``semantic_map`` (PointCloud2 with an ``instance`` field, optional, latched QoS): it becomes the map.
 
-rgb, depth, pose and mask are synchronised by stamp within ``ros.sync_tolerance_s``
-(:class:`~ssl_nav.ros.sync.StampSynchronizer`). Complete sets go to a one-slot queue served by a worker thread
-(the newest set wins when the worker is busy: counted as ``superseded``); keyframes (the ViewCollector's gate,
-``views.keyframe_*``) are fused into the map and cropped.
+Where the map instances come from (``mapping.segmenter``, :mod:`ssl_nav.mapping.builder`):
+
+- ``masks``: the ``instance_mask`` stream (every frame needs one);
+- ``geometric``: 3D segmentation of the fused depth (:class:`~ssl_nav.mapping.segment.GeometricSegmenter`),
+  no masks, no weights: what a robot with only an RGB-D camera and a pose uses;
+- ``semantic_map``: the ``semantic_map`` topic (or the file ``mapping.semantic_map``); frames only give views;
+- ``auto`` (default): ``masks`` as soon as an ``instance_mask`` message arrives; ``geometric`` when none has
+  arrived ``ros.mask_wait_s`` after the first rgb frame; ``semantic_map`` whenever that topic delivers a map.
+  The choice holds until ``~/clear``. ``~/status`` names the segmenter and why.
+
+The path of a frame, cheapest work first:
+
+1. the callbacks convert each message (a bad one is logged with its topic and reason, counted, dropped) and
+   buffer it in :class:`~ssl_nav.ros.sync.StampSynchronizer`, which matches rgb, depth, pose (and mask) by
+   stamp within ``ros.sync_tolerance_s``; an rgb frame unmatched after ``ros.sync_window_s`` is a ``sync`` drop;
+2. the keyframe gate (``views.keyframe_translation`` / ``views.keyframe_rotation_deg``) looks at the set's pose:
+   a frame too close to the last keyframe is dropped there (``not_keyframe``: by design), before any heavy work;
+3. keyframes wait in a bounded queue (``ros.keyframe_queue``; when full the oldest goes: ``queue_overflow``)
+   for one worker thread, which fuses them into the map, cuts the crops and writes the store.
+
+Every rgb frame that arrives ends in exactly one place: a keyframe, or a drop by cause (``not_keyframe``,
+``queue_overflow``, ``sync``, ``bad_message``, ``no_camera_info``, ``no_map_yet``), reported in ``~/status``.
 
 Publishes ``~/status`` (String JSON, latched) and ``~/instances`` (MarkerArray) every ``ros.status_period_s``,
 from a snapshot the worker takes after each keyframe (the timer never waits for the map).
 Services ``~/save`` (write the map to DATA/map and instances.json) and ``~/clear`` (start a new map and store;
 the old store is kept as ``store.cleared-<time>``).
-
-A bad message (wrong encoding, size mismatch, NaN pose, stamp far from its arrival time) is logged with its topic
-and reason and dropped; the node keeps running.
 """
 
 from __future__ import annotations
@@ -53,6 +67,9 @@ from ssl_nav.ros.sync import StampSynchronizer
 
 NODE_NAME = "view_collector"
 SYNC_TOPICS = ["rgb", "depth", "camera_pose", "instance_mask"]
+#: why an rgb frame did not become a keyframe (``~/status`` "drops"); only ``not_keyframe`` is by design
+DROP_CAUSES = ("not_keyframe", "queue_overflow", "sync", "bad_message", "no_camera_info", "no_map_yet")
+UNDECIDED = "undecided"
 
 
 class ViewCollectorNode(Node):
@@ -63,48 +80,52 @@ class ViewCollectorNode(Node):
         self.cfg = declare_config(self, NODE_SECTIONS[NODE_NAME])
         rc = self.cfg.ros
         self.data = DataDir(rc.data_dir)
+        from ssl_nav.mapping.builder import MapBuilder, choose_segmenter
         from ssl_nav.mapping.instance_map import InstanceMap
         from ssl_nav.views.collect import ViewCollector
         from ssl_nav.views.selection import KeyframeGate
         from ssl_nav.views.store import ViewStore
 
-        self._InstanceMap, self._ViewCollector, self._KeyframeGate = InstanceMap, ViewCollector, KeyframeGate
-        self._ViewStore = ViewStore
-        self._lock = threading.RLock()  # map, collector, store
+        self._MapBuilder, self._InstanceMap, self._ViewCollector = MapBuilder, InstanceMap, ViewCollector
+        self._ViewStore, self._KeyframeGate = ViewStore, KeyframeGate
+        choose_segmenter(self.cfg.mapping.segmenter, False)  # an unknown name is a ConfigError now
+        self._lock = threading.RLock()  # builder, collector, store
         self.store = ViewStore(self.data.store, create=True)
-        self.imap = InstanceMap(self.cfg.mapping)
-        self.collector = ViewCollector(self.cfg.views, self.store)
-        self.map_gate = KeyframeGate(self.cfg.views.keyframe_translation, self.cfg.views.keyframe_rotation_deg)
-        self.semantic_map = False
+        self.collector = self._new_collector()
+        self.gate = KeyframeGate(self.cfg.views.keyframe_translation, self.cfg.views.keyframe_rotation_deg)
+        self._gate_lock = threading.Lock()
+        self.sync = StampSynchronizer(SYNC_TOPICS, rc.sync_tolerance_s, window=max(rc.sync_window_s,
+                                                                                   rc.mask_wait_s + 0.5))
+        self.builder: Any = None
+        self.segmenter, self.segmenter_reason = UNDECIDED, ""
+        self._first_rgb_t: float | None = None
+        self._start_segmenter()
         self._take_snapshot()
 
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         import open3d  # noqa: F401  (imported now, not while the first frames wait)
-        self.sync = StampSynchronizer(SYNC_TOPICS, rc.sync_tolerance_s, optional=())
         self._K: np.ndarray | None = None
         self._K_size: tuple[int, int] | None = None
         self.received: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()  # bad messages per topic
+        self.drops: Counter[str] = Counter()  # rgb frames per cause (sync: from self.sync.unmatched)
         self.counts: Counter[str] = Counter()
         self.last_drops: deque[str] = deque(maxlen=10)
         self.keyframe_seconds: deque[float] = deque(maxlen=100)  # map fusion + view collection per keyframe
 
-        self._slot: dict | None = None  # newest complete set waiting for the worker
-        self._slot_cv = threading.Condition()
+        self._queue: deque[dict] = deque()  # keyframes waiting for the worker
+        self._queue_cv = threading.Condition()
         self._busy = False
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="view_collector_worker", daemon=True)
 
-        # Camera callbacks only convert and buffer; they get their own (reentrant) group so that a status timer or
-        # a service waiting for the map lock never holds them up. They take (message, MessageInfo): the stamp
-        # check uses the DDS receive time, not the time the callback runs.
+        # Camera callbacks only convert, match and gate; they get their own (reentrant) group so that a status
+        # timer or a service waiting for the map lock never holds them up. They take (message, MessageInfo):
+        # the stamp check uses the DDS receive time, not the time the callback runs.
         cam = ReentrantCallbackGroup()
-        self.create_subscription(Image, "rgb", lambda m, i: self._on_image("rgb", m, i), SENSOR_QOS,
-                                 callback_group=cam)
-        self.create_subscription(Image, "depth", lambda m, i: self._on_image("depth", m, i), SENSOR_QOS,
-                                 callback_group=cam)
-        self.create_subscription(Image, "instance_mask", lambda m, i: self._on_image("instance_mask", m, i),
-                                 SENSOR_QOS, callback_group=cam)
+        for topic in ("rgb", "depth", "instance_mask"):
+            self.create_subscription(Image, topic, lambda m, i, t=topic: self._on_image(t, m, i), SENSOR_QOS,
+                                     callback_group=cam)
         self.create_subscription(PoseStamped, "camera_pose", self._on_pose, SENSOR_QOS, callback_group=cam)
         self.create_subscription(CameraInfo, "camera_info", self._on_info, SENSOR_QOS, callback_group=cam)
         self.create_subscription(PointCloud2, "semantic_map", self._on_semantic_map, STATUS_QOS)
@@ -114,12 +135,64 @@ class ViewCollectorNode(Node):
         self.create_service(Trigger, "~/clear", self._on_clear)
         self.create_timer(rc.status_period_s, self.publish_status)
         self._worker.start()
-        self.get_logger().info(f"collecting views into {self.data.store} ({len(self.store)} views so far)")
+        self.get_logger().info(f"collecting views into {self.data.store} ({len(self.store)} views so far); "
+                               f"segmenter: {self.segmenter} ({self.segmenter_reason})")
+
+    # ------------------------------------------------------------------ segmenter
+    def _new_collector(self) -> Any:
+        c = self._ViewCollector(self.cfg.views, self.store)
+        c.gate = self._KeyframeGate(0.0, 0.0)  # the node gates on the pose before queueing; no second gate
+        return c
+
+    def _start_segmenter(self) -> None:
+        """The segmenter of ``mapping.segmenter``; ``auto`` stays undecided until the streams say."""
+        setting = self.cfg.mapping.segmenter
+        self.builder, self.segmenter, self._first_rgb_t = None, UNDECIDED, None
+        if setting == "auto":
+            self.segmenter_reason = (f"auto: waiting up to ros.mask_wait_s = {self.cfg.ros.mask_wait_s} s after "
+                                     "the first rgb frame for instance_mask")
+            self.sync.set_required("instance_mask", True)
+        elif setting == "semantic_map" and not self.cfg.mapping.semantic_map:
+            self.segmenter_reason = "mapping.segmenter: waiting for the semantic_map topic"
+            self.sync.set_required("instance_mask", False)
+        else:
+            self._use(setting, "mapping.segmenter")
+
+    def _use(self, name: str, why: str, imap: Any = None) -> None:
+        with self._lock:
+            self.builder = self._MapBuilder(self.cfg.mapping, name, imap, why)
+            self.segmenter, self.segmenter_reason = name, why
+            self._take_snapshot()
+        self.sync.set_required("instance_mask", name == "masks")
+        self.get_logger().info(f"segmenter: {name} ({why})")
+
+    def _decide_auto(self, topic: str) -> None:
+        """``auto``: masks when an instance_mask arrives; geometric when none did within ros.mask_wait_s."""
+        with self._gate_lock:
+            if self.segmenter != UNDECIDED or self.cfg.mapping.segmenter != "auto":
+                return
+            if topic == "instance_mask":
+                self._use("masks", "auto: instance_mask messages arrive")
+            elif topic == "rgb":
+                now = time.monotonic()
+                if self._first_rgb_t is None:
+                    self._first_rgb_t = now
+                if now - self._first_rgb_t < self.cfg.ros.mask_wait_s:
+                    return
+                self._use("geometric", f"auto: no instance_mask within ros.mask_wait_s = "
+                                       f"{self.cfg.ros.mask_wait_s} s of the first rgb frame")
+            else:
+                return
+        for s in self.sync.match():  # the frames that waited for a mask
+            self._on_set(s)
 
     # ------------------------------------------------------------------ inputs
     def _drop(self, topic: str, reason: str) -> None:
+        """A bad message (or a set that cannot make a frame): logged with its topic and reason, counted."""
         self.dropped[topic] += 1
         self.counts["dropped"] += 1
+        if topic == "rgb":
+            self.drops["bad_message"] += 1
         self.last_drops.append(reason if reason.startswith(topic) else f"{topic}: {reason}")
         self.get_logger().warning(f"dropped a message on '{topic}': {reason}")
 
@@ -178,34 +251,53 @@ class ViewCollectorNode(Node):
 
     def _on_semantic_map(self, msg: PointCloud2) -> None:
         self.received["semantic_map"] += 1
+        setting = self.cfg.mapping.segmenter
+        if setting not in ("auto", "semantic_map"):
+            self.get_logger().warning(f"semantic_map: ignored (mapping.segmenter is {setting!r})")
+            return
         try:
             xyz, labels = conv.cloud_to_arrays(msg, "semantic_map")
         except SslNavError as e:
             self._drop("semantic_map", str(e))
             return
-        with self._lock:
-            self.imap = self._InstanceMap.from_points(xyz, labels, self.cfg.mapping)
-            self.semantic_map = True
-            self._take_snapshot()
-        self.sync.set_required("instance_mask", False)
-        self.get_logger().info(f"semantic_map: {len(xyz)} points, {len(self.imap)} instances; masks now optional")
+        self._use("semantic_map", "the semantic_map topic", self._InstanceMap.from_points(xyz, labels,
+                                                                                           self.cfg.mapping))
+        self.get_logger().info(f"semantic_map: {len(xyz)} points, {len(self._snapshot[0])} instances; "
+                               "masks now optional")
+        for s in self.sync.match():
+            self._on_set(s)
 
     def _feed(self, topic: str, stamp: float, item: Any) -> None:
+        if self.segmenter == UNDECIDED and topic in ("rgb", "instance_mask"):
+            self._decide_auto(topic)
         for s in self.sync.add(topic, stamp, item):
+            self._on_set(s)
+
+    def _on_set(self, s: dict) -> None:
+        """A synchronised set: camera_info known? keyframe? then into the bounded queue (oldest out when full)."""
+        with self._gate_lock:
             self.counts["synced"] += 1
-            with self._slot_cv:
-                if self._slot is not None:
-                    self.counts["superseded"] += 1
-                self._slot = s
-                self._slot_cv.notify()
+            if self._K is None:  # not a bad message: the camera_info reader may match a little later
+                self.drops["no_camera_info"] += 1
+                return
+            if not self.gate.accept(s["camera_pose"][1]):
+                self.drops["not_keyframe"] += 1
+                self.counts["not_keyframe"] += 1
+                return
+        with self._queue_cv:
+            if len(self._queue) >= self.cfg.ros.keyframe_queue:
+                self._queue.popleft()
+                self.drops["queue_overflow"] += 1
+            self._queue.append(s)
+            self._queue_cv.notify()
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
         while not self._stop.is_set():
-            with self._slot_cv:
-                while self._slot is None and not self._stop.is_set():
-                    self._slot_cv.wait(0.2)
-                s, self._slot = self._slot, None
+            with self._queue_cv:
+                while not self._queue and not self._stop.is_set():
+                    self._queue_cv.wait(0.2)
+                s = self._queue.popleft() if self._queue else None
                 self._busy = s is not None
             if s is None:
                 continue
@@ -215,9 +307,10 @@ class ViewCollectorNode(Node):
                 self._drop("rgb", f"frame unusable: {e}")
             except Exception as e:  # the node keeps running; the reason is logged
                 self.counts["errors"] += 1
+                self.drops["bad_message"] += 1
                 self.get_logger().error(f"processing a frame failed: {type(e).__name__}: {e}")
             finally:
-                with self._slot_cv:
+                with self._queue_cv:
                     self._busy = False
 
     def _process(self, s: dict) -> None:
@@ -229,54 +322,64 @@ class ViewCollectorNode(Node):
         mask = s["instance_mask"][1] if s.get("instance_mask") is not None else None
         h, w = rgb.shape[:2]
         if depth.shape != (h, w):
-            self._drop("depth", f"size {depth.shape[1]}x{depth.shape[0]} does not match rgb {w}x{h}")
+            self._drop("rgb", f"depth size {depth.shape[1]}x{depth.shape[0]} does not match rgb {w}x{h}")
             return
         if mask is not None and mask.shape != (h, w):
-            self._drop("instance_mask", f"size {mask.shape[1]}x{mask.shape[0]} does not match rgb {w}x{h}")
-            return
-        if self._K is None:  # not a bad message: the camera_info reader may match a little later
-            self.counts["waiting_for_camera_info"] += 1
+            self._drop("rgb", f"instance_mask size {mask.shape[1]}x{mask.shape[0]} does not match rgb {w}x{h}")
             return
         if self._K_size != (h, w):
-            self._drop("camera_info", f"size {self._K_size[1]}x{self._K_size[0]} does not match rgb {w}x{h}")
+            self._drop("rgb", f"camera_info size {self._K_size[1]}x{self._K_size[0]} does not match rgb {w}x{h}")
             return
-        frame = Frame(rgb=rgb, depth=depth, K=self._K, T_world_cam=T, instance_mask=mask, stamp=stamp,
-                      frame_id=f"{stamp:.6f}", quality="low").validate()
         with self._lock:
-            self.counts["frames"] += 1
-            if not self.map_gate.accept(frame.T_world_cam):
-                self.counts["not_keyframe"] += 1
+            builder = self.builder
+            if builder is None:
+                self.drops["no_map_yet"] += 1
                 return
+            frame = Frame(rgb=rgb, depth=depth, K=self._K, T_world_cam=T,
+                          instance_mask=mask if builder.name == "masks" else None, stamp=stamp,
+                          frame_id=f"{stamp:.6f}", quality="low").validate()
             t0 = time.perf_counter()
-            if not self.semantic_map:
-                self.imap.integrate(frame)
-            t_integrate = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            added = self.collector.process(frame, self.imap)
-            self.keyframe_seconds.append(time.perf_counter() - t0 + t_integrate)
+            builder.integrate(frame)
+            imap = builder.instance_map()
+            added = self.collector.process(frame, imap)
+            self.keyframe_seconds.append(time.perf_counter() - t0)
             self.counts["keyframes"] += 1
             self.counts["views_added"] += len(added)
             self._take_snapshot()  # (process() rewrites instances.json whenever it adds views)
 
     def idle(self) -> bool:
-        """True when no complete set is waiting or being processed."""
-        with self._slot_cv:
-            return self._slot is None and not self._busy
+        """True when no keyframe is waiting or being processed."""
+        with self._queue_cv:
+            return not self._queue and not self._busy
 
     # ------------------------------------------------------------------ outputs
     def _take_snapshot(self) -> None:
-        """Instances, view count and collector summary for ~/status (taken by the worker, under the lock)."""
-        self._snapshot = (self.imap.to_store_instances(), len(self.store), self.collector.summary())
+        """Instances, view count, collector and map summaries for ~/status (taken under the lock)."""
+        b = self.builder
+        instances = b.instance_map().to_store_instances() if b is not None else {}  # (cached after a keyframe)
+        self._snapshot = (instances, len(self.store), self.collector.summary(),
+                          b.summary() if b is not None else None)
 
     def status(self) -> dict:
-        instances, n_views, summary = self._snapshot
-        n_inst = len(instances)
-        return {"received": dict(self.received), "dropped": dict(self.dropped), "last_drops": list(self.last_drops),
-                "counts": dict(self.counts), "pending": self.sync.pending(), "sync_dropped": dict(self.sync.dropped),
+        """The ``~/status`` object (docs/ros.md lists its fields)."""
+        instances, n_views, summary, map_summary = self._snapshot
+        drops = {c: int(self.drops[c]) for c in DROP_CAUSES}
+        drops["sync"] = int(sum(self.sync.unmatched.values()))
+        n_rgb = int(self.received["rgb"])
+        lost = sum(v for c, v in drops.items() if c != "not_keyframe")
+        with self._queue_cv:
+            queued = len(self._queue)
+        return {"segmenter": self.segmenter, "segmenter_reason": self.segmenter_reason,
+                "frames": {"received": n_rgb, "keyframes": int(self.counts["keyframes"]), "queued": queued,
+                           "waiting_for_sync": self.sync.pending()["rgb"]},
+                "drops": drops, "lost_fraction": round(lost / n_rgb, 4) if n_rgb else None,
+                "sync_unmatched": dict(self.sync.unmatched),
+                "received": dict(self.received), "dropped": dict(self.dropped), "last_drops": list(self.last_drops),
+                "counts": dict(self.counts), "pending": self.sync.pending(),
                 "keyframe_ms_p50": round(1e3 * float(np.median(self.keyframe_seconds)), 1)
                 if self.keyframe_seconds else None,
-                "instances": n_inst, "views": n_views, "semantic_map": self.semantic_map,
-                "store": str(self.data.store), "collector": summary}
+                "instances": len(instances), "views": n_views, "semantic_map": self.segmenter == "semantic_map",
+                "map": map_summary, "store": str(self.data.store), "collector": summary}
 
     def publish_status(self) -> None:
         """~/status and ~/instances from the worker's last snapshot (never waits for the map lock)."""
@@ -289,26 +392,32 @@ class ViewCollectorNode(Node):
     def save(self) -> str:
         """Write the map (DATA/map) and the store's instances.json; returns a one-line summary."""
         with self._lock:
-            instances = self.imap.to_store_instances()
+            if self.builder is None:
+                return f"no map yet (segmenter {self.segmenter}: {self.segmenter_reason}); nothing saved"
+            imap = self.builder.finish()
+            instances = imap.to_store_instances()
             self.store.set_instances({**self.store.instances(), **instances})
-            self.imap.save(self.data.map)
+            imap.save(self.data.map)
             self._take_snapshot()
-            return f"saved {len(instances)} instances and {len(self.store)} views to {self.data.root}"
+            return (f"saved {len(instances)} instances ({self.segmenter} segmenter) and {len(self.store)} views "
+                    f"to {self.data.root}")
 
     def clear(self) -> str:
+        with self._queue_cv:
+            self._queue.clear()
         with self._lock:
             old = None
             if len(self.store) or self.store.instances():
                 old = self.data.root / f"store.cleared-{time.strftime('%Y%m%d-%H%M%S')}"
                 Path(self.data.store).rename(old)
             self.store = self._ViewStore(self.data.store, create=True)
-            self.imap = self._InstanceMap(self.cfg.mapping)
-            self.collector = self._ViewCollector(self.cfg.views, self.store)
-            self.map_gate.reset()
-            self.semantic_map = False
+            self.collector = self._new_collector()
+            self.builder, self.segmenter = None, UNDECIDED
             self._take_snapshot()
-        self.sync.clear()
-        self.sync.set_required("instance_mask", True)
+        with self._gate_lock:  # (lock order everywhere: _gate_lock, then _lock)
+            self.gate.reset()
+            self.sync.clear()
+            self._start_segmenter()
         return "cleared the map and started a new store" + (f" (old store kept at {old})" if old else "")
 
     def _on_save(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -327,8 +436,8 @@ class ViewCollectorNode(Node):
 
     def close(self) -> None:
         self._stop.set()
-        with self._slot_cv:
-            self._slot_cv.notify_all()
+        with self._queue_cv:
+            self._queue_cv.notify_all()
         self._worker.join(timeout=5)
 
 

@@ -179,3 +179,46 @@ def test_semantic_map_replaces_masks(rclpy_context, executor, tmp_path):
         _spin_for(executor, 0.2)
     spin_until(executor, lambda: status.last["views"] > 0, 30, "views from the semantic map")
     assert set(status.last["collector"]["views_per_instance"]) == {"4"}
+
+
+def test_frames_without_masks_are_segmented_geometrically(rclpy_context, executor, tmp_path):
+    """Issue 10: rgb + depth + pose and no instance_mask -> after ros.mask_wait_s the geometric segmenter builds
+    the map; instances land on the boxes and views are cut; ~/status names the segmenter and why."""
+    import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+
+    from ssl_nav.ros.view_collector import ViewCollectorNode
+
+    col = add(executor, ViewCollectorNode(context=rclpy_context, parameter_overrides=overrides(
+        "view_collector", tmp_path, mapping__voxel_size=0.02, mapping__min_points=30, mapping__geometric_stride=1,
+        mapping__geometric_resegment_every=2, ros__mask_wait_s=0.3)))
+    feeder = add(executor, rclpy.create_node("feeder", context=rclpy_context))
+    pubs = {"rgb": feeder.create_publisher(Image, "rgb", SENSOR_QOS),
+            "depth": feeder.create_publisher(Image, "depth", SENSOR_QOS),
+            "camera_info": feeder.create_publisher(CameraInfo, "camera_info", SENSOR_QOS),
+            "camera_pose": feeder.create_publisher(PoseStamped, "camera_pose", SENSOR_QOS)}
+    status = Inbox(feeder, String, "/view_collector/status", STATUS_QOS, as_json=True)
+    spin_until(executor, lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20, "discovery")
+    boxes = [scenes.Box(1, (1.0, -0.9, 0.0), (1.4, -0.5, 0.4), (220, 40, 40)),
+             scenes.Box(2, (1.2, 0.0, 0.0), (1.5, 0.3, 0.3), (40, 200, 40)),
+             scenes.Box(3, (0.9, 0.6, 0.0), (1.2, 1.0, 0.35), (40, 60, 220))]
+    poses = scenes.orbit_poses(8, center=(1.2, 0.0, 0.3), radius=2.2, height=1.3, arc_deg=140.0)
+    for T in poses:
+        f = scenes.render(boxes, T)
+        stamp = feeder.get_clock().now().to_msg()
+        pubs["camera_info"].publish(conv.K_to_camera_info(f.K, 160, 120, "cam", stamp))
+        pubs["camera_pose"].publish(conv.matrix_to_pose_stamped(T, "map", stamp))
+        pubs["depth"].publish(conv.numpy_to_image(f.depth.astype(np.float32), "32FC1", "cam", stamp))
+        pubs["rgb"].publish(conv.numpy_to_image(f.rgb, "rgb8", "cam", stamp))
+        _spin_for(executor, 0.15)
+    spin_until(executor, lambda: col.idle() and status.last and status.last["frames"]["keyframes"] >= 6, 30,
+               "the keyframes to be fused")
+    spin_until(executor, lambda: status.last["views"] > 0 and status.last["instances"] >= 3, 10, "views")
+    st = status.last
+    assert st["segmenter"] == "geometric" and "no instance_mask" in st["segmenter_reason"], st["segmenter_reason"]
+    assert st["map"]["segmenter"] == "geometric" and st["map"]["geometric"]["supports"] >= 1
+    assert st["drops"]["sync"] == 0 and st["drops"]["queue_overflow"] == 0, st["drops"]
+    assert "geometric segmenter" in col.save()
+    centroids = [np.asarray(c["centroid"]) for c in col.store.instances().values()]
+    for b in boxes:  # every box has an instance near its centre
+        centre = (np.asarray(b.lo) + np.asarray(b.hi)) / 2
+        assert min(np.linalg.norm(c - centre) for c in centroids) < 0.15, (b, centroids)
