@@ -49,7 +49,11 @@ def query(image_path: str, namespace: str = "", timeout: float = 120.0, retry: f
 
     rgb = read_image_rgb(image_path)
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    from rclpy.executors import SingleThreadedExecutor
+
     node = rclpy.create_node("ssl_nav_query_client", context=context)
+    executor = SingleThreadedExecutor(context=context)  # (rclpy.spin_once would use the default context)
+    executor.add_node(node)
     answers: dict[float, dict] = {}
     goals: dict[float, PoseStamped] = {}
     try:
@@ -73,7 +77,7 @@ def query(image_path: str, namespace: str = "", timeout: float = 120.0, retry: f
         node.create_subscription(PoseStamped, f"{ns}/retrieval_server/goal_pose", on_goal, RELIABLE_QOS)
         end = time.monotonic() + timeout
         while pub.get_subscription_count() == 0 and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
         last_sent = -1e9
         stamp_key = None
         while time.monotonic() < end:
@@ -92,10 +96,11 @@ def query(image_path: str, namespace: str = "", timeout: float = 120.0, retry: f
                     conv.numpy_to_image(rgb, "rgb8", "query", stamp)
                 pub.publish(msg)
                 last_sent = time.monotonic()
-            rclpy.spin_once(node, timeout_sec=0.05)
+            executor.spin_once(timeout_sec=0.05)
         return {"goal": None, "answer": answers.get(stamp_key) if stamp_key is not None else None,
                 "timeout": True}
     finally:
+        executor.shutdown(timeout_sec=1)
         node.destroy_node()
 
 

@@ -114,6 +114,7 @@ class ViewCollectorNode(Node):
         self.keyframe_seconds: deque[float] = deque(maxlen=100)  # map fusion + view collection per keyframe
 
         self._queue: deque[dict] = deque()  # keyframes waiting for the worker
+        self._lagging: deque[Any] = deque()  # fused keyframes whose crops are not cut yet (_view_lag)
         self._queue_cv = threading.Condition()
         self._busy = False
         self._stop = threading.Event()
@@ -134,6 +135,8 @@ class ViewCollectorNode(Node):
         self.create_service(Trigger, "~/save", self._on_save)
         self.create_service(Trigger, "~/clear", self._on_clear)
         self.create_timer(rc.status_period_s, self.publish_status)
+        if self.cfg.mapping.segmenter == "auto":  # decides even when the rgb stream stops before ros.mask_wait_s
+            self.create_timer(0.1, lambda: self.segmenter == UNDECIDED and self._decide_auto("rgb", first=False))
         self._worker.start()
         self.get_logger().info(f"collecting views into {self.data.store} ({len(self.store)} views so far); "
                                f"segmenter: {self.segmenter} ({self.segmenter_reason})")
@@ -166,8 +169,9 @@ class ViewCollectorNode(Node):
         self.sync.set_required("instance_mask", name == "masks")
         self.get_logger().info(f"segmenter: {name} ({why})")
 
-    def _decide_auto(self, topic: str) -> None:
-        """``auto``: masks when an instance_mask arrives; geometric when none did within ros.mask_wait_s."""
+    def _decide_auto(self, topic: str, first: bool = True) -> None:
+        """``auto``: masks when an instance_mask arrives; geometric when none did within ros.mask_wait_s of the
+        first rgb frame (checked when an rgb frame arrives, ``first``, and by a timer)."""
         with self._gate_lock:
             if self.segmenter != UNDECIDED or self.cfg.mapping.segmenter != "auto":
                 return
@@ -176,6 +180,8 @@ class ViewCollectorNode(Node):
             elif topic == "rgb":
                 now = time.monotonic()
                 if self._first_rgb_t is None:
+                    if not first:
+                        return
                     self._first_rgb_t = now
                 if now - self._first_rgb_t < self.cfg.ros.mask_wait_s:
                     return
@@ -340,15 +346,26 @@ class ViewCollectorNode(Node):
                           frame_id=f"{stamp:.6f}", quality="low").validate()
             t0 = time.perf_counter()
             builder.integrate(frame)
-            imap = builder.instance_map()
-            added = self.collector.process(frame, imap)
-            self.keyframe_seconds.append(time.perf_counter() - t0)
             self.counts["keyframes"] += 1
-            self.counts["views_added"] += len(added)
+            self._lagging.append(frame)
+            if len(self._lagging) > self._view_lag():
+                self._cut_views(self._lagging.popleft(), builder.instance_map())
+            self.keyframe_seconds.append(time.perf_counter() - t0)
             self._take_snapshot()  # (process() rewrites instances.json whenever it adds views)
 
+    def _view_lag(self) -> int:
+        """Keyframes a frame waits before its crops are cut: the geometric map segments an object only after
+        it was fused (``mapping.geometric_resegment_every`` frames later); masks give instances at once."""
+        return self.cfg.mapping.geometric_resegment_every if self.segmenter == "geometric" else 0
+
+    def _cut_views(self, frame: Any, imap: Any) -> None:
+        added = self.collector.process(frame, imap)
+        self.counts["views_added"] += len(added)
+
     def idle(self) -> bool:
-        """True when no keyframe is waiting or being processed."""
+        """True when no keyframe is waiting or being processed (nor frames waiting for the auto decision)."""
+        if self.segmenter == UNDECIDED and self._first_rgb_t is not None and self.sync.pending()["rgb"]:
+            return False
         with self._queue_cv:
             return not self._queue and not self._busy
 
@@ -395,6 +412,8 @@ class ViewCollectorNode(Node):
             if self.builder is None:
                 return f"no map yet (segmenter {self.segmenter}: {self.segmenter_reason}); nothing saved"
             imap = self.builder.finish()
+            while self._lagging:  # the last keyframes' crops, against the final map
+                self._cut_views(self._lagging.popleft(), imap)
             instances = imap.to_store_instances()
             self.store.set_instances({**self.store.instances(), **instances})
             imap.save(self.data.map)
@@ -412,6 +431,7 @@ class ViewCollectorNode(Node):
                 Path(self.data.store).rename(old)
             self.store = self._ViewStore(self.data.store, create=True)
             self.collector = self._new_collector()
+            self._lagging.clear()
             self.builder, self.segmenter = None, UNDECIDED
             self._take_snapshot()
         with self._gate_lock:  # (lock order everywhere: _gate_lock, then _lock)

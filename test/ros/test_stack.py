@@ -165,3 +165,60 @@ def test_a_store_with_a_bad_pose_stops_the_stack_with_a_clear_error(rclpy_contex
     (tmp_path / "d" / "store" / "views.jsonl").write_text(json.dumps({**rec, "T_world_cam": "x"}) + "\n")
     with pytest.raises(StoreError, match=r"views.jsonl:1: bad view line \(key 'T_world_cam'"):
         Stack(rclpy_context, tiny_params_file(tmp_path / "tiny.yaml"), data_dir=str(tmp_path / "d"))
+
+
+def test_ros_stack_with_sim_and_no_masks_ends_with_a_goal_near_the_object(rclpy_context, tmp_path):
+    """Issue 10 done-when: ``ssl-nav ros-stack --with-sim`` with ``ros.sim_publish_masks: false``: the collector
+    decides on the geometric segmenter, the loop indexes its views, and a query (one of the robot's own crops
+    of the instance at a placed object) gets a goal within 0.3 m of that object's true centre (the centre of its
+    simulator bounding box)."""
+    import dataclasses
+
+    import yaml
+
+    from ssl_nav.config import SimConfig
+    from ssl_nav.ros.query_client import query
+    from ssl_nav.sim.pybullet_backend import PyBulletSimulator
+
+    data = tmp_path / "data"
+    params = tiny_params_file(tmp_path / "tiny.yaml")
+    doc = yaml.safe_load(params.read_text())
+    p = doc["/**"]["ros__parameters"]
+    p["sim"].update(width=160, height=120, n_turn_steps=8)
+    p["mapping"] = {"voxel_size": 0.02, "min_points": 30, "geometric_stride": 1, "geometric_resegment_every": 2}
+    p["ros"].update(sim_publish_masks=False, mask_wait_s=0.5)
+    params.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log_path = tmp_path / "stack.log"
+    with open(log_path, "w") as log:
+        stack = subprocess.Popen([sys.executable, "-m", "ssl_nav", "ros-stack", "--params", str(params), "--with-sim",
+                                  "--no-finetune", "--data-dir", str(data)], cwd=REPO, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            _wait(lambda: (data / "index" / "meta.json").is_file(), 180, stack, "the baseline index")
+            sim = PyBulletSimulator(dataclasses.replace(SimConfig(), **p["sim"]))
+            sim.load_scene(p["sim"].get("seed", SimConfig().seed))
+            objects = {o.instance_id: (o.aabb_min + o.aabb_max) / 2 for o in sim.objects()}
+            sim.close()
+            instances = json.loads((data / "store" / "instances.json").read_text())
+            views = [json.loads(line) for line in (data / "store" / "views.jsonl").read_text().splitlines() if line]
+            # the placed object with the nearest map instance that has views
+            with_views = {v["instance_id"] for v in views}
+            dist, obj, target = min((float(np.linalg.norm(np.asarray(instances[i]["centroid"]) - c)), o, i)
+                                    for o, c in objects.items() for i in with_views if i in instances)
+            assert dist < 0.3, f"no map instance within 0.3 m of any placed object: {instances}"
+            photo = data / "store" / next(v["image"] for v in views if v["instance_id"] == target)
+            out = query(str(photo), timeout=60, context=rclpy_context)
+        finally:
+            stack.send_signal(signal.SIGINT)
+            try:
+                rc = stack.wait(60)
+            except subprocess.TimeoutExpired:
+                stack.kill()
+                rc = stack.wait()
+    text = log_path.read_text()
+    assert rc == 0, text[-3000:]
+    assert "segmenter: geometric (auto: no instance_mask" in text, text[-3000:]
+    assert out["goal"] is not None and out["answer"]["matches"][0]["instance_id"] == target, out
+    goal = np.asarray(out["goal"]["position"])
+    assert np.linalg.norm(goal - objects[obj]) < 0.3, (goal, objects[obj])
