@@ -92,30 +92,46 @@ def json_msg(obj: Any) -> String:
 
 
 def run_node(factory: Callable[..., Any], args: list[str] | None = None) -> int:
-    """``main()`` of a node executable: init rclpy with the ROS args, spin multi-threaded, shut down cleanly."""
+    """``main()`` of a node executable: init rclpy with the ROS args, spin multi-threaded, shut down in order.
+
+    As ``ssl-nav ros-stack`` (:mod:`ssl_nav.ros.stack`): rclpy's signal handlers are off (they would shut the
+    context down under the node's worker threads); SIGINT / SIGTERM set a :class:`~ssl_nav.shutdown.StopOnSignal`
+    flag that ends the spin loop, then the node's threads stop (``close()``), the node is destroyed and only then
+    the context shuts down. Exit code 0 on a signal, 2 on an :class:`~ssl_nav.errors.SslNavError` (the message
+    names the parameter or file), no traceback either way.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from ssl_nav.errors import SslNavError
+    from ssl_nav.shutdown import StopOnSignal
 
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = factory()
-        executor = MultiThreadedExecutor(num_threads=4)  # camera callbacks, timers, services, status
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SslNavError as e:
-        print(f"{getattr(factory, '__name__', 'node')}: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close:
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    with StopOnSignal() as signals:
+        rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+        node = executor = None
+        try:
+            if signals.stop.is_set():
+                return 0
+            node = factory()
+            executor = MultiThreadedExecutor(num_threads=4)  # camera callbacks, timers, services, status
+            executor.add_node(node)
+            while not signals.stop.is_set():
+                executor.spin_once(timeout_sec=0.1)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except SslNavError as e:
+            print(f"{getattr(factory, '__name__', 'node')}: error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            if node is not None:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+                if executor is not None:
+                    executor.remove_node(node)
+                    executor.shutdown(timeout_sec=2)
+                node.destroy_node()
+            if rclpy.ok():
+                rclpy.shutdown()
     return 0

@@ -1,0 +1,51 @@
+"""``run_node`` (every node executable's ``main()``): SIGINT / SIGTERM stop a real node process cleanly, exit 0."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from .test_stack import REPO, tiny_params_file  # noqa: E402
+
+
+def _wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if text in path.read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the node exited ({proc.returncode}) before {text!r}:\n{path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"no {text!r} after {timeout} s:\n{path.read_text()[-3000:]}")
+
+
+@pytest.mark.parametrize("module, sig, when, settle_s", [
+    ("ssl_nav.ros.view_collector", signal.SIGINT, "collecting views into", 0.0),  # worker thread waiting
+    ("ssl_nav.ros.sim_bridge", signal.SIGTERM, "[sim_bridge]: scene", 1.5),  # render thread publishing (loops)
+])
+def test_a_node_process_stops_cleanly_on_a_signal(ros_env, tmp_path, module, sig, when, settle_s):
+    params = tiny_params_file(tmp_path / "tiny.yaml")
+    log_path = tmp_path / "node.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
+    args = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params),
+            "-p", f"ros.data_dir:={tmp_path / 'data'}", "-p", "ros.sim_loop:=true", "-p", "ros.status_period_s:=0.1"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_text(log_path, when, proc, 120)
+            time.sleep(settle_s)
+            proc.send_signal(sig)
+            rc = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log_path.read_text()
+    assert rc == 0, text[-3000:]
+    assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
