@@ -9,7 +9,10 @@ off the executor, so the node answers ``~/start`` / ``~/cancel`` while it trains
 - ``~/cancel`` (Trigger): ask the running fine-tune to stop after the current step (no model.pt is written).
 - ``~/progress`` (String JSON): ``{"run_id", "state": "started"|"running"|"completed"|"cancelled"|"failed", ...}``
   with the epoch's metrics line while running.
-- ``~/energy`` (String JSON): the run's EnergyRecord (also appended to the ledger DATA/``energy.ledger``).
+- ``~/energy`` (String JSON, latched): the run's EnergyRecord (:mod:`ssl_nav.energy.record`, format
+  ``ssl_nav.energy/2`` with per-phase figures), the same object as ``RUN/energy.json`` and the line appended to
+  the ledger DATA/``energy.ledger``; its ``run_id`` is the trainer's. With no energy source every joule and
+  watt figure is null and ``source`` is ``"unavailable"``, never 0.
 - ``~/model_ready`` (String: path of model.pt; RELIABLE + TRANSIENT_LOCAL, depth 1): latched, so a retrieval
   server started later still gets the newest model. On start-up the newest completed run's model is announced.
 """
@@ -123,7 +126,8 @@ class FinetunerNode(Node):
         state = res.summary.get("status", "completed")
         self.last_result = {"run_id": run_id, "state": state, "run_dir": str(res.run_dir),
                             "model": str(res.model_path) if res.model_path else None, "summary": res.summary}
-        self.energy_pub.publish(json_msg({"run_id": run_id, **(res.energy or {})}))
+        if res.energy:  # the run's EnergyRecord, exactly as in RUN/energy.json and the ledger
+            self.energy_pub.publish(json_msg(res.energy))
         self._progress(self.last_result)
         if state == "completed" and res.model_path is not None and Path(res.model_path).is_file():
             self.model_pub.publish(String(data=str(Path(res.model_path).absolute())))

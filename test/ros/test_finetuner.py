@@ -1,5 +1,6 @@
 """finetuner over real DDS: ~/start trains off the executor and leads to a latched model_ready; ~/cancel stops."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ rclpy = pytest.importorskip("rclpy")
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from ssl_nav.energy.record import PHASES  # noqa: E402
 from ssl_nav.ros.runtime import LATCHED_QOS, STATUS_QOS  # noqa: E402
 
 from .conftest import Inbox, add, make_store, overrides, spin_until  # noqa: E402
@@ -29,6 +31,7 @@ def test_start_leads_to_model_ready_and_services_answer_while_training(rclpy_con
     ft = add(executor, FinetunerNode(context=rclpy_context, parameter_overrides=overrides("finetuner", tmp_path)))
     probe = add(executor, rclpy.create_node("ft_probe", context=rclpy_context))
     progress = Inbox(probe, String, "/finetuner/progress", STATUS_QOS, as_json=True)
+    energy = Inbox(probe, String, "/finetuner/energy", STATUS_QOS, as_json=True)
     start = probe.create_client(Trigger, "/finetuner/start")
     r1 = _call(executor, start)
     assert r1.success, r1.message
@@ -47,6 +50,17 @@ def test_start_leads_to_model_ready_and_services_answer_while_training(rclpy_con
     states = [p.get("state") for p in progress.items]
     assert "running" in states and states[-1] == "completed"
     assert (tmp_path / "energy.jsonl").is_file()  # the ledger in the data directory
+    # ~/energy carries the run's EnergyRecord, the same object as energy.json; no source -> null, never 0
+    spin_until(executor, lambda: len(energy) > 0, 10, "~/energy")
+    rec = energy.last
+    assert rec == json.loads((model.parent / "energy.json").read_text())
+    assert rec["format"] == "ssl_nav.energy/2" and rec["source"] == "unavailable"
+    # the phases partition the run (which ones depends on the trainer; every name is one the record knows)
+    assert rec["phases"] and set(rec["phases"]) <= set(PHASES)
+    assert abs(sum(p["wall_s"] for p in rec["phases"].values()) - rec["wall_s"]) < 1e-3
+    assert sum(p["images"] for p in rec["phases"].values()) == rec["images"] > 0
+    assert rec["joules"]["total"] is None and rec["avg_w"] is None and rec["j_per_1k_images"] is None
+    assert all(p["joules"]["total"] is None and p["avg_w"] is None for p in rec["phases"].values())
 
 
 def test_cancel_stops_the_run_without_a_model(rclpy_context, executor, tmp_path):
