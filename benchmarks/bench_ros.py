@@ -5,9 +5,10 @@ Each node runs in its own process (``python -m ssl_nav.ros.<node> --ros-args ...
 ``ROS_DOMAIN_ID`` with ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; this process publishes and measures.
 
 - **query round trip**: a 640x480 rgb8 ``Image`` published on ``query_image`` -> the answer received
-  (``~/goal_pose`` when the server places the object in the map, else ``~/matches``), one query at a time, with the default retrieval settings (mobilenet_v2 ImageNet weights when present, 224 px),
-  against an index of 20 instances x 10 views. p50 / p99 of the round trip; the server's own share
-  (``latency_s`` in ``~/matches``) alongside.
+  (``~/goal_pose`` when the server places the object in the map, else ``~/matches``), one query at a time,
+  with the default retrieval settings (mobilenet_v2 ImageNet weights when present, 224 px), against an index
+  of 20 instances x 10 views. p50 / p99 of the round trip; the server's own share (``latency_s`` in
+  ``~/matches``) alongside.
 - **query flood**: 200 queries published as fast as possible (a burst), then 200 at 20 Hz (a sustained flood),
   ``ros.query_queue`` = 2: how many were answered, whether the newest was, and the round trip (publish ->
   answer received) of the answered ones, p50 / p99. The rest are dropped oldest-first by the bounded queue.
@@ -200,7 +201,8 @@ def bench_queries(tmp: Path, domain: int, quick: bool) -> list[dict]:
                                    f"p99 {1e3 * _pct(flood_rtt, 99):.0f} ms",
                          "target": "p99 <= 250 ms; newest answered",
                          "ok": newest in matches and _pct(flood_rtt, 99) <= 0.25,
-                         "note": f"{len(served)} of {n_flood} answered ({sum(s in goals for s in served)} with a goal), newest answered: "
+                         "note": f"{len(served)} of {n_flood} answered ({sum(s in goals for s in served)} with a "
+                                 f"goal), newest answered: "
                                  f"{'yes' if newest in matches else 'no'}; server latency p50 "
                                  f"{1e3 * _pct(lat, 50):.0f} ms / max {1e3 * max(lat or [0]):.0f} ms; the rest dropped "
                                  "oldest-first by the bounded queue (or by DDS keep-last history)"})
