@@ -31,7 +31,10 @@ The path of a frame, cheapest work first:
 2. the keyframe gate (``views.keyframe_translation`` / ``views.keyframe_rotation_deg``) looks at the set's pose:
    a frame too close to the last keyframe is dropped there (``not_keyframe``: by design), before any heavy work;
 3. keyframes wait in a bounded queue (``ros.keyframe_queue``; when full the oldest goes: ``queue_overflow``)
-   for one worker thread, which fuses them into the map, cuts the crops and writes the store.
+   for the fusion worker, which fuses them into the map; a views worker then cuts their crops and writes the
+   store (PNG encoding and fsync release the GIL, so it runs next to the fusion of the following keyframes).
+   The views worker's own queue is bounded too; when it is full the fusion worker waits, so that every loss
+   is counted at the first queue.
 
 Every rgb frame that arrives ends in exactly one place: a keyframe, or a drop by cause (``not_keyframe``,
 ``queue_overflow``, ``sync``, ``bad_message``, ``no_camera_info``, ``no_map_yet``), reported in ``~/status``.
@@ -89,7 +92,9 @@ class ViewCollectorNode(Node):
         self._MapBuilder, self._InstanceMap, self._ViewCollector = MapBuilder, InstanceMap, ViewCollector
         self._ViewStore, self._KeyframeGate = ViewStore, KeyframeGate
         choose_segmenter(self.cfg.mapping.segmenter, False)  # an unknown name is a ConfigError now
-        self._lock = threading.RLock()  # builder, collector, store
+        # lock order: _gate_lock (gate, segmenter choice) -> _lock (builder: the map) -> _views_lock (collector, store)
+        self._lock = threading.RLock()
+        self._views_lock = threading.RLock()
         self.store = ViewStore(self.data.store, create=True)
         self.collector = self._new_collector()
         self.gate = KeyframeGate(self.cfg.views.keyframe_translation, self.cfg.views.keyframe_rotation_deg)
@@ -99,8 +104,9 @@ class ViewCollectorNode(Node):
         self.builder: Any = None
         self.segmenter, self.segmenter_reason = UNDECIDED, ""
         self._first_rgb_t: float | None = None
+        self._snap_map: tuple[dict, dict | None] = ({}, None)  # (instances, map summary): for ~/status
+        self._snap_views: tuple[int, dict] = (len(self.store), self.collector.summary())
         self._start_segmenter()
-        self._take_snapshot()
 
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         import open3d  # noqa: F401  (imported now, not while the first frames wait)
@@ -111,14 +117,17 @@ class ViewCollectorNode(Node):
         self.drops: Counter[str] = Counter()  # rgb frames per cause (sync: from self.sync.unmatched)
         self.counts: Counter[str] = Counter()
         self.last_drops: deque[str] = deque(maxlen=10)
-        self.keyframe_seconds: deque[float] = deque(maxlen=100)  # map fusion + view collection per keyframe
+        self.keyframe_seconds: deque[float] = deque(maxlen=100)  # fusion of one keyframe
+        self.views_seconds: deque[float] = deque(maxlen=100)  # crops + store writes of one keyframe
 
-        self._queue: deque[dict] = deque()  # keyframes waiting for the worker
+        self._queue: deque[dict] = deque()  # keyframes waiting for fusion
         self._lagging: deque[Any] = deque()  # fused keyframes whose crops are not cut yet (_view_lag)
-        self._queue_cv = threading.Condition()
-        self._busy = False
+        self._views_queue: deque[tuple[Any, Any]] = deque()  # (keyframe, map) waiting for crops
+        self._queue_cv = threading.Condition()  # both queues and the busy flags
+        self._busy = self._views_busy = False
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="view_collector_worker", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="view_collector_fusion", daemon=True)
+        self._views_worker = threading.Thread(target=self._views_work, name="view_collector_views", daemon=True)
 
         # Camera callbacks only convert, match and gate; they get their own (reentrant) group so that a status
         # timer or a service waiting for the map lock never holds them up. They take (message, MessageInfo):
@@ -138,6 +147,7 @@ class ViewCollectorNode(Node):
         if self.cfg.mapping.segmenter == "auto":  # decides even when the rgb stream stops before ros.mask_wait_s
             self.create_timer(0.1, lambda: self.segmenter == UNDECIDED and self._decide_auto("rgb", first=False))
         self._worker.start()
+        self._views_worker.start()
         self.get_logger().info(f"collecting views into {self.data.store} ({len(self.store)} views so far); "
                                f"segmenter: {self.segmenter} ({self.segmenter_reason})")
 
@@ -165,7 +175,7 @@ class ViewCollectorNode(Node):
         with self._lock:
             self.builder = self._MapBuilder(self.cfg.mapping, name, imap, why)
             self.segmenter, self.segmenter_reason = name, why
-            self._take_snapshot()
+            self._snapshot_map()
         self.sync.set_required("instance_mask", name == "masks")
         self.get_logger().info(f"segmenter: {name} ({why})")
 
@@ -268,7 +278,7 @@ class ViewCollectorNode(Node):
             return
         self._use("semantic_map", "the semantic_map topic", self._InstanceMap.from_points(xyz, labels,
                                                                                            self.cfg.mapping))
-        self.get_logger().info(f"semantic_map: {len(xyz)} points, {len(self._snapshot[0])} instances; "
+        self.get_logger().info(f"semantic_map: {len(xyz)} points, {len(self._snap_map[0])} instances; "
                                "masks now optional")
         for s in self.sync.match():
             self._on_set(s)
@@ -297,8 +307,9 @@ class ViewCollectorNode(Node):
             self._queue.append(s)
             self._queue_cv.notify()
 
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ workers
     def _work(self) -> None:
+        """Fusion worker: keyframes from the bounded queue into the map."""
         while not self._stop.is_set():
             with self._queue_cv:
                 while not self._queue and not self._stop.is_set():
@@ -318,6 +329,7 @@ class ViewCollectorNode(Node):
             finally:
                 with self._queue_cv:
                     self._busy = False
+                    self._queue_cv.notify_all()
 
     def _process(self, s: dict) -> None:
         from ssl_nav.frames import Frame
@@ -348,59 +360,108 @@ class ViewCollectorNode(Node):
             builder.integrate(frame)
             self.counts["keyframes"] += 1
             self._lagging.append(frame)
-            if len(self._lagging) > self._view_lag():
-                self._cut_views(self._lagging.popleft(), builder.instance_map())
+            ready = []
+            while len(self._lagging) > self._view_lag():
+                ready.append(self._lagging.popleft())
+            imap = builder.instance_map() if ready else None
             self.keyframe_seconds.append(time.perf_counter() - t0)
-            self._take_snapshot()  # (process() rewrites instances.json whenever it adds views)
+            self._snapshot_map()
+        for f in ready:
+            self._put_views(f, imap)
 
     def _view_lag(self) -> int:
         """Keyframes a frame waits before its crops are cut: the geometric map segments an object only after
         it was fused (``mapping.geometric_resegment_every`` frames later); masks give instances at once."""
         return self.cfg.mapping.geometric_resegment_every if self.segmenter == "geometric" else 0
 
+    def _put_views(self, frame: Any, imap: Any) -> None:
+        """Hand a keyframe to the views worker; waits while ``ros.keyframe_queue`` keyframes already wait there
+        (then the fusion queue fills and overflows: the losses are counted in one place)."""
+        with self._queue_cv:
+            while len(self._views_queue) >= self.cfg.ros.keyframe_queue and not self._stop.is_set():
+                self._queue_cv.wait(0.2)
+            self._views_queue.append((frame, imap))
+            self._queue_cv.notify_all()
+
+    def _views_work(self) -> None:
+        """Views worker: crops, quality checks and store writes (PNG encoding, fsync) of fused keyframes, next to
+        the fusion of the following ones. A geometric map is a new object after each segmentation and is never
+        changed afterwards; the masks and semantic maps change in place, so their crops wait for the map lock."""
+        import contextlib
+
+        while not self._stop.is_set():
+            with self._queue_cv:
+                while not self._views_queue and not self._stop.is_set():
+                    self._queue_cv.wait(0.2)
+                job = self._views_queue.popleft() if self._views_queue else None
+                self._views_busy = job is not None
+                self._queue_cv.notify_all()
+            if job is None:
+                continue
+            frame, imap = job
+            try:
+                shared = self.segmenter != "geometric"
+                with self._lock if shared else contextlib.nullcontext():
+                    self._cut_views(frame, imap)
+            except SslNavError as e:
+                self._drop("rgb", f"frame unusable: {e}")
+            except Exception as e:  # the node keeps running; the reason is logged
+                self.counts["errors"] += 1
+                self.get_logger().error(f"cutting views failed: {type(e).__name__}: {e}")
+            finally:
+                with self._queue_cv:
+                    self._views_busy = False
+                    self._queue_cv.notify_all()
+
     def _cut_views(self, frame: Any, imap: Any) -> None:
-        added = self.collector.process(frame, imap)
-        self.counts["views_added"] += len(added)
+        with self._views_lock:
+            t0 = time.perf_counter()
+            added = self.collector.process(frame, imap)
+            self.views_seconds.append(time.perf_counter() - t0)
+            self.counts["views_added"] += len(added)
+            self._snap_views = (len(self.store), self.collector.summary())
 
     def idle(self) -> bool:
         """True when no keyframe is waiting or being processed (nor frames waiting for the auto decision)."""
         if self.segmenter == UNDECIDED and self._first_rgb_t is not None and self.sync.pending()["rgb"]:
             return False
         with self._queue_cv:
-            return not self._queue and not self._busy
+            return not (self._queue or self._busy or self._views_queue or self._views_busy)
 
     # ------------------------------------------------------------------ outputs
-    def _take_snapshot(self) -> None:
-        """Instances, view count, collector and map summaries for ~/status (taken under the lock)."""
+    def _snapshot_map(self) -> None:
+        """Instances and the map summary for ~/status (under ``_lock``; the timer never waits for the map)."""
         b = self.builder
-        instances = b.instance_map().to_store_instances() if b is not None else {}  # (cached after a keyframe)
-        self._snapshot = (instances, len(self.store), self.collector.summary(),
-                          b.summary() if b is not None else None)
+        self._snap_map = (b.instance_map().to_store_instances(), b.summary()) if b is not None else ({}, None)
 
     def status(self) -> dict:
         """The ``~/status`` object (docs/ros.md lists its fields)."""
-        instances, n_views, summary, map_summary = self._snapshot
+        instances, map_summary = self._snap_map
+        n_views, summary = self._snap_views
         drops = {c: int(self.drops[c]) for c in DROP_CAUSES}
         drops["sync"] = int(sum(self.sync.unmatched.values()))
         n_rgb = int(self.received["rgb"])
         lost = sum(v for c, v in drops.items() if c != "not_keyframe")
         with self._queue_cv:
-            queued = len(self._queue)
+            queued, views_queued = len(self._queue), len(self._views_queue) + len(self._lagging)
+
+        def p50(xs: deque) -> float | None:
+            return round(1e3 * float(np.median(xs)), 1) if xs else None
+
         return {"segmenter": self.segmenter, "segmenter_reason": self.segmenter_reason,
                 "frames": {"received": n_rgb, "keyframes": int(self.counts["keyframes"]), "queued": queued,
-                           "waiting_for_sync": self.sync.pending()["rgb"]},
+                           "waiting_for_views": views_queued, "waiting_for_sync": self.sync.pending()["rgb"]},
                 "drops": drops, "lost_fraction": round(lost / n_rgb, 4) if n_rgb else None,
                 "sync_unmatched": dict(self.sync.unmatched),
                 "received": dict(self.received), "dropped": dict(self.dropped), "last_drops": list(self.last_drops),
                 "counts": dict(self.counts), "pending": self.sync.pending(),
-                "keyframe_ms_p50": round(1e3 * float(np.median(self.keyframe_seconds)), 1)
-                if self.keyframe_seconds else None,
+                "keyframe_ms_p50": p50(self.keyframe_seconds), "views_ms_p50": p50(self.views_seconds),
                 "instances": len(instances), "views": n_views, "semantic_map": self.segmenter == "semantic_map",
                 "map": map_summary, "store": str(self.data.store), "collector": summary}
 
     def publish_status(self) -> None:
-        """~/status and ~/instances from the worker's last snapshot (never waits for the map lock)."""
-        instances = self._snapshot[0]
+        """~/status and ~/instances from the workers' last snapshots (never waits for the map lock)."""
+        instances = self._snap_map[0]
         self.status_pub.publish(json_msg(self.status()))
         if self.cfg.ros.publish_markers:
             self.markers_pub.publish(conv.instance_markers(instances, self.cfg.ros.map_frame,
@@ -415,16 +476,20 @@ class ViewCollectorNode(Node):
             while self._lagging:  # the last keyframes' crops, against the final map
                 self._cut_views(self._lagging.popleft(), imap)
             instances = imap.to_store_instances()
-            self.store.set_instances({**self.store.instances(), **instances})
+            with self._views_lock:
+                self.store.set_instances({**self.store.instances(), **instances})
+                self._snap_views = (len(self.store), self.collector.summary())
             imap.save(self.data.map)
-            self._take_snapshot()
+            self._snapshot_map()
             return (f"saved {len(instances)} instances ({self.segmenter} segmenter) and {len(self.store)} views "
                     f"to {self.data.root}")
 
     def clear(self) -> str:
         with self._queue_cv:
             self._queue.clear()
-        with self._lock:
+            self._views_queue.clear()
+            self._queue_cv.notify_all()
+        with self._lock, self._views_lock:
             old = None
             if len(self.store) or self.store.instances():
                 old = self.data.root / f"store.cleared-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -433,7 +498,8 @@ class ViewCollectorNode(Node):
             self.collector = self._new_collector()
             self._lagging.clear()
             self.builder, self.segmenter = None, UNDECIDED
-            self._take_snapshot()
+            self._snapshot_map()
+            self._snap_views = (0, self.collector.summary())
         with self._gate_lock:  # (lock order everywhere: _gate_lock, then _lock)
             self.gate.reset()
             self.sync.clear()
@@ -459,6 +525,7 @@ class ViewCollectorNode(Node):
         with self._queue_cv:
             self._queue_cv.notify_all()
         self._worker.join(timeout=5)
+        self._views_worker.join(timeout=5)
 
 
 def main(args: list[str] | None = None) -> int:
