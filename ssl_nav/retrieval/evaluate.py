@@ -381,3 +381,47 @@ def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: 
     metrics = compute_metrics(results)
     metrics["calibrated"] = retriever.thresholds.calibrated
     return metrics, results
+
+
+# ------------------------------------------------------------------------------------------------ the eval stage
+
+@dataclass
+class IndexEvaluation:
+    """What :func:`evaluate_index` measured: one metrics column per model (``baseline`` first when there is
+    one, then ``fine-tuned``, or ``model`` alone), their per-query results, the retrievers, and warnings."""
+
+    columns: dict[str, dict]
+    results: dict[str, list[QueryResult]]
+    retrievers: dict
+    index_quality: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        """The column of the evaluated index."""
+        return list(self.columns)[-1]
+
+
+def evaluate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike, cfg, *, baseline: str = "auto",
+                   model: str | None = None, progress: bool = True, is_navigable=None) -> IndexEvaluation:
+    """The ``eval`` stage (``ssl-nav eval``, ``ssl-nav demo``): the index ``index_dir`` and its baseline
+    (:func:`ssl_nav.retrieval.query.baseline_retriever`: ``auto``, ``none`` or an index directory) on a queries
+    file. ``cfg`` is the ``retrieval`` section. Warns when the queries are the calibration file of the index."""
+    from ssl_nav.retrieval.query import Retriever, baseline_retriever
+
+    retriever = Retriever.open(index_dir, cfg, model=model, is_navigable=is_navigable)
+    warnings = list(retriever.warnings)
+    if retriever.thresholds.calibrated and fitted_on(retriever.index, queries_file):
+        warnings.append(f"{queries_file} is the file the open-set threshold of {index_dir} was calibrated on: "
+                        f"open-set accuracy is optimistic; evaluate on queries apart from the calibration split "
+                        f"(calibrate on FRAMES/calibration.jsonl, evaluate on FRAMES/queries.jsonl)")
+    base, why_not = baseline_retriever(index_dir, cfg, baseline, is_navigable=is_navigable)
+    if why_not:
+        warnings.append(f"no baseline: {why_not}")
+    retrievers = ({"baseline": base} if base is not None else {})
+    retrievers["fine-tuned" if base is not None else "model"] = retriever
+    columns, results = {}, {}
+    for name, r in retrievers.items():
+        columns[name], results[name] = evaluate_queries_file(r, queries_file, progress=progress)
+    quality = ((retriever.index.extra.get("embedding") or {}).get("quality")) or "all"
+    return IndexEvaluation(columns, results, retrievers, quality, warnings)

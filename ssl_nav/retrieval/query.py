@@ -203,6 +203,34 @@ def embedding_config(cfg: RetrievalConfig, meta: dict) -> RetrievalConfig:
     return dataclasses.replace(cfg, **keep) if keep else cfg
 
 
+def baseline_retriever(index_dir: str | os.PathLike, cfg: RetrievalConfig, spec: str = "auto", *,
+                       is_navigable: Callable[[np.ndarray], bool] | None = None) -> tuple["Retriever | None", str]:
+    """The un-fine-tuned baseline of an index, for ``ssl-nav eval``: ``spec`` is ``auto`` (the ImageNet backbone
+    the index's model was fine-tuned from, over the same views of the same store, built in memory with
+    :func:`ssl_nav.retrieval.build.build_index`), ``none``, or a baseline index directory. Returns the retriever
+    (None when there is none) and, when ``auto`` finds no baseline, why not."""
+    from ssl_nav.learning.backbones import BACKBONES
+    from ssl_nav.retrieval.build import build_index  # build imports embedder/index only: no cycle
+
+    meta = read_meta(index_dir)
+    if spec == "none" or meta.get("model_spec") in BACKBONES:
+        return None, ""
+    if spec != "auto":
+        return Retriever.open(spec, cfg, is_navigable=is_navigable), ""
+    extra = meta.get("extra") or {}
+    store_dir = extra.get("store")
+    if not store_dir or not Path(store_dir).is_dir():
+        return None, f"the store of {index_dir} ({store_dir}) is not available"
+    name = meta.get("model_name")
+    if name not in BACKBONES:
+        return None, f"{index_dir}/meta.json names no known backbone ('model_name': {name!r})"
+    cfg = embedding_config(cfg, meta)  # embed like the evaluated index: same image size, TTA and views
+    embedder = Embedder.load(name, cfg)
+    quality = (extra.get("embedding") or {}).get("quality") or "all"  # indexes from before the protocol: all
+    index = build_index(store_dir, embedder, cfg, quality="low" if quality == "low" else "all", progress=False)
+    return Retriever(index, embedder, cfg, is_navigable), ""
+
+
 def resolve_model_spec(index_dir: str | os.PathLike, meta: dict) -> str:
     """The model an index was built with: a backbone name, or its model.pt (absolute, else relative to the index)."""
     from ssl_nav.learning.backbones import BACKBONES
