@@ -68,6 +68,7 @@ from ssl_nav.retrieval.build import build_index
 from ssl_nav.retrieval.evaluate import evaluate_index, evaluate_queries_file, load_queries, result_summary
 from ssl_nav.retrieval.query import Retriever
 from ssl_nav.sim.explore import exploration_poses, exploration_rng
+from ssl_nav.sim.pybullet_backend import PyBulletSimulator  # pybullet: an optional dependency of the library
 from ssl_nav.sim.simulate import SceneDraw, draw_pybullet_scene, write_simulation
 from ssl_nav.views.ingest import CollectResult, collect_recording
 from ssl_nav.views.store import ViewStore
@@ -353,9 +354,9 @@ def write_gallery(path: Path, queries: list[dict], images: list[np.ndarray], sto
 
 def run_demo(cfg: PipelineConfig | None, out: str | os.PathLike, quick: bool = False, progress: bool = True,
              seed: int | None = None) -> dict:
-    """The embedded-simulator demo: one pybullet scene for ``sim.seed`` (or ``seed``), every stage, report."""
-    from ssl_nav.sim.pybullet_backend import PyBulletSimulator  # pybullet: an optional dependency of the library
+    """The embedded-simulator demo: one pybullet scene for ``sim.seed`` (or ``seed``), every stage, report.
 
+    The configuration is :func:`demo_config` of ``cfg`` (None: the demo preset), ``quick`` and ``seed``."""
     if cfg is None or quick or seed is not None:
         cfg = demo_config(cfg, quick, seed)
     out = Path(out)

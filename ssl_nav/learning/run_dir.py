@@ -17,6 +17,7 @@ from typing import Callable
 
 from ssl_nav.config import PipelineConfig
 from ssl_nav.errors import TrainingError
+from ssl_nav.learning.trainer import finetune  # torch: kept out of the CLI's start-up
 from ssl_nav.views.store import ViewStore
 
 #: the files of a run directory; any of them in it means a run is there already
@@ -73,8 +74,6 @@ def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: Pipeline
     ``ledger``: the ``energy.jsonl`` to append the EnergyRecord to; ``...`` (the default) is
     :func:`default_ledger`, ``None`` appends nowhere. Returns :class:`ssl_nav.learning.trainer.FinetuneResult`.
     """
-    from ssl_nav.learning.trainer import finetune  # torch: kept out of the CLI's start-up
-
     check_run_dir(out, resume, overwrite)
     warning = store_warning(store)
     if warning and warn is not None and _rank() == 0:

@@ -43,6 +43,8 @@ not-in-map decision on a calibration split (``calibration.jsonl``, apart from th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -50,8 +52,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from ssl_nav.errors import FormatError, FrameError
+from ssl_nav.frames import read_image_rgb, read_jsonl
+from ssl_nav.paths import resolve_inside
+from ssl_nav.retrieval.openset import OPEN_SET_SCORES
+from ssl_nav.retrieval.query import Retriever, baseline_retriever
 
 
 @dataclass
@@ -107,8 +114,6 @@ def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
 
 def compute_metrics(results: Iterable[QueryResult]) -> dict:
     """Every metric of the module docstring from per-query results."""
-    from ssl_nav.retrieval.openset import OPEN_SET_SCORES
-
     results = list(results)
     inmap = [r for r in results if r.gt_instance_id is not None]
     openq = [r for r in results if r.gt_instance_id is None]
@@ -261,8 +266,6 @@ def calibrate(values: Sequence[float], in_map: Sequence[bool], max_candidates: i
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes (which calibration file the thresholds were fitted on)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -287,9 +290,6 @@ def load_queries(path: str | os.PathLike) -> list[dict]:
     Returns dicts with ``image_path`` (resolved), ``instance_id`` (str or None), ``line`` and the record's
     other keys. Errors name the file and line.
     """
-    from ssl_nav.frames import read_jsonl
-    from ssl_nav.paths import resolve_inside
-
     p = Path(path)
     out = []
     for n, rec in read_jsonl(p):
@@ -311,8 +311,6 @@ def load_queries(path: str | os.PathLike) -> list[dict]:
 
 def scene_centroids(queries_file: str | os.PathLike) -> dict[str, list[float]] | None:
     """Ground-truth object centroids from the ``scene.json`` next to a queries file (simulated scenes)."""
-    import json
-
     sj = Path(queries_file).parent / "scene.json"
     if not sj.is_file():
         return None
@@ -360,10 +358,6 @@ def format_table(columns: dict[str, dict], extra_rows: Sequence[tuple[str, dict[
 def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: bool = True,
                           gt_centroids: dict[str, Sequence[float]] | None = None) -> tuple[dict, list[QueryResult]]:
     """Evaluate a retriever on a ``queries.jsonl`` (ground-truth centroids from ``scene.json`` if any)."""
-    from tqdm import tqdm
-
-    from ssl_nav.frames import read_image_rgb
-
     queries = load_queries(queries_file)
     if gt_centroids is None:
         gt_centroids = scene_centroids(queries_file)
@@ -407,8 +401,6 @@ def evaluate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike
     """The ``eval`` stage (``ssl-nav eval``, ``ssl-nav demo``): the index ``index_dir`` and its baseline
     (:func:`ssl_nav.retrieval.query.baseline_retriever`: ``auto``, ``none`` or an index directory) on a queries
     file. ``cfg`` is the ``retrieval`` section. Warns when the queries are the calibration file of the index."""
-    from ssl_nav.retrieval.query import Retriever, baseline_retriever
-
     retriever = Retriever.open(index_dir, cfg, model=model, is_navigable=is_navigable)
     warnings = list(retriever.warnings)
     if retriever.thresholds.calibrated and fitted_on(retriever.index, queries_file):

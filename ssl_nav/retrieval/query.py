@@ -12,6 +12,7 @@ fitted for the score in force (``retrieval.open_set_score``), else ``retrieval.r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -22,8 +23,9 @@ from typing import Callable
 import numpy as np
 
 from ssl_nav.config import RetrievalConfig
-from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.errors import ConfigError, RetrievalIndexError
 from ssl_nav.retrieval.aggregate import InstanceScore, aggregate
+from ssl_nav.retrieval.build import build_index  # build imports embedder/index only: no cycle
 from ssl_nav.retrieval.embedder import Embedder
 from ssl_nav.retrieval.goals import goal_pose
 from ssl_nav.retrieval.index import InstanceIndex, ViewHit, read_meta
@@ -64,8 +66,6 @@ class Retriever:
         try:
             self.score_name = resolve_score(self.cfg.open_set_score, embedder.classifier is not None)
         except ValueError as e:
-            from ssl_nav.errors import ConfigError
-
             raise ConfigError(str(e)) from None
         self.embedder = embedder
         self.is_navigable = is_navigable
@@ -196,8 +196,6 @@ def _threshold_score(t: dict) -> str:
 def embedding_config(cfg: RetrievalConfig, meta: dict) -> RetrievalConfig:
     """``cfg`` with the embedding settings the index was built with (image size, flip TTA), so that queries
     are embedded exactly like the indexed views whatever config the caller loaded."""
-    import dataclasses
-
     built = (meta.get("extra") or {}).get("embedding") or {}
     keep = {k: built[k] for k in ("image_size", "flip_tta") if k in built}
     return dataclasses.replace(cfg, **keep) if keep else cfg
@@ -210,7 +208,6 @@ def baseline_retriever(index_dir: str | os.PathLike, cfg: RetrievalConfig, spec:
     :func:`ssl_nav.retrieval.build.build_index`), ``none``, or a baseline index directory. Returns the retriever
     (None when there is none) and, when ``auto`` finds no baseline, why not."""
     from ssl_nav.learning.backbones import BACKBONES
-    from ssl_nav.retrieval.build import build_index  # build imports embedder/index only: no cycle
 
     meta = read_meta(index_dir)
     if spec == "none" or meta.get("model_spec") in BACKBONES:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm  # progress bars only; kept out of the CLI's start-up
 
 from ssl_nav.atomic import atomic_write_bytes, replace_dir
 from ssl_nav.config import PipelineConfig
@@ -95,8 +96,6 @@ def add_photos_from_dir(frames_dir: str | os.PathLike, store: ViewStore, progres
     added, ``photos_skipped`` with reasons). A photo already in the store for its instance (the same image) is
     skipped; so is a photo of an instance that is not in the map. Photos name simulator ids: in a map whose
     ids are not the simulator's, they go to the instance annotated with that ``gt_instance_id``."""
-    from tqdm import tqdm  # progress bars only; kept out of the CLI's start-up
-
     root = Path(frames_dir)
     path = root / "photos.jsonl"
     out: dict = {"photos": 0, "photos_skipped": []}
