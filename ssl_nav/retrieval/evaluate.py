@@ -54,7 +54,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ssl_nav.errors import FormatError, FrameError
+from ssl_nav.errors import FormatError, FrameError, SslNavError
 from ssl_nav.frames import read_image_rgb, read_jsonl
 from ssl_nav.paths import resolve_inside
 from ssl_nav.retrieval.openset import OPEN_SET_SCORES
@@ -417,3 +417,26 @@ def evaluate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike
         columns[name], results[name] = evaluate_queries_file(r, queries_file, progress=progress)
     quality = ((retriever.index.extra.get("embedding") or {}).get("quality")) or "all"
     return IndexEvaluation(columns, results, retrievers, quality, warnings)
+
+
+def calibrate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike, cfg, *, model: str | None = None,
+                    write: bool = True, progress: bool = True) -> tuple[str, dict]:
+    """The ``calibrate`` stage: fit the open-set threshold of the index's score in force (``cfg`` is the
+    ``retrieval`` section) on a calibration file, and, with ``write``, store it in ``IDX/meta.json`` with the
+    file's path and sha256 (an atomic re-save). Returns (score name, :func:`calibrate`'s result)."""
+    retriever = Retriever.open(index_dir, cfg, model=model, use_index_thresholds=False)
+    _, results = evaluate_queries_file(retriever, queries_file, progress=progress)
+    score = retriever.score_name
+    try:
+        t = calibrate([r.open_set_value for r in results], [r.gt_instance_id is not None for r in results])
+    except ValueError as e:
+        raise SslNavError(f"{queries_file}: {e}") from None
+    if write:
+        index = retriever.index
+        q = Path(queries_file)
+        index.thresholds = {"score": score, "threshold": t["threshold"], "reject_margin": cfg.reject_margin,
+                            "balanced_accuracy": t["balanced_accuracy"], "model_hash": index.model_hash,
+                            "fit_on": {"path": str(q.resolve()), "sha256": file_sha256(q),
+                                       "n_in_map": t["n_in_map"], "n_open_set": t["n_open_set"]}}
+        index.save(index_dir)
+    return score, t

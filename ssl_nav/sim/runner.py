@@ -222,6 +222,29 @@ def pybullet_jobs(cfg: PipelineConfig, n_scenes: int) -> list[SceneJob]:
     return [job(int(cfg.sim.seed) + k) for k in range(max(1, int(n_scenes)))]
 
 
+def first_per_scene(episodes: list[Episode], n: int) -> list[Episode]:
+    """The first ``n`` episodes of each scene, in file order (``ssl-nav habitat --max-episodes``)."""
+    counts: dict[str, int] = {}
+    out = []
+    for e in episodes:
+        if counts.get(e.scene_id, 0) < n:
+            counts[e.scene_id] = counts.get(e.scene_id, 0) + 1
+            out.append(e)
+    return out
+
+
+def limit_episodes(job: SceneJob, n: int) -> SceneJob:
+    """``job`` answering only its first ``n`` episodes (the test queries; the calibration split is kept)."""
+    def load(sim):
+        loaded = job.load(sim)
+        if isinstance(loaded, SceneDraw):
+            return dataclasses.replace(loaded, episodes=loaded.episodes[:n])
+        episodes, photos = loaded
+        return episodes[:n], photos
+
+    return SceneJob(name=job.name, load=load)
+
+
 def habitat_jobs(cfg: PipelineConfig, episodes: list[Episode], max_scenes: int | None = None) -> list[SceneJob]:
     """Habitat scenes in the episodes' order; each binds its episodes' goal objects to its instances."""
     groups = list(group_by_scene(episodes).items())
