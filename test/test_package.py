@@ -76,3 +76,20 @@ def test_top_level_help_lists_commands():
     text = build_parser().format_help()
     for m in command_modules():
         assert m.NAME in text
+
+
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_function_is_longer_than_100_lines_without_a_stated_reason():
+    """A function over 100 lines (def to last line) must say in its docstring why it is long."""
+    import re
+
+    long_ones = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES and not re.search(r"\blong\b", ast.get_docstring(node) or "", re.I):
+                    long_ones.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long_ones, "split these, or say in the docstring why they are long: " + "; ".join(long_ones)
