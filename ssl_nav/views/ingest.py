@@ -2,8 +2,8 @@
 
 A recording is a frames directory (docs/formats.md): ``frames.jsonl`` and its images, optionally
 ``scene.json`` (categories, ground-truth objects), ``photos.jsonl`` (high-quality user photos, CrossIA
-arXiv 2404.09645) and ``queries.jsonl``. :func:`collect_recording` is the stage that ``ssl-nav collect``,
-``ssl-nav demo`` (:mod:`ssl_nav.pipeline`) and the benchmarks run:
+arXiv 2404.09645) and ``queries.jsonl``. :func:`collect_recording` is the stage that ``ssl-nav collect`` and
+``ssl-nav demo`` (:mod:`ssl_nav.pipeline`) run:
 
 1. check the recording before anything is written (``frames.jsonl`` present and not empty, ``photos.jsonl``
    readable line by line);
