@@ -28,12 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _write_store(root: Path, n_instances: int, views: int, size: int, n_hq: int = 0) -> Path:
-    import importlib.util
+    sys.path.insert(0, str(REPO / "test"))  # the tests' synthetic stores: test/testkit/stores.py
+    from testkit.stores import write_store
 
-    spec = importlib.util.spec_from_file_location("learning_fixtures", REPO / "test" / "learning" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_store(root, n_instances, views, size=size, n_hq=n_hq)
+    return write_store(root, n_instances, views, size=size, n_hq=n_hq)
 
 
 def _cfg(size: int, batch: int, threads: int, **learning):

@@ -78,7 +78,7 @@ def scene_key(cfg) -> str:
 
 def prepare_scene(cfg, root: Path = ROOT, progress: bool = False) -> tuple[Path, Path]:
     """Simulate and collect the scene of ``cfg`` (cached); returns (frames dir, store dir)."""
-    from ssl_nav.commands.collect import add_photos_from_dir, read_categories
+    from ssl_nav.views.ingest import add_photos_from_dir, read_categories
     from ssl_nav.frames import count_frames, read_frames_dir
     from ssl_nav.mapping.gt_match import read_scene_objects
     from ssl_nav.sim.simulate import simulate_to_dir

@@ -15,14 +15,13 @@ import importlib
 import pkgutil
 import sys
 
+import ssl_nav.commands as pkg
 from ssl_nav import __version__
 from ssl_nav.errors import SslNavError
 
 
 def command_modules() -> list:
     """Every subcommand module, sorted by command name."""
-    import ssl_nav.commands as pkg
-
     mods = [importlib.import_module(f"ssl_nav.commands.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)
             if not m.name.startswith("_")]
     return sorted(mods, key=lambda m: m.NAME)

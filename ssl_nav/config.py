@@ -14,6 +14,7 @@ one ROS parameter.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -523,8 +524,6 @@ def dump_yaml(cfg: PipelineConfig) -> str:
 
 
 def _yaml_scalar(v: Any) -> str:
-    import json
-
     if v is None:
         return "null"
     if isinstance(v, bool):

@@ -9,24 +9,19 @@ of a torch ``RuntimeError`` deep in a model load. ``cuda:N`` picks a device by i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import torch
 
 from ssl_nav.errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
-def resolve_device(name: str, key: str = "device", local_rank: int | None = None) -> "torch.device":
+def resolve_device(name: str, key: str = "device", local_rank: int | None = None) -> torch.device:
     """The torch device for the configured ``name`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``).
 
     ``key`` names the setting in error messages (e.g. ``"retrieval.device"``). ``local_rank`` selects the CUDA
     device of a distributed worker.
     """
-    import torch
-
     name = str(name).strip().lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

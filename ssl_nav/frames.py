@@ -1,6 +1,6 @@
 """The Frame contract and the frames-directory format.
 
-A :class:`Frame` is one RGB-D image with its camera pose (DESIGN.md). The
+A :class:`Frame` is one RGB-D image with its camera pose (docs/formats.md, "Frames directory"). The
 frames directory is what ``ssl-nav simulate`` writes and ``ssl-nav collect``
 reads; a user's own recordings can be written in it too::
 
@@ -13,7 +13,7 @@ reads; a user's own recordings can be written in it too::
                           "quality": "low" | "high"}
     DIR/photos.jsonl     optional high-quality user photos:
                          {"instance_id": str, "image": "photos/<instance_id>/<n>.png"}
-    DIR/queries.jsonl    optional queries (DESIGN.md queries format)
+    DIR/queries.jsonl    optional queries (docs/formats.md, "queries.jsonl")
     DIR/scene.json       optional scene description (objects, boxes, categories)
 
 Paths are relative to DIR and must stay inside it (:func:`ssl_nav.paths.resolve_inside`); a frame naming a
@@ -28,12 +28,16 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from ssl_nav.atomic import atomic_write_bytes
 from ssl_nav.errors import FormatError, FrameError
 from ssl_nav.geometry import check_intrinsics, check_pose
 from ssl_nav.paths import resolve_inside
@@ -47,7 +51,7 @@ _FRAME_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 @dataclass
 class Frame:
-    """One RGB-D frame with its pose (DESIGN.md Frame contract)."""
+    """One RGB-D frame with its pose (docs/formats.md, "frames.jsonl")."""
 
     rgb: np.ndarray  #: uint8 HxWx3
     depth: np.ndarray  #: float32 HxW metres; 0 or NaN = invalid
@@ -108,10 +112,6 @@ def image_size_from_header(path: str | os.PathLike) -> tuple[int, int] | None:
     ``None`` when Pillow does not know the format (OpenCV may still read it). A header beyond Pillow's own
     decompression-bomb limit (about 179 MP) reports ``(-1, -1)``: larger than :data:`MAX_IMAGE_PIXELS` anyway.
     """
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -137,8 +137,6 @@ def check_image_size(path: str | os.PathLike, error: type[Exception] = FrameErro
 
 def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB; raise :class:`FrameError` naming the file."""
-    import cv2
-
     p = Path(path)
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
@@ -151,8 +149,6 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def encode_png(img: np.ndarray) -> bytes:
     """PNG bytes of an RGB uint8, a mono uint8 or a uint16 image (deterministic)."""
-    import cv2
-
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
@@ -163,14 +159,10 @@ def encode_png(img: np.ndarray) -> bytes:
 
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     """Atomically write an image as PNG (RGB uint8, mono uint8, or uint16)."""
-    from ssl_nav.atomic import atomic_write_bytes
-
     atomic_write_bytes(path, encode_png(img))
 
 
 def _read_unchanged(p: Path) -> np.ndarray:
-    import cv2
-
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
     check_image_size(p)

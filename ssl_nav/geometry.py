@@ -1,6 +1,6 @@
 """Camera geometry in numpy: intrinsics, SE(3) poses, projection and back-projection.
 
-Conventions (DESIGN.md): OpenCV camera frame, x right, y down, z forward.
+Conventions (docs/design.md, "Conventions"): OpenCV camera frame, x right, y down, z forward.
 ``T_world_cam`` maps camera coordinates to world coordinates
 (``p_world = T_world_cam @ p_cam``). The world frame is z-up for the embedded
 simulator and for goals on a robot (REP 103: x forward, y left, z up).

@@ -1,23 +1,36 @@
-"""The end-to-end job shared by ``ssl-nav demo``, the benchmarks and the simulators.
+"""The end-to-end job shared by ``ssl-nav demo``, ``ssl-nav habitat`` and the benchmarks.
 
-:func:`run_scene` runs every stage on one loaded scene of a :class:`~ssl_nav.sim.base.Simulator`:
+:func:`run_scene` runs every stage on one loaded scene of a :class:`~ssl_nav.sim.base.Simulator`. Each stage
+is the function its CLI command calls, so the demo is the CLI sequence (README: "The demo as CLI commands";
+``test/test_pipeline.py`` checks that both give identical metrics):
 
-1. **simulate**: :func:`ssl_nav.sim.simulate.write_simulation`, the stage ``ssl-nav simulate`` runs: low-quality
-   robot frames (blur, noise) at the exploration poses (panoramic turns at positions spread over the free
-   floor), the user photos and each episode's goal image (both cropped square around their object, as a user
-   frames them), and the calibration split, into the frames directory ``OUT/frames`` (``frames.jsonl``,
-   ``photos.jsonl``, ``queries.jsonl``, ``calibration.jsonl``, ``scene.json``).
-2. **map + views**: fuse the frames read back from ``OUT/frames`` into the 3D instance map (``OUT/map``) and
-   collect up to K diverse square crops per instance into the view store ``OUT/store`` (SimView,
-   arXiv 2404.09647).
-3. **user photos**: add the high-quality user photos of ``OUT/frames/photos.jsonl`` (at most 5 per instance,
-   CrossIA arXiv 2404.09645) to the store as ``quality: high`` views, as ``ssl-nav collect`` does.
-4. **fine-tune**: SimSiam + CrossIA partial fine-tuning of the backbone on the store (``OUT/run``), energy
+===========  ==================================================  =========================================
+stage        function                                            command
+===========  ==================================================  =========================================
+simulate     :func:`ssl_nav.sim.simulate.write_simulation`       ``ssl-nav simulate --out OUT/frames``
+collect      :func:`ssl_nav.views.ingest.collect_recording`      ``ssl-nav collect --frames OUT/frames
+                                                                 --store OUT/store``
+finetune     :func:`ssl_nav.learning.run_dir.finetune_run`       ``ssl-nav finetune --out OUT/run``
+index        :func:`ssl_nav.retrieval.build.build_index`         ``ssl-nav index`` (``--model mobilenet_v2
+                                                                 --out OUT/index-baseline``, then
+                                                                 ``--model OUT/run/model.pt
+                                                                 --out OUT/index-finetuned``)
+evaluate     :func:`ssl_nav.retrieval.evaluate.evaluate_index`   ``ssl-nav eval --index OUT/index-finetuned
+                                                                 --baseline OUT/index-baseline``
+===========  ==================================================  =========================================
+
+1. **simulate**: low-quality robot frames (blur, noise) at the exploration poses, the user photos and each
+   episode's goal image (both cropped square around their object, as a user frames them), and the
+   calibration split, into the frames directory ``OUT/frames``.
+2. **collect**: fuse the frames into the 3D instance map (``OUT/store/map``), cut up to K diverse square
+   crops per instance into the view store ``OUT/store`` (SimView, arXiv 2404.09647), and add the user photos
+   of ``photos.jsonl`` as ``quality: high`` views (at most 5 per instance, CrossIA arXiv 2404.09645).
+3. **finetune**: SimSiam + CrossIA partial fine-tuning of the backbone on the store (``OUT/run``), energy
    metered (``OUT/energy.jsonl``).
-5. **index**: FAISS indexes of the store's robot views (``retrieval.index_quality: low``, the evaluation
-   protocol: the user photos are training data) with the ImageNet backbone (the baseline,
-   ``OUT/index-baseline``) and with the fine-tuned one (``OUT/index-finetuned``).
-6. **evaluate**: the goal images (never used for training) against both indexes: top-1, top-5, mAP, MRR,
+4. **index**: FAISS indexes of the store's robot views (``retrieval.index_quality: low``, the evaluation
+   protocol: the user photos are training data) with the ImageNet backbone (the baseline) and with the
+   fine-tuned one.
+5. **evaluate**: the goal images (never used for training) against both indexes: top-1, top-5, mAP, MRR,
    open-set AUROC and accuracy, goal-distance error (:mod:`ssl_nav.retrieval.evaluate`), side by side; and,
    as a separate row, top-1 and open-set AUROC with the user photos indexed too (``metrics_user_photos``).
 
@@ -28,22 +41,37 @@ models, each instance shown by its best-matching stored view, green = correct, r
 photos with :func:`ssl_nav.sim.simulate.draw_pybullet_scene` (the streams ``ssl-nav simulate`` uses, so
 ``ssl-nav simulate --preset demo --seed N`` writes the demo's frames directory), then calls :func:`run_scene`.
 Its presets (:data:`DEMO_OVERRIDES`, and :data:`QUICK_OVERRIDES` on top for ``--quick``) fit the 10-minute
-(3-minute) budget on 2 CPU cores. Seeds are fixed: the scene, the trajectory, the photos, the episodes and
-training all derive from ``sim.seed`` / ``learning.seed``.
+(3-minute) budget on 2 CPU cores; ``ssl-nav config dump --preset quick --seed N`` writes the configuration
+they make. Seeds are fixed: the scene, the trajectory, the photos, the episodes and training all derive from
+``sim.seed`` / ``learning.seed``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import cv2
 import numpy as np
 
 from ssl_nav.atomic import atomic_write_json
 from ssl_nav.config import PipelineConfig, apply_overrides, to_dict
+from ssl_nav.frames import read_image_rgb, write_png
+from ssl_nav.learning.run_dir import finetune_run
+from ssl_nav.retrieval.build import build_index
+from ssl_nav.retrieval.evaluate import evaluate_index, evaluate_queries_file, load_queries, result_summary
+from ssl_nav.retrieval.query import Retriever
+from ssl_nav.sim.explore import exploration_poses, exploration_rng
+from ssl_nav.sim.pybullet_backend import PyBulletSimulator  # pybullet: an optional dependency of the library
+from ssl_nav.sim.simulate import SceneDraw, draw_pybullet_scene, write_simulation
+from ssl_nav.views.ingest import CollectResult, collect_recording
+from ssl_nav.views.store import ViewStore
 
 #: the demo's scene size and training budget (10 min on 2 CPU cores); applied when no config file is given.
 #: The development benchmark: half the goal objects are printed product packages, twins include near-identical
@@ -71,7 +99,8 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "retrieval.image_size": 112,
 }
 
-STAGES = ("load_scene", "simulate", "map_views", "user_photos", "finetune", "index", "evaluate", "report")
+#: the stages of :func:`run_demo`, as the progress lines number them
+STAGES = ("load_scene", "simulate", "collect", "finetune", "index", "evaluate", "report")
 
 
 def demo_config(cfg: PipelineConfig | None = None, quick: bool = False, seed: int | None = None) -> PipelineConfig:
@@ -95,8 +124,6 @@ class StageTimer:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        import sys
-
         if self.progress:
             print(f"[{len(self.times) + 1}/{len(STAGES)}] {name} ...", file=sys.stderr, flush=True)
         t = time.monotonic()
@@ -111,7 +138,48 @@ class StageTimer:
         return round(time.monotonic() - self.t0, 2)
 
 
-# ------------------------------------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------------------------------------ stages
+
+@dataclass(frozen=True)
+class ScenePaths:
+    """Where :func:`run_scene` writes, each the output of one CLI command (see the module docstring)."""
+
+    out: Path
+
+    @property
+    def frames(self) -> Path:
+        return self.out / "frames"
+
+    @property
+    def store(self) -> Path:
+        return self.out / "store"
+
+    @property
+    def map(self) -> Path:
+        return self.store / "map"
+
+    @property
+    def run(self) -> Path:
+        return self.out / "run"
+
+    @property
+    def index_baseline(self) -> Path:
+        return self.out / "index-baseline"
+
+    @property
+    def index_finetuned(self) -> Path:
+        return self.out / "index-finetuned"
+
+    @property
+    def queries(self) -> Path:
+        return self.frames / "queries.jsonl"
+
+    def as_dict(self, model: Path | None) -> dict:
+        return {"frames": str(self.frames), "queries": str(self.queries), "store": str(self.store),
+                "map": str(self.map), "run": str(self.run), "model": str(model),
+                "index_baseline": str(self.index_baseline), "index_finetuned": str(self.index_finetuned),
+                "report_png": str(self.out / "report.png")}
+
 
 def _summary_columns(metrics: dict) -> dict:
     keys = ("top1", "top5", "mAP", "mrr", "auroc", "auroc_best_view", "open_set_score", "goal_error_median_m",
@@ -119,10 +187,88 @@ def _summary_columns(metrics: dict) -> dict:
     return {k: metrics.get(k) for k in keys}
 
 
+def simulate_stage(sim, cfg: PipelineConfig, paths: ScenePaths, draw: SceneDraw | None, episodes: list | None,
+                   user_photos: dict | None, progress: bool) -> dict:
+    """``ssl-nav simulate``: the robot frames, user photos, queries and calibration split of ``draw`` (or of
+    the default exploration with the given episodes and photos) into ``paths.frames``."""
+    if draw is None:
+        draw = SceneDraw(exploration_poses(sim, cfg.sim, exploration_rng(cfg.sim.seed)), list(episodes or []),
+                         [], dict(user_photos or {}))
+    return write_simulation(sim, cfg, paths.frames, draw, progress=progress)
+
+
+def collect_stage(cfg: PipelineConfig, paths: ScenePaths, progress: bool) -> CollectResult:
+    """``ssl-nav collect --frames OUT/frames --store OUT/store`` (map, views, user photos) into a new store."""
+    if paths.store.exists():
+        shutil.rmtree(paths.store)
+    return collect_recording(paths.frames, paths.store, cfg, progress=progress)
+
+
+def index_stage(store: ViewStore, model_path: Path, cfg: PipelineConfig, paths: ScenePaths, progress: bool) -> None:
+    """``ssl-nav index`` twice: the ImageNet baseline and the fine-tuned model, the store's robot views."""
+    build_index(store, cfg.learning.backbone, cfg.retrieval, paths.index_baseline, progress=progress)
+    build_index(store, model_path, cfg.retrieval, paths.index_finetuned, progress=progress)
+
+
+#: the demo report's name of each column of ``ssl-nav eval``
+_REPORT_NAMES = {"baseline": "baseline", "fine-tuned": "finetuned"}
+
+
+def evaluate_stage(sim, cfg: PipelineConfig, paths: ScenePaths, store: ViewStore, progress: bool) -> tuple:
+    """``ssl-nav eval --index OUT/index-finetuned --baseline OUT/index-baseline --queries OUT/frames/queries.jsonl``;
+    then, for reference, the other protocol (user photos indexed too, in memory) and the goals of a few
+    queries. Returns (evaluation, metrics by report name, user-photos row, goals)."""
+    ev = evaluate_index(paths.index_finetuned, paths.queries, cfg.retrieval, baseline=str(paths.index_baseline),
+                        progress=progress, is_navigable=sim.is_navigable)
+    metrics = {_REPORT_NAMES[k]: v for k, v in ev.columns.items()}
+    user_photos_row = {}
+    if cfg.retrieval.index_quality == "low" and store.views(quality="high"):
+        for name, r in ev.retrievers.items():
+            other = Retriever(build_index(store, r.embedder, cfg.retrieval, quality="all", progress=False),
+                              r.embedder, cfg.retrieval)
+            user_photos_row[_REPORT_NAMES[name]] = evaluate_queries_file(other, paths.queries, progress=False)[0]
+    finetuned = ev.retrievers["fine-tuned"]
+    goals = []
+    for q in load_queries(paths.queries)[:8]:
+        ans = finetuned.query(read_image_rgb(q["image_path"]))
+        goals.append({"episode_id": q.get("episode_id"), "instance_id": q["instance_id"],
+                      "in_map": ans["in_map"], "top1": ans["matches"][0] if ans["matches"] else None})
+    return ev, metrics, user_photos_row, goals
+
+
+def scene_report(sim, cfg: PipelineConfig, paths: ScenePaths, simulated: dict, collected: CollectResult, ft,
+                 metrics: dict, user_photos_row: dict, per_query: dict, goals: list, n_queries: int) -> dict:
+    """``report.json`` of one scene (without the stage times)."""
+    store = collected.store
+    b, f = metrics["baseline"], metrics["finetuned"]
+    beats = None if b.get("mAP") is None or f.get("mAP") is None else bool(f["mAP"] > b["mAP"])
+    return {
+        "scene_id": sim.scene_id, "seed": cfg.sim.seed, "n_objects": len(sim.objects()),
+        "n_frames": simulated["frames"], "n_queries": n_queries, "simulate": simulated,
+        "summary": {"baseline": _summary_columns(b), "finetuned": _summary_columns(f),
+                    "finetuned_beats_baseline_mAP": beats},
+        "metrics": metrics,
+        "protocol": {"index_quality": cfg.retrieval.index_quality,
+                     "views_indexed": "robot views" if cfg.retrieval.index_quality == "low"
+                     else "robot views and user photos"},
+        "metrics_user_photos": user_photos_row or None,
+        "collect": collected.summary,
+        "store": {"views_low": len(store.views(quality="low")), "views_high": len(store.views(quality="high")),
+                  "instances": len(store.instances()), "user_photos_added": collected.photos["photos"]},
+        "finetune": {"run_dir": str(ft.run_dir), "model_path": str(ft.model_path), "summary": ft.summary,
+                     "last_epoch": ft.metrics[-1] if ft.metrics else None},
+        "energy": ft.energy,
+        "goals": goals,
+        "per_query": per_query,
+        "paths": paths.as_dict(ft.model_path),
+        "config": to_dict(cfg),
+    }
+
+
 # ------------------------------------------------------------------------------------------------ run_scene
 
 def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: list | None = None,
-              user_photos: dict | None = None, draw=None, progress: bool = True,
+              user_photos: dict | None = None, draw: SceneDraw | None = None, progress: bool = True,
               timer: StageTimer | None = None) -> dict:
     """Run every stage on the loaded scene of ``sim``; write into ``out``; return the scene report.
 
@@ -130,138 +276,41 @@ def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: lis
     photos) or ``episodes`` (instance-image-goal episodes, ``goal_instance_id`` None = not in the map) and
     ``user_photos`` (instance id -> HQ frames with instance masks); the robot then explores with
     :func:`ssl_nav.sim.explore.exploration_poses`. Goal images are the queries and are never trained on;
-    user photos are training data (CrossIA).
+    user photos are training data (CrossIA). Each stage is the function its CLI command calls.
     """
-    from ssl_nav.commands.collect import add_photos_from_dir, read_categories
-    from ssl_nav.frames import count_frames, read_frames_dir, read_image_rgb
-    from ssl_nav.learning.trainer import finetune
-    from ssl_nav.retrieval.build import build_index
-    from ssl_nav.retrieval.evaluate import compute_metrics, load_queries, query_result, result_summary
-    from ssl_nav.retrieval.query import Retriever
-    from ssl_nav.sim.simulate import SceneDraw, write_simulation
-    from ssl_nav.views.collect import collect_frames
-    from ssl_nav.views.store import ViewStore
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    paths = ScenePaths(Path(out))
+    paths.out.mkdir(parents=True, exist_ok=True)
     timer = timer or StageTimer(progress)
-    frames_dir, store_dir, map_dir = out / "frames", out / "store", out / "map"
-    run_dir, idx_base, idx_ft = out / "run", out / "index-baseline", out / "index-finetuned"
-    objects = {int(o.instance_id): o for o in sim.objects()}
-
-    # 1. simulate --------------------------------------------------------------------------------------
     with timer.stage("simulate"):
-        if draw is None:
-            from ssl_nav.sim.explore import exploration_poses, exploration_rng
-
-            draw = SceneDraw(exploration_poses(sim, cfg.sim, exploration_rng(cfg.sim.seed)), list(episodes or []),
-                             [], dict(user_photos or {}))
-        simulated = write_simulation(sim, cfg, frames_dir, draw, progress=progress)
-        del draw, user_photos
-
-    # 2. map + views -----------------------------------------------------------------------------------
-    with timer.stage("map_views"):
-        if store_dir.exists():
-            import shutil
-
-            shutil.rmtree(store_dir)
-        store = ViewStore(store_dir, create=True)
-        collect = collect_frames(read_frames_dir(frames_dir), store, cfg, progress=progress,
-                                 total=count_frames(frames_dir), categories=read_categories(frames_dir),
-                                 map_dir=map_dir)
-
-    # 3. user photos (HQ, CrossIA): the cropped photos of photos.jsonl, as ``ssl-nav collect`` adds them ------
-    with timer.stage("user_photos"):
-        n_hq = add_photos_from_dir(frames_dir, store, progress=progress)["photos"]
-        queries = load_queries(frames_dir / "queries.jsonl")
-        query_images = [read_image_rgb(q["image_path"]) for q in queries]
-        for q in queries:
-            q.pop("image_path")
-
-    # 4. fine-tune -------------------------------------------------------------------------------------
+        simulated = simulate_stage(sim, cfg, paths, draw, episodes, user_photos, progress)
+    with timer.stage("collect"):
+        collected = collect_stage(cfg, paths, progress)
     with timer.stage("finetune"):
-        ft = finetune(store_dir, run_dir, cfg, progress=progress, ledger=out / cfg.energy.ledger)
-
-    # 5. index -----------------------------------------------------------------------------------------
+        ft = finetune_run(paths.store, paths.run, cfg, overwrite=True, progress=progress)
     with timer.stage("index"):
-        build_index(store, cfg.learning.backbone, cfg.retrieval, idx_base, progress=progress)
-        build_index(store, ft.model_path, cfg.retrieval, idx_ft, progress=progress)
-        retrievers = {"baseline": Retriever.open(idx_base, cfg.retrieval, is_navigable=sim.is_navigable),
-                      "finetuned": Retriever.open(idx_ft, cfg.retrieval, is_navigable=sim.is_navigable)}
-
-    # 6. evaluate --------------------------------------------------------------------------------------
+        index_stage(collected.store, ft.model_path, cfg, paths, progress)
     with timer.stage("evaluate"):
-        gt_centroids = {str(i): o.centroid.tolist() for i, o in objects.items()}
-        metrics, per_query, results, user_photos_row = {}, {}, {}, {}
-        for name, r in retrievers.items():
-            unit, raw = r.embedder.encode(query_images)
-
-            def evaluate_on(retriever) -> list:
-                return [query_result(retriever, e, q["episode_id"], q["instance_id"],
-                                     None if q["instance_id"] is None else gt_centroids.get(q["instance_id"]),
-                                     features=f) for e, f, q in zip(unit, raw, queries)]
-
-            res = evaluate_on(r)
-            results[name] = res
-            metrics[name] = {**compute_metrics(res), "calibrated": r.thresholds.calibrated}
-            per_query[name] = [result_summary(x) for x in res]
-            if cfg.retrieval.index_quality == "low" and n_hq:
-                # the other protocol, for reference: the user photos indexed too (in memory)
-                other = Retriever(build_index(store, r.embedder, cfg.retrieval, quality="all", progress=False),
-                                  r.embedder, cfg.retrieval)
-                user_photos_row[name] = compute_metrics(evaluate_on(other))
-        goals = []
-        unit, raw = retrievers["finetuned"].embedder.encode(query_images[:8])
-        for q, e, f in zip(queries, unit, raw):
-            ans = retrievers["finetuned"].query_embedding(e, features=f)
-            goals.append({"episode_id": q["episode_id"], "instance_id": q["instance_id"],
-                          "in_map": ans["in_map"], "top1": ans["matches"][0] if ans["matches"] else None})
-
+        ev, metrics, user_photos_row, goals = evaluate_stage(sim, cfg, paths, collected.store, progress)
     with timer.stage("report"):
-        gallery = out / "report.png"
-        write_gallery(gallery, queries, query_images, results, store, retrievers)
-        b, f = metrics["baseline"], metrics["finetuned"]
-        beats = None if b.get("mAP") is None or f.get("mAP") is None else bool(f["mAP"] > b["mAP"])
-        report = {
-            "scene_id": sim.scene_id, "seed": cfg.sim.seed, "n_objects": len(objects),
-            "n_frames": simulated["frames"], "n_queries": len(queries), "simulate": simulated,
-            "summary": {"baseline": _summary_columns(b), "finetuned": _summary_columns(f),
-                        "finetuned_beats_baseline_mAP": beats},
-            "metrics": metrics,
-            "protocol": {"index_quality": cfg.retrieval.index_quality,
-                         "views_indexed": "robot views" if cfg.retrieval.index_quality == "low"
-                         else "robot views and user photos"},
-            "metrics_user_photos": user_photos_row or None,
-            "collect": collect,
-            "store": {"views_low": len(store.views(quality="low")), "views_high": len(store.views(quality="high")),
-                      "instances": len(store.instances()), "user_photos_added": n_hq},
-            "finetune": {"run_dir": str(ft.run_dir), "model_path": str(ft.model_path), "summary": ft.summary,
-                         "last_epoch": ft.metrics[-1] if ft.metrics else None},
-            "energy": ft.energy,
-            "goals": goals,
-            "per_query": per_query,
-            "paths": {"frames": str(frames_dir), "queries": str(frames_dir / "queries.jsonl"),
-                      "store": str(store_dir), "map": str(map_dir), "run": str(run_dir), "model": str(ft.model_path),
-                      "index_baseline": str(idx_base), "index_finetuned": str(idx_ft), "report_png": str(gallery)},
-            "config": to_dict(cfg),
-        }
+        queries = load_queries(paths.queries)
+        write_gallery(paths.out / "report.png", queries, [read_image_rgb(q["image_path"]) for q in queries],
+                      collected.store, {_REPORT_NAMES[k]: r for k, r in ev.retrievers.items()})
+        per_query = {_REPORT_NAMES[k]: [result_summary(r) for r in res] for k, res in ev.results.items()}
+        report = scene_report(sim, cfg, paths, simulated, collected, ft, metrics, user_photos_row, per_query,
+                              goals, len(queries))
     report["stage_seconds"] = dict(timer.times)
     report["total_seconds"] = timer.total()
-    atomic_write_json(out / "report.json", report)
+    atomic_write_json(paths.out / "report.json", report)
     return report
 
 
 # ------------------------------------------------------------------------------------------------ gallery
 
-def write_gallery(path: Path, queries: list[dict], images: list[np.ndarray], results: dict, store, retrievers: dict,
+def write_gallery(path: Path, queries: list[dict], images: list[np.ndarray], store: ViewStore, retrievers: dict,
                   max_rows: int = 10, tile: int = 112) -> None:
     """report.png: per row a query photo, then its top-3 instances under each model (best-matching stored view),
     bordered green when correct and red when wrong; not-in-map queries are labelled as such."""
-    import cv2
-
-    from ssl_nav.frames import write_png
-
-    names = list(results)
+    names = list(retrievers)
     views_by_id = {v["view_id"]: v for v in store.views()}
     rows_idx = [i for i, q in enumerate(queries) if q["instance_id"] is not None][:max_rows - 2]
     rows_idx += [i for i, q in enumerate(queries) if q["instance_id"] is None][:max_rows - len(rows_idx)]
@@ -284,7 +333,6 @@ def write_gallery(path: Path, queries: list[dict], images: list[np.ndarray], res
         cv2.putText(row, label, (pad + 2, head - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         x = pad + tile + pad
         for n in names:
-            r = results[n][i]
             ranked = retrievers[n].rank(retrievers[n].embedder.embed([images[i]])[0])[0][:3]
             for j, s in enumerate(ranked):
                 v = views_by_id.get(s.best_view_id)
@@ -298,8 +346,6 @@ def write_gallery(path: Path, queries: list[dict], images: list[np.ndarray], res
                             color, 1, cv2.LINE_AA)
                 x += tile + pad
             x += pad
-            if not r.accepted and q["instance_id"] is None:
-                pass
         canvas_rows.append(row)
     write_png(path, np.concatenate(canvas_rows, axis=0))
 
@@ -308,10 +354,9 @@ def write_gallery(path: Path, queries: list[dict], images: list[np.ndarray], res
 
 def run_demo(cfg: PipelineConfig | None, out: str | os.PathLike, quick: bool = False, progress: bool = True,
              seed: int | None = None) -> dict:
-    """The embedded-simulator demo: one pybullet scene for ``sim.seed`` (or ``seed``), every stage, report."""
-    from ssl_nav.sim.pybullet_backend import PyBulletSimulator
-    from ssl_nav.sim.simulate import draw_pybullet_scene
+    """The embedded-simulator demo: one pybullet scene for ``sim.seed`` (or ``seed``), every stage, report.
 
+    The configuration is :func:`demo_config` of ``cfg`` (None: the demo preset), ``quick`` and ``seed``."""
     if cfg is None or quick or seed is not None:
         cfg = demo_config(cfg, quick, seed)
     out = Path(out)

@@ -1,11 +1,58 @@
-"""Package-level rules: importing ssl_nav never imports rclpy, and every subcommand has --help."""
+"""Package-level rules: only ssl_nav/ros imports rclpy or ROS messages (read from every import statement, and
+checked at import time), and every subcommand has --help."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ssl_nav.cli import build_parser, command_modules
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ssl_nav"
+#: ROS client libraries and the other ROS-only packages; message packages are matched by suffix
+ROS_TOP_LEVEL = {"rclpy", "rcl_interfaces", "builtin_interfaces", "tf2_ros", "tf2_py", "message_filters", "launch",
+                 "launch_ros", "launch_testing", "ament_index_python", "rosidl_runtime_py", "rosbag2_py"}
+ROS_SUFFIXES = ("_msgs", "_srvs", "_interfaces", "_actions")
+
+
+def is_ros_module(name: str) -> bool:
+    top = name.split(".")[0]
+    return top in ROS_TOP_LEVEL or top.endswith(ROS_SUFFIXES)
+
+
+def ros_imports(source: str, filename: str = "<source>") -> list[str]:
+    """``file:line module`` of every import of a ROS package anywhere in ``source`` (inside functions too)."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [f"{filename}:{node.lineno} {n}" for n in names if is_ros_module(n)]
+    return found
+
+
+def test_the_ros_boundary_check_reads_every_import():
+    src = ("import os\nfrom ssl_nav.ros_free import x\n\ndef f():\n    import rclpy.node\n\n"
+           "class C:\n    def g(self):\n        from sensor_msgs.msg import Image\n        from std_srvs.srv import Trigger\n")
+    assert [s.split(" ")[1] for s in ros_imports(src)] == ["rclpy.node", "sensor_msgs.msg", "std_srvs.srv"]
+
+
+def test_only_ssl_nav_ros_imports_ros_packages():
+    """An AST walk over every module outside ssl_nav/ros/: no import of rclpy or a ROS message package, not
+    even inside a function."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "ros" in path.relative_to(PACKAGE).parts[:1]:
+            continue
+        bad += ros_imports(path.read_text(), str(path.relative_to(PACKAGE.parent)))
+    assert not bad, "ROS imports outside ssl_nav/ros/: " + "; ".join(bad)
+    assert ros_imports((PACKAGE / "ros" / "view_collector.py").read_text())  # the walk does see ROS imports
 
 
 def test_import_does_not_pull_rclpy():
@@ -29,3 +76,20 @@ def test_top_level_help_lists_commands():
     text = build_parser().format_help()
     for m in command_modules():
         assert m.NAME in text
+
+
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_function_is_longer_than_100_lines_without_a_stated_reason():
+    """A function over 100 lines (def to last line) must say in its docstring why it is long."""
+    import re
+
+    long_ones = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES and not re.search(r"\blong\b", ast.get_docstring(node) or "", re.I):
+                    long_ones.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long_ones, "split these, or say in the docstring why they are long: " + "; ".join(long_ones)

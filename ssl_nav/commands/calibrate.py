@@ -8,7 +8,7 @@ The calibration queries (same format as queries.jsonl) must include in-map and n
 open-set score in force (``retrieval.open_set_score``) that maximises the balanced accuracy of accept/reject
 is written into IDX/meta.json (``thresholds``, with the path and sha256 of the calibration file; the index is
 re-saved with an atomic directory swap), where ``ssl-nav query``, ``ssl-nav eval`` and the retrieval server use
-it; ``ssl-nav eval`` warns when it is given that same file. The equivalent YAML snippet for the
+it (:func:`ssl_nav.retrieval.evaluate.calibrate_index`); ``ssl-nav eval`` warns when it is given that same file. The equivalent YAML snippet for the
 ``retrieval:`` section is printed too (``--no-write`` only prints it).
 """
 
@@ -35,32 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ssl_nav.errors import SslNavError
-    from ssl_nav.retrieval.evaluate import calibrate, evaluate_queries_file, file_sha256
-    from ssl_nav.retrieval.query import Retriever
+    from ssl_nav.retrieval.evaluate import calibrate_index
 
     cfg = config_from_args(args, {"retrieval.device": args.device,
                                   "retrieval.open_set_score": args.open_set_score}).retrieval
-    retriever = Retriever.open(args.index, cfg, model=args.model, use_index_thresholds=False)
-    _, results = evaluate_queries_file(retriever, args.queries, progress=not args.no_progress)
-    score = retriever.score_name
-    try:
-        t = calibrate([r.open_set_value for r in results], [r.gt_instance_id is not None for r in results])
-    except ValueError as e:
-        raise SslNavError(f"{args.queries}: {e}") from None
+    score, t = calibrate_index(args.index, args.queries, cfg, model=args.model, write=not args.no_write,
+                               progress=not args.no_progress)
     print("retrieval:")
     print(f"  open_set_score: {score}")
     print(f"  reject_threshold: {t['threshold']}")
     if not args.no_write:
-        index = retriever.index
-        q = Path(args.queries)
-        index.thresholds = {"score": score, "threshold": t["threshold"], "reject_margin": cfg.reject_margin,
-                            "balanced_accuracy": t["balanced_accuracy"], "model_hash": index.model_hash,
-                            "fit_on": {"path": str(q.resolve()), "sha256": file_sha256(q),
-                                       "n_in_map": t["n_in_map"], "n_open_set": t["n_open_set"]}}
-        index.save(args.index)
         print(f"wrote the threshold into {args.index}/meta.json")
     print(f"calibrated {score} on {t['n_in_map']} in-map + {t['n_open_set']} not-in-map queries: "
           f"balanced accuracy {t['balanced_accuracy']:.3f}")

@@ -8,8 +8,8 @@ baseline and with the fine-tuned backbone, and evaluate the episodes' goal image
 top-1 and open-set AUROC with the user photos indexed too. Prints baseline vs fine-tuned top-1, mAP and
 open-set AUROC, the energy record and the time per stage; writes OUT/report.json, OUT/report.png, the model
 (OUT/run), the indexes (OUT/index-baseline, OUT/index-finetuned), the store, the map and the frames directory
-with queries.jsonl (so that ``ssl-nav eval --index OUT/index-finetuned --queries OUT/frames/queries.jsonl`` re-runs the
-evaluation). Without --config the demo preset (ssl_nav/pipeline.py: DEMO_OVERRIDES) sizes the scene and the
+with queries.jsonl. Each stage is the function its CLI command calls, so the README's CLI sequence (``ssl-nav config
+dump --preset demo --seed N``, then simulate, collect, finetune, index, eval) gives the same metrics. Without --config the demo preset (ssl_nav/pipeline.py: DEMO_OVERRIDES) sizes the scene and the
 training for 10 minutes on 2 CPU cores; --quick (QUICK_OVERRIDES) for 3 minutes.
 """
 
@@ -50,15 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ssl_nav.config import load_config
-    from ssl_nav.pipeline import demo_config, run_demo
+    from ssl_nav.pipeline import run_demo
     from ssl_nav.retrieval.evaluate import format_table
 
-    cfg = demo_config(load_config(args.config) if args.config else None, args.quick, args.seed)
-    report = run_demo(cfg, Path(args.out), quick=False, progress=not args.no_progress)
-    report["quick"] = args.quick
-    from ssl_nav.atomic import atomic_write_json
-
-    atomic_write_json(Path(args.out) / "report.json", report)
+    report = run_demo(load_config(args.config) if args.config else None, Path(args.out), quick=args.quick,
+                      progress=not args.no_progress, seed=args.seed)
     s = report["summary"]
     print(f"scene {report['scene_id']} (seed {report['seed']}): {report['n_objects']} objects, "
           f"{report['n_frames']} frames, {report['store']['views_low']} robot views + "
@@ -79,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"fine-tuned {'beats' if verdict else 'does not beat'} the baseline on mAP "
           f"({s['baseline']['mAP']:.3f} -> {s['finetuned']['mAP']:.3f}); wrote {args.out}/report.json, "
           f"{args.out}/report.png")
-    print(f"re-evaluate: ssl-nav eval --index {args.out}/index-finetuned --queries {args.out}/frames/queries.jsonl")
+    print(f"re-evaluate: ssl-nav eval --index {args.out}/index-finetuned --baseline {args.out}/index-baseline "
+          f"--queries {args.out}/frames/queries.jsonl")
     return 0

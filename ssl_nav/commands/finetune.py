@@ -6,7 +6,7 @@
 
 Writes RUN/model.pt, RUN/metrics.jsonl (one line per epoch), RUN/energy.json and RUN/checkpoint.pt, appends
 the energy record to the ledger (default: energy.jsonl, i.e. ``energy.ledger``, next to RUN), and prints a
-summary. ``--resume`` continues a killed run from RUN/checkpoint.pt. A RUN that already holds a run is refused
+summary (:func:`ssl_nav.learning.run_dir.finetune_run`). ``--resume`` continues a killed run from RUN/checkpoint.pt. A RUN that already holds a run is refused
 (indexes built from its model.pt would stop matching): pass ``--resume`` to continue it or ``--overwrite`` to
 start it again from scratch. Multi-process (DDP) on CPU:
 
@@ -68,73 +68,29 @@ def summary_table(s: dict) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
-#: the files of a run directory; any of them in --out means a run is there already
-RUN_FILES = ("model.pt", "checkpoint.pt", "metrics.jsonl", "energy.json")
-
-
-def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to write over an existing run unless the user asked to ``resume`` it or to ``overwrite`` it."""
-    from ssl_nav.errors import TrainingError
-
-    if resume and overwrite:
-        raise TrainingError("--resume and --overwrite exclude each other")
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"{out}: exists and is not a directory")
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if not found or resume:
-        return
-    if not overwrite:
-        raise TrainingError(f"{out}: already holds a run ({', '.join(found)}); indexes built from its model.pt "
-                            f"would stop matching. Pass --resume to continue it, --overwrite to replace it, or "
-                            f"choose a new --out")
-    if int(os.environ.get("RANK", "0")) == 0:
-        for name in found:
-            (out / name).unlink()
-
-
-def store_warning(store_dir: str | Path) -> str | None:
-    """A warning when the store is too small for fine-tuning to mean anything (one instance, a single view)."""
-    from ssl_nav.views.store import ViewStore
-
-    store = ViewStore(store_dir)
-    views = store.views()
-    per: dict[str, int] = {}
-    for v in views:
-        per[v["instance_id"]] = per.get(v["instance_id"], 0) + 1
-    if views and (len(per) < 2 or len(views) < 2 * len(per)):
-        return (f"{store_dir}: only {len(views)} view(s) of {len(per)} instance(s); fine-tuning learns to tell "
-                f"instances apart from several views of each: collect at least 2 instances with 2+ views each "
-                f"(the kNN monitor needs 3+)")
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ssl_nav.learning.trainer import finetune
+    from ssl_nav.learning.run_dir import finetune_run
 
     cfg = config_from_args(args, {
         "learning.device": args.device, "learning.backbone": args.backbone, "learning.epochs": args.epochs,
         "learning.batch_size": args.batch_size, "learning.image_size": args.image_size,
         "learning.objective": args.objective})
-    out = Path(args.out)
-    if args.ledger is None:
-        ledger = out.resolve().parent / cfg.energy.ledger
-    elif args.ledger.lower() == "none":
-        ledger = None
-    else:
-        ledger = Path(args.ledger)
-    rank = int(os.environ.get("RANK", "0"))
-    check_run_dir(out, args.resume, args.overwrite)
-    warning = store_warning(args.store)
-    if warning and rank == 0:
-        print(f"ssl-nav finetune: warning: {warning}", file=sys.stderr)
-    res = finetune(args.store, out, cfg, resume=args.resume, progress=not args.no_progress, ledger=ledger)
-    if rank == 0:
+    ledger = ... if args.ledger is None else None if args.ledger.lower() == "none" else Path(args.ledger)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        print(f"ssl-nav finetune: warning: {message}", file=sys.stderr)
+
+    res = finetune_run(args.store, args.out, cfg, resume=args.resume, overwrite=args.overwrite, ledger=ledger,
+                       progress=not args.no_progress, warn=warn)
+    if int(os.environ.get("RANK", "0")) == 0:
         s = dict(res.summary, model_path=str(res.model_path) if res.model_path else None)
         print(f"ssl-nav finetune: {s['n_views']} views of {s['n_instances']} instances "
               f"({s['n_holdout']} held out), {s['init_from']}")
         print(summary_table(s))
-        if warning:
-            print(f"ssl-nav finetune: warning: {warning}", file=sys.stderr)
+        for w in warnings:  # again under the table, where it is read
+            print(f"ssl-nav finetune: warning: {w}", file=sys.stderr)
     return 0 if res.summary["status"] == "completed" else 1

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ssl_nav.errors import ConfigError
-    from ssl_nav.sim.runner import format_report_table, habitat_jobs, pybullet_jobs, run_scenes
+    from ssl_nav.sim.runner import (first_per_scene, format_report_table, habitat_jobs, limit_episodes,
+                                   pybullet_jobs, run_scenes)
 
     if args.max_scenes is not None and args.max_scenes < 1:
         raise ConfigError("--max-scenes must be at least 1")
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         episodes = read_episodes(args.episodes, split=args.split, sensor_height=cfg.sim.habitat_sensor_height,
                                  scenes_dir=cfg.sim.habitat_scenes_dir)
         if args.max_episodes is not None:
-            episodes = _first_per_scene(episodes, args.max_episodes)
+            episodes = first_per_scene(episodes, args.max_episodes)
         jobs = habitat_jobs(cfg, episodes, args.max_scenes)
         meta = {"scene_dataset": str(args.scene_dataset), "episodes_file": str(args.episodes), "split": args.split}
         sim = HabitatSimulator(cfg.sim, str(args.scene_dataset))
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
         jobs = pybullet_jobs(cfg, args.max_scenes or 1)
         if args.max_episodes is not None:
-            jobs = [_limit_job(j, args.max_episodes) for j in jobs]
+            jobs = [limit_episodes(j, args.max_episodes) for j in jobs]
         meta = {"scene_dataset": None, "episodes_file": None, "split": None}
         sim = PyBulletSimulator(cfg.sim)
     try:
@@ -112,23 +113,3 @@ def run(args: argparse.Namespace) -> int:
 
 def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
-
-
-def _first_per_scene(episodes: list, n: int) -> list:
-    counts: dict[str, int] = {}
-    out = []
-    for e in episodes:
-        if counts.get(e.scene_id, 0) < n:
-            counts[e.scene_id] = counts.get(e.scene_id, 0) + 1
-            out.append(e)
-    return out
-
-
-def _limit_job(job, n: int):
-    from ssl_nav.sim.runner import SceneJob
-
-    def load(sim):
-        episodes, photos = job.load(sim)
-        return episodes[:n], photos
-
-    return SceneJob(name=job.name, load=load)

@@ -18,7 +18,7 @@
 - Decoded images are cached in memory as uint8 when they fit (``learning.cache_images``,
   ``learning.cache_max_mb``); the cache is filled before the DataLoader forks its workers, which share it.
 
-The store is read through :class:`ssl_nav.views.store.ViewStore` (the on-disk format of DESIGN.md).
+The store is read through :class:`ssl_nav.views.store.ViewStore` (the on-disk format of docs/formats.md).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from ssl_nav.config import MappingConfig
 from ssl_nav.errors import FormatError, FrameError
 from ssl_nav.frames import Frame
 from ssl_nav.geometry import backproject, invert, project, transform
+from ssl_nav.mapping.ply import read_labeled_cloud, write_ply
 
 #: association/merge grid, in map voxels
 ASSOCIATION_GRID = 2.0
@@ -54,7 +55,7 @@ class InstanceInfo:
     n_points: int
 
     def to_store_json(self) -> dict:
-        """The ViewStore ``instances.json`` entry (DESIGN.md)."""
+        """The ViewStore ``instances.json`` entry (docs/formats.md, "instances.json")."""
         return {"category": self.category, "centroid": [float(v) for v in self.centroid],
                 "aabb": [[float(v) for v in self.aabb_min], [float(v) for v in self.aabb_max]],
                 "n_points": int(self.n_points)}
@@ -307,8 +308,6 @@ class InstanceMap:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``map.ply`` (points with an ``instance`` vertex property) and ``instances.json``; returns the dir."""
-        from ssl_nav.mapping.ply import write_ply
-
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         pts, labels = self.points_and_labels()
@@ -326,8 +325,6 @@ class InstanceMap:
         Label 0 and negative labels mean "no instance" (as in masks) and are dropped.
         Categories come from ``instances.json`` next to the cloud when it exists.
         """
-        from ssl_nav.mapping.ply import read_labeled_cloud
-
         p = Path(path)
         if p.is_dir():
             cloud = next((p / n for n in ("map.ply", "map.pcd") if (p / n).is_file()), None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 #: bits of a packed 2D cell key (i << CELL_BITS | j)
@@ -77,8 +78,6 @@ class VerticalPlane:
 
 def closing(mask: np.ndarray, radius: int) -> np.ndarray:
     """Morphological closing of a uint8 raster mask with a disc of ``radius`` cells."""
-    import cv2
-
     if radius <= 0:
         return mask
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -87,8 +86,6 @@ def closing(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """A raster mask with its holes (background not 4-connected to the border) filled, uint8."""
-    import cv2
-
     h, w = mask.shape
     pad = np.zeros((h + 2, w + 2), np.uint8)
     pad[1:-1, 1:-1] = mask > 0
@@ -99,8 +96,6 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def _convex_hull(mask: np.ndarray) -> np.ndarray:
     """The convex hull of a raster mask, filled (uint8)."""
-    import cv2
-
     r, c = np.nonzero(mask)
     hull = cv2.convexHull(np.stack([c, r], 1).astype(np.int32))
     out = np.zeros(mask.shape, np.uint8)
@@ -111,8 +106,6 @@ def _convex_hull(mask: np.ndarray) -> np.ndarray:
 
 def _footprint(mask: np.ndarray, dilate: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Sorted cell keys of a raster mask after dilation, cells offset by ``offset``."""
-    import cv2
-
     r, c = np.nonzero(cv2.dilate(mask, dilate))
     return np.sort(cell_keys(np.stack([r + offset[0], c + offset[1]], 1)))
 
@@ -134,8 +127,6 @@ def horizontal_planes(pos: np.ndarray, voxel: float, tolerance: float, min_area:
     convex hull of the region: it also covers the parts of a table top or a shelf board that the objects on it
     hide from every view (between an object and a shelf's side, behind an object at the back of a table).
     """
-    import cv2
-
     if len(pos) == 0:
         return []
     z = pos[:, 2]

@@ -46,6 +46,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from ssl_nav.config import MappingConfig
 from ssl_nav.frames import Frame
@@ -124,9 +127,6 @@ def _encloses(cells: np.ndarray) -> bool:
 
 def voxel_components(keys: np.ndarray) -> tuple[int, np.ndarray]:
     """26-connected components of sorted unique voxel keys: (count, label per key)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = len(keys)
     if n == 0:
         return 0, np.zeros(0, np.int64)
@@ -400,7 +400,6 @@ class GeometricSegmenter:
         cand = cand[np.all((cand >= fmin) & (cand <= fmax), axis=1)]
         if len(cand) == 0:
             return False
-        from scipy.spatial import cKDTree
 
         d, _ = cKDTree(foot).query(cand, k=1, distance_upper_bound=reach)
         return bool(np.isfinite(d).any())

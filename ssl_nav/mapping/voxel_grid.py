@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ssl_nav.frames import Frame
@@ -108,8 +109,6 @@ def depth_samples(frame: Frame, stride: int, min_depth: float, max_depth: float)
 
 def _smoothed(z: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The mean of the valid depths in each 3x3 neighbourhood (NaN where the sample itself is invalid)."""
-    import cv2
-
     w = valid.astype(np.float32)
     total = cv2.blur(np.where(valid, z, 0.0).astype(np.float32), (3, 3), borderType=cv2.BORDER_CONSTANT)
     count = cv2.blur(w, (3, 3), borderType=cv2.BORDER_CONSTANT)

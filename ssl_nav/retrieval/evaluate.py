@@ -43,6 +43,8 @@ not-in-map decision on a calibration split (``calibration.jsonl``, apart from th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -50,8 +52,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
-from ssl_nav.errors import FormatError, FrameError
+from ssl_nav.errors import FormatError, FrameError, SslNavError
+from ssl_nav.frames import read_image_rgb, read_jsonl
+from ssl_nav.paths import resolve_inside
+from ssl_nav.retrieval.openset import OPEN_SET_SCORES
+from ssl_nav.retrieval.query import Retriever, baseline_retriever
 
 
 @dataclass
@@ -107,8 +114,6 @@ def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
 
 def compute_metrics(results: Iterable[QueryResult]) -> dict:
     """Every metric of the module docstring from per-query results."""
-    from ssl_nav.retrieval.openset import OPEN_SET_SCORES
-
     results = list(results)
     inmap = [r for r in results if r.gt_instance_id is not None]
     openq = [r for r in results if r.gt_instance_id is None]
@@ -261,8 +266,6 @@ def calibrate(values: Sequence[float], in_map: Sequence[bool], max_candidates: i
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes (which calibration file the thresholds were fitted on)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -287,9 +290,6 @@ def load_queries(path: str | os.PathLike) -> list[dict]:
     Returns dicts with ``image_path`` (resolved), ``instance_id`` (str or None), ``line`` and the record's
     other keys. Errors name the file and line.
     """
-    from ssl_nav.frames import read_jsonl
-    from ssl_nav.paths import resolve_inside
-
     p = Path(path)
     out = []
     for n, rec in read_jsonl(p):
@@ -311,8 +311,6 @@ def load_queries(path: str | os.PathLike) -> list[dict]:
 
 def scene_centroids(queries_file: str | os.PathLike) -> dict[str, list[float]] | None:
     """Ground-truth object centroids from the ``scene.json`` next to a queries file (simulated scenes)."""
-    import json
-
     sj = Path(queries_file).parent / "scene.json"
     if not sj.is_file():
         return None
@@ -360,10 +358,6 @@ def format_table(columns: dict[str, dict], extra_rows: Sequence[tuple[str, dict[
 def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: bool = True,
                           gt_centroids: dict[str, Sequence[float]] | None = None) -> tuple[dict, list[QueryResult]]:
     """Evaluate a retriever on a ``queries.jsonl`` (ground-truth centroids from ``scene.json`` if any)."""
-    from tqdm import tqdm
-
-    from ssl_nav.frames import read_image_rgb
-
     queries = load_queries(queries_file)
     if gt_centroids is None:
         gt_centroids = scene_centroids(queries_file)
@@ -381,3 +375,68 @@ def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: 
     metrics = compute_metrics(results)
     metrics["calibrated"] = retriever.thresholds.calibrated
     return metrics, results
+
+
+# ------------------------------------------------------------------------------------------------ the eval stage
+
+@dataclass
+class IndexEvaluation:
+    """What :func:`evaluate_index` measured: one metrics column per model (``baseline`` first when there is
+    one, then ``fine-tuned``, or ``model`` alone), their per-query results, the retrievers, and warnings."""
+
+    columns: dict[str, dict]
+    results: dict[str, list[QueryResult]]
+    retrievers: dict
+    index_quality: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        """The column of the evaluated index."""
+        return list(self.columns)[-1]
+
+
+def evaluate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike, cfg, *, baseline: str = "auto",
+                   model: str | None = None, progress: bool = True, is_navigable=None) -> IndexEvaluation:
+    """The ``eval`` stage (``ssl-nav eval``, ``ssl-nav demo``): the index ``index_dir`` and its baseline
+    (:func:`ssl_nav.retrieval.query.baseline_retriever`: ``auto``, ``none`` or an index directory) on a queries
+    file. ``cfg`` is the ``retrieval`` section. Warns when the queries are the calibration file of the index."""
+    retriever = Retriever.open(index_dir, cfg, model=model, is_navigable=is_navigable)
+    warnings = list(retriever.warnings)
+    if retriever.thresholds.calibrated and fitted_on(retriever.index, queries_file):
+        warnings.append(f"{queries_file} is the file the open-set threshold of {index_dir} was calibrated on: "
+                        f"open-set accuracy is optimistic; evaluate on queries apart from the calibration split "
+                        f"(calibrate on FRAMES/calibration.jsonl, evaluate on FRAMES/queries.jsonl)")
+    base, why_not = baseline_retriever(index_dir, cfg, baseline, is_navigable=is_navigable)
+    if why_not:
+        warnings.append(f"no baseline: {why_not}")
+    retrievers = ({"baseline": base} if base is not None else {})
+    retrievers["fine-tuned" if base is not None else "model"] = retriever
+    columns, results = {}, {}
+    for name, r in retrievers.items():
+        columns[name], results[name] = evaluate_queries_file(r, queries_file, progress=progress)
+    quality = ((retriever.index.extra.get("embedding") or {}).get("quality")) or "all"
+    return IndexEvaluation(columns, results, retrievers, quality, warnings)
+
+
+def calibrate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike, cfg, *, model: str | None = None,
+                    write: bool = True, progress: bool = True) -> tuple[str, dict]:
+    """The ``calibrate`` stage: fit the open-set threshold of the index's score in force (``cfg`` is the
+    ``retrieval`` section) on a calibration file, and, with ``write``, store it in ``IDX/meta.json`` with the
+    file's path and sha256 (an atomic re-save). Returns (score name, :func:`calibrate`'s result)."""
+    retriever = Retriever.open(index_dir, cfg, model=model, use_index_thresholds=False)
+    _, results = evaluate_queries_file(retriever, queries_file, progress=progress)
+    score = retriever.score_name
+    try:
+        t = calibrate([r.open_set_value for r in results], [r.gt_instance_id is not None for r in results])
+    except ValueError as e:
+        raise SslNavError(f"{queries_file}: {e}") from None
+    if write:
+        index = retriever.index
+        q = Path(queries_file)
+        index.thresholds = {"score": score, "threshold": t["threshold"], "reject_margin": cfg.reject_margin,
+                            "balanced_accuracy": t["balanced_accuracy"], "model_hash": index.model_hash,
+                            "fit_on": {"path": str(q.resolve()), "sha256": file_sha256(q),
+                                       "n_in_map": t["n_in_map"], "n_open_set": t["n_open_set"]}}
+        index.save(index_dir)
+    return score, t

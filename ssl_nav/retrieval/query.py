@@ -12,6 +12,7 @@ fitted for the score in force (``retrieval.open_set_score``), else ``retrieval.r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -22,8 +23,9 @@ from typing import Callable
 import numpy as np
 
 from ssl_nav.config import RetrievalConfig
-from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.errors import ConfigError, RetrievalIndexError
 from ssl_nav.retrieval.aggregate import InstanceScore, aggregate
+from ssl_nav.retrieval.build import build_index  # build imports embedder/index only: no cycle
 from ssl_nav.retrieval.embedder import Embedder
 from ssl_nav.retrieval.goals import goal_pose
 from ssl_nav.retrieval.index import InstanceIndex, ViewHit, read_meta
@@ -64,8 +66,6 @@ class Retriever:
         try:
             self.score_name = resolve_score(self.cfg.open_set_score, embedder.classifier is not None)
         except ValueError as e:
-            from ssl_nav.errors import ConfigError
-
             raise ConfigError(str(e)) from None
         self.embedder = embedder
         self.is_navigable = is_navigable
@@ -196,11 +196,36 @@ def _threshold_score(t: dict) -> str:
 def embedding_config(cfg: RetrievalConfig, meta: dict) -> RetrievalConfig:
     """``cfg`` with the embedding settings the index was built with (image size, flip TTA), so that queries
     are embedded exactly like the indexed views whatever config the caller loaded."""
-    import dataclasses
-
     built = (meta.get("extra") or {}).get("embedding") or {}
     keep = {k: built[k] for k in ("image_size", "flip_tta") if k in built}
     return dataclasses.replace(cfg, **keep) if keep else cfg
+
+
+def baseline_retriever(index_dir: str | os.PathLike, cfg: RetrievalConfig, spec: str = "auto", *,
+                       is_navigable: Callable[[np.ndarray], bool] | None = None) -> tuple["Retriever | None", str]:
+    """The un-fine-tuned baseline of an index, for ``ssl-nav eval``: ``spec`` is ``auto`` (the ImageNet backbone
+    the index's model was fine-tuned from, over the same views of the same store, built in memory with
+    :func:`ssl_nav.retrieval.build.build_index`), ``none``, or a baseline index directory. Returns the retriever
+    (None when there is none) and, when ``auto`` finds no baseline, why not."""
+    from ssl_nav.learning.backbones import BACKBONES
+
+    meta = read_meta(index_dir)
+    if spec == "none" or meta.get("model_spec") in BACKBONES:
+        return None, ""
+    if spec != "auto":
+        return Retriever.open(spec, cfg, is_navigable=is_navigable), ""
+    extra = meta.get("extra") or {}
+    store_dir = extra.get("store")
+    if not store_dir or not Path(store_dir).is_dir():
+        return None, f"the store of {index_dir} ({store_dir}) is not available"
+    name = meta.get("model_name")
+    if name not in BACKBONES:
+        return None, f"{index_dir}/meta.json names no known backbone ('model_name': {name!r})"
+    cfg = embedding_config(cfg, meta)  # embed like the evaluated index: same image size, TTA and views
+    embedder = Embedder.load(name, cfg)
+    quality = (extra.get("embedding") or {}).get("quality") or "all"  # indexes from before the protocol: all
+    index = build_index(store_dir, embedder, cfg, quality="low" if quality == "low" else "all", progress=False)
+    return Retriever(index, embedder, cfg, is_navigable), ""
 
 
 def resolve_model_spec(index_dir: str | os.PathLike, meta: dict) -> str:

@@ -1,4 +1,4 @@
-"""ROS 2 interface of ssl_nav: the only package that imports rclpy or ``*_msgs`` (DESIGN.md "ROS 2 interface").
+"""ROS 2 interface of ssl_nav: the only package that imports rclpy or ``*_msgs`` (docs/ros.md).
 
 Modules:
 

@@ -25,7 +25,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from ssl_nav.config import SECTIONS, PipelineConfig, _check_value, field_info, validate
 from ssl_nav.errors import ConfigError
 
-#: node name -> config sections it declares (DESIGN.md "ROS 2 interface")
+#: node name -> config sections it declares (docs/ros.md)
 NODE_SECTIONS: dict[str, tuple[str, ...]] = {
     "view_collector": ("mapping", "views", "ros"),
     "finetuner": ("learning", "energy", "ros"),

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from std_msgs.msg import String
 
-#: camera streams (DESIGN.md: sensor-data QoS: best effort, keep last 5)
+#: camera streams (docs/ros.md: sensor-data QoS: best effort, keep last 5)
 SENSOR_QOS = qos_profile_sensor_data
 
 #: the latched ``model_ready``: a late subscriber still gets the last model

@@ -13,7 +13,9 @@ import functools
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+from scipy.special import ndtri
 
 from ssl_nav.config import SimConfig
 
@@ -37,8 +39,6 @@ class Degradation:
 
 def motion_blur_kernel(length: int, angle_deg: float) -> np.ndarray:
     """A normalised line kernel of ``length`` px at ``angle_deg`` (linear camera motion during exposure)."""
-    import cv2
-
     length = max(1, int(length))
     size = length if length % 2 == 1 else length + 1
     k = np.zeros((size, size), dtype=np.float32)
@@ -64,8 +64,6 @@ def draw_degradation(cfg: SimConfig, rng: np.random.Generator) -> Degradation:
 
 @functools.lru_cache(maxsize=1)
 def _normal_quantiles() -> np.ndarray:
-    from scipy.special import ndtri
-
     n = 1 << NOISE_BITS
     table = ndtri((np.arange(n, dtype=np.float64) + 0.5) / n).astype(np.float32)
     table.setflags(write=False)
@@ -83,8 +81,6 @@ def gaussian_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
 
 def apply_degradation(rgb: np.ndarray, d: Degradation, rng: np.random.Generator) -> np.ndarray:
     """Blur, scale down and back up, add noise; uint8 HxWx3 in and out (same size)."""
-    import cv2
-
     img = rgb.astype(np.float32)
     if d.blur_length > 1:
         img = cv2.filter2D(img, -1, motion_blur_kernel(d.blur_length, d.blur_angle_deg), borderType=cv2.BORDER_REFLECT)
@@ -108,7 +104,5 @@ def degrade(rgb: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> tuple[
 
 def laplacian_variance(rgb: np.ndarray) -> float:
     """Sharpness: variance of the Laplacian of the grey image (higher = sharper)."""
-    import cv2
-
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     return float(cv2.Laplacian(grey.astype(np.float64), cv2.CV_64F).var())

@@ -21,6 +21,7 @@ randomness comes from the generator passed in (the frame's), so a frame is repro
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ssl_nav.config import SimConfig
@@ -55,8 +56,6 @@ def depth_edges(depth: np.ndarray, relative_jump: float = 0.05) -> np.ndarray:
 
 
 def _upsampled(rng: np.random.Generator, h: int, w: int, cell: int, normal: bool) -> np.ndarray:
-    import cv2
-
     gh, gw = max(2, h // cell + 1), max(2, w // cell + 1)
     g = rng.standard_normal((gh, gw), dtype=np.float32) if normal else rng.random((gh, gw), dtype=np.float32)
     return cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -68,8 +67,6 @@ def realsense_depth(depth: np.ndarray, rgb: np.ndarray, fx: float, cfg: SimConfi
 
     ``rgb`` is the sharp rendered colour image (its grey level stands in for the infrared return).
     """
-    import cv2
-
     z = depth.astype(np.float32)
     h, w = z.shape
     valid = z > 0

@@ -13,9 +13,9 @@ hfov 58 deg over 0.5-5 m, sensors 1.31 m above the agent's floor point, agent he
 
 Conventions
 -----------
-- Habitat world: y up (x, y, z); an agent with identity rotation faces -z. Ours: z up (DESIGN.md). A point
-  maps as ``ours = (x, -z, y)``, a proper rotation (+90 deg about x), so handedness is kept and a Habitat
-  agent facing -z faces our +y.
+- Habitat world: y up (x, y, z); an agent with identity rotation faces -z. Ours: z up (docs/design.md,
+  "Conventions"). A point maps as ``ours = (x, -z, y)``, a proper rotation (+90 deg about x), so handedness
+  is kept and a Habitat agent facing -z faces our +y.
 - Habitat camera: x right, y up, looking along -z. Ours: OpenCV, x right, y down, z forward. So
   ``p_habitat_cam = diag(1, -1, -1) @ p_opencv_cam``.
 - Quaternions: habitat-lab episode files store rotations as ``[x, y, z, w]``

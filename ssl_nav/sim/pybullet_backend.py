@@ -40,6 +40,7 @@ from ssl_nav.frames import Frame
 from ssl_nav.geometry import camera_pose, intrinsics_from_fov, invert, look_at, project, transform
 from ssl_nav.sim.base import Episode, SceneObject
 from ssl_nav.sim.degrade import degrade
+from ssl_nav.sim.depth_sensor import realsense_depth
 from ssl_nav.sim.room_shell import RoomShell, ShellFace
 from ssl_nav.sim.scenes import (SHELL_PARTS, BoxPart, Lighting, PlacedObject, SceneSpec, build_scene_spec, navigable,
                                 random_lighting, resolve_data_file)
@@ -266,8 +267,6 @@ class PyBulletSimulator:
             rgb, d = degrade(rgb, self.cfg, rng)
             extra["degradation"] = d.to_json()
             if self.cfg.depth_model == "realsense":
-                from ssl_nav.sim.depth_sensor import realsense_depth
-
                 depth = realsense_depth(depth, sharp, float(K[0, 0]), self.cfg, rng)
             elif self.cfg.depth_noise_std > 0:
                 valid = depth > 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 #: face order: the index is the face id of :meth:`RoomShell.cast`
@@ -49,8 +50,6 @@ class RoomShell:
     """Ray-caster of an axis-aligned room box ``[xmin, xmax] x [ymin, ymax] x [0, height]`` seen from inside."""
 
     def __init__(self, room_min: np.ndarray, room_max: np.ndarray, height: float, faces: dict[str, ShellFace]):
-        import cv2
-
         missing = [f for f in FACES if f not in faces]
         if missing:
             raise ValueError(f"room shell: no material for faces {missing}")

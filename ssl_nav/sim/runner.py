@@ -25,6 +25,7 @@ in-map metrics).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -36,8 +37,11 @@ import numpy as np
 
 from ssl_nav.atomic import atomic_write_json
 from ssl_nav.config import PipelineConfig, to_dict
+from ssl_nav.pipeline import run_scene
+from ssl_nav.retrieval.goals import goal_pose
 from ssl_nav.sim.base import Episode, Simulator
-from ssl_nav.sim.simulate import SceneDraw
+from ssl_nav.sim.episodes import group_by_scene, scene_name
+from ssl_nav.sim.simulate import SceneDraw, draw_pybullet_scene
 
 MODELS = ("baseline", "finetuned")
 #: per-scene metrics averaged over scenes, in table order
@@ -152,9 +156,6 @@ def format_report_table(report: dict) -> str:
 def run_scenes(sim: Simulator, jobs: Iterable[SceneJob], cfg: PipelineConfig, out: str | os.PathLike, *,
                backend: str, meta: dict | None = None, progress: bool = True) -> dict:
     """Run :func:`ssl_nav.pipeline.run_scene` on each scene and write ``OUT/report.json``; returns the report."""
-    from ssl_nav.pipeline import run_scene
-    from ssl_nav.retrieval.goals import goal_pose
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = list(jobs)
@@ -212,10 +213,6 @@ def run_scenes(sim: Simulator, jobs: Iterable[SceneJob], cfg: PipelineConfig, ou
 def pybullet_jobs(cfg: PipelineConfig, n_scenes: int) -> list[SceneJob]:
     """Embedded-simulator scenes: seeds ``sim.seed``, ``sim.seed + 1``, ...; each drawn as ``ssl-nav simulate``
     draws it (:func:`ssl_nav.sim.simulate.draw_pybullet_scene`)."""
-    import dataclasses
-
-    from ssl_nav.sim.simulate import draw_pybullet_scene
-
     def job(seed: int) -> SceneJob:
         def load(sim) -> SceneDraw:
             return draw_pybullet_scene(sim, dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, seed=seed)))
@@ -225,10 +222,31 @@ def pybullet_jobs(cfg: PipelineConfig, n_scenes: int) -> list[SceneJob]:
     return [job(int(cfg.sim.seed) + k) for k in range(max(1, int(n_scenes)))]
 
 
+def first_per_scene(episodes: list[Episode], n: int) -> list[Episode]:
+    """The first ``n`` episodes of each scene, in file order (``ssl-nav habitat --max-episodes``)."""
+    counts: dict[str, int] = {}
+    out = []
+    for e in episodes:
+        if counts.get(e.scene_id, 0) < n:
+            counts[e.scene_id] = counts.get(e.scene_id, 0) + 1
+            out.append(e)
+    return out
+
+
+def limit_episodes(job: SceneJob, n: int) -> SceneJob:
+    """``job`` answering only its first ``n`` episodes (the test queries; the calibration split is kept)."""
+    def load(sim):
+        loaded = job.load(sim)
+        if isinstance(loaded, SceneDraw):
+            return dataclasses.replace(loaded, episodes=loaded.episodes[:n])
+        episodes, photos = loaded
+        return episodes[:n], photos
+
+    return SceneJob(name=job.name, load=load)
+
+
 def habitat_jobs(cfg: PipelineConfig, episodes: list[Episode], max_scenes: int | None = None) -> list[SceneJob]:
     """Habitat scenes in the episodes' order; each binds its episodes' goal objects to its instances."""
-    from ssl_nav.sim.episodes import group_by_scene, scene_name
-
     groups = list(group_by_scene(episodes).items())
     if max_scenes is not None:
         groups = groups[:max_scenes]

@@ -34,12 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ssl_nav.atomic import atomic_write_json, atomic_write_text
 from ssl_nav.config import PipelineConfig, to_dict
 from ssl_nav.errors import SslNavError
 from ssl_nav.frames import Frame, FramesWriter, write_png
 from ssl_nav.sim.base import Episode
+from ssl_nav.sim.explore import exploration_poses, exploration_rng
+from ssl_nav.sim.pybullet_backend import PyBulletSimulator
+from ssl_nav.views.crops import crop_square, square_box
 
 #: what write_simulation owns inside ``out``; only these are cleared before a rerun
 OUTPUT_NAMES = ("frames.jsonl", "rgb", "depth", "instance", "photos.jsonl", "photos", "queries.jsonl", "queries",
@@ -64,8 +68,6 @@ def draw_pybullet_scene(sim, cfg: PipelineConfig) -> SceneDraw:
     Each draw has its own random stream, so every consumer of a seed (``ssl-nav simulate``, the demo, the
     benchmarks, ``ssl-nav habitat --backend pybullet``) gets the same scene.
     """
-    from ssl_nav.sim.explore import exploration_poses, exploration_rng
-
     scfg = cfg.sim
     seed = int(scfg.seed)
     sim.load_scene(seed)
@@ -100,8 +102,6 @@ def _prepare_out(out: Path) -> None:
 def object_square(frame: Frame, instance_id: int, margin: float, min_pixels: int = 16
                   ) -> tuple[int, int, int, int] | None:
     """SimView's square box ``[x0, y0, x1, y1)`` around an instance's mask (None when it is barely visible)."""
-    from ssl_nav.views.crops import square_box
-
     if frame.instance_mask is None:
         return None
     ys, xs = np.nonzero(frame.instance_mask == instance_id)
@@ -112,8 +112,6 @@ def object_square(frame: Frame, instance_id: int, margin: float, min_pixels: int
 
 def object_crop(frame: Frame, instance_id: int, size: int, margin: float) -> np.ndarray | None:
     """A square crop of one instance, as a user frames a photo of it (None when it is barely visible)."""
-    from ssl_nav.views.crops import crop_square
-
     square = object_square(frame, instance_id, margin)
     return None if square is None else crop_square(frame.rgb, square, size)
 
@@ -138,8 +136,6 @@ def _write_queries(sim, cfg: PipelineConfig, out: Path, folder: str, episodes: l
         if cfg.retrieval.query_crop == "object" and oid is not None:
             square = object_square(f, int(oid), cfg.views.margin)
         if square is not None:
-            from ssl_nav.views.crops import crop_square
-
             full = f"{folder}/{ep.episode_id}_full.png"
             write_png(out / full, f.rgb)
             write_png(out / rel, crop_square(f.rgb, square, cfg.views.crop_size))
@@ -166,8 +162,6 @@ def write_simulation(sim, cfg: PipelineConfig, out: str | Path, draw: SceneDraw,
     object (``views.crop_size``, ``views.margin``: the crops ``ssl-nav add-photos`` and ``collect`` add as
     they are); goal images likewise when ``retrieval.query_crop`` is ``object``.
     """
-    from tqdm import tqdm
-
     out = Path(out)
     scfg = cfg.sim
     seed = int(getattr(getattr(sim, "spec", None), "seed", scfg.seed))  # the loaded scene's (pybullet) seed
@@ -244,8 +238,6 @@ def write_simulation(sim, cfg: PipelineConfig, out: str | Path, draw: SceneDraw,
 
 def simulate_to_dir(cfg: PipelineConfig, out: str | Path, progress: bool = True) -> dict:
     """``ssl-nav simulate``: render scene ``cfg.sim.seed`` of the embedded simulator into ``out``; a summary."""
-    from ssl_nav.sim.pybullet_backend import PyBulletSimulator
-
     t0 = time.monotonic()
     with PyBulletSimulator(cfg.sim) as sim:
         draw = draw_pybullet_scene(sim, cfg)

@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ssl_nav.errors import DependencyError
@@ -177,8 +178,6 @@ class DataTexture:
         return self.path
 
     def draw(self) -> np.ndarray:
-        import cv2
-
         from ssl_nav.sim.scenes import data_path
 
         p = data_path() / self.path
@@ -277,8 +276,6 @@ def near_identical(design: PackagingDesign, detail: str, rng: np.random.Generato
 
 def hue_rotate(img: np.ndarray, shift: float) -> np.ndarray:
     """Rotate the hue of an RGB image by ``shift`` of the colour circle (greys stay grey)."""
-    import cv2
-
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL)
     hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(shift * 256))) % 256).astype(np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
@@ -289,8 +286,6 @@ def hue_rotate(img: np.ndarray, shift: float) -> np.ndarray:
 def _put_text_fit(img: np.ndarray, text: str, box: tuple[int, int, int, int], colour: RGB, font: int = 2,
                   thickness_frac: float = 0.08, outline: RGB | None = None, rotate: bool = False) -> None:
     """Write ``text`` as large as fits into ``box`` = (x0, y0, x1, y1), centred."""
-    import cv2
-
     x0, y0, x1, y1 = box
     bw, bh = x1 - x0, y1 - y0
     if bw < 4 or bh < 4 or not text:
@@ -332,8 +327,6 @@ def _poly(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
 
 
 def _draw_logo(img: np.ndarray, d: PackagingDesign, cx: float, cy: float, r: float) -> None:
-    import cv2
-
     if r < 3:
         return
     col, edge = d.logo_colour, d.text
@@ -354,8 +347,6 @@ def _draw_logo(img: np.ndarray, d: PackagingDesign, cx: float, cy: float, r: flo
 
 def _background(d: PackagingDesign, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """Base colour with a soft gradient, the design's pattern and print noise (float32)."""
-    import cv2
-
     img = np.empty((h, w, 3), np.float32)
     img[:] = np.array(d.base, np.float32)
     grad = np.linspace(1.06, 0.9, h, dtype=np.float32)[:, None, None]
@@ -385,8 +376,6 @@ def _background(d: PackagingDesign, h: int, w: int, rng: np.random.Generator) ->
 
 def _photo(img: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator) -> None:
     """A blurry "product photo": overlapping shaded blobs in natural colours."""
-    import cv2
-
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     if w < 8 or h < 8:
@@ -411,8 +400,6 @@ def _photo(img: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Gener
 
 def _small_print(img: np.ndarray, box: tuple[int, int, int, int], colour: RGB, rng: np.random.Generator,
                  lines: int = 6) -> None:
-    import cv2
-
     x0, y0, x1, y1 = box
     if x1 - x0 < 20 or y1 - y0 < 10:
         return
@@ -429,8 +416,6 @@ def _small_print(img: np.ndarray, box: tuple[int, int, int, int], colour: RGB, r
 
 def _barcode(img: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator) -> None:
     """An EAN-13-like barcode: 95 modules of random bars with guard bars, digits underneath."""
-    import cv2
-
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     if w < 30 or h < 12:
@@ -453,8 +438,6 @@ def _barcode(img: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Gen
 def _front_panel(img: np.ndarray, box: tuple[int, int, int, int], d: PackagingDesign,
                  rng: np.random.Generator) -> None:
     """Brand band at the top, logo, product photo, variant band at the bottom."""
-    import cv2
-
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     if w < 8 or h < 8:
@@ -476,8 +459,6 @@ def _front_panel(img: np.ndarray, box: tuple[int, int, int, int], d: PackagingDe
 
 def _back_panel(img: np.ndarray, box: tuple[int, int, int, int], d: PackagingDesign,
                 rng: np.random.Generator) -> None:
-    import cv2
-
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     if w < 8 or h < 8:
@@ -496,8 +477,6 @@ def _back_panel(img: np.ndarray, box: tuple[int, int, int, int], d: PackagingDes
 
 def _side_panel(img: np.ndarray, box: tuple[int, int, int, int], d: PackagingDesign,
                 rng: np.random.Generator) -> None:
-    import cv2
-
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     if w < 4 or h < 8:
@@ -561,8 +540,6 @@ def wrap_label_rows(layout: str) -> tuple[float, float]:
 
 def _draw_wrap_label(d: PackagingDesign) -> np.ndarray:
     """A label wrapped around a cylinder: u runs around (circumference), v up the height."""
-    import cv2
-
     r, _, height = d.dims
     circ = 2 * math.pi * r
     v0, v1 = wrap_label_rows(d.layout)
@@ -615,8 +592,6 @@ def _draw_book_atlas(d: PackagingDesign) -> np.ndarray:
 
 def _draw_plate(d: PackagingDesign) -> np.ndarray:
     """A plate or coaster seen from above (planar UVs): a rim band and a centre motif."""
-    import cv2
-
     n = min(d.max_px, 512)
     rng = np.random.default_rng([d.seed, 0x9A])
     img = np.empty((n, n, 3), np.float32)
@@ -671,8 +646,6 @@ class TextureFiles:
             return str(resolve_data_file(tex.path))
         key = tex.key()
         if key not in self._paths:
-            import cv2
-
             if self.root is None:
                 self.root = Path(tempfile.mkdtemp(prefix="ssl_nav_textures_"))
             p = self.root / f"{key}.png"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from ssl_nav.config import PipelineConfig, ViewsConfig
 from ssl_nav.errors import FrameError
@@ -147,8 +148,6 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
     not the simulator's with ``gt_instance_id`` (:mod:`ssl_nav.mapping.gt_match`), and names it.
     Returns a summary with counts, skip reasons and which segmenter made the map.
     """
-    from tqdm import tqdm
-
     vcfg = cfg.views
     builder: MapBuilder | None = None
     gate = KeyframeGate(vcfg.keyframe_translation, vcfg.keyframe_rotation_deg)

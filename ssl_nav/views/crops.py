@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 
@@ -42,8 +43,6 @@ def crop_square(image: np.ndarray, square: tuple[int, int, int, int], size: int,
 
     Works for HxWxC and HxW arrays; pass ``cv2.INTER_NEAREST`` for label images.
     """
-    import cv2
-
     h, w = image.shape[:2]
     x0, y0, x1, y1 = square
     s = x1 - x0

@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from ssl_nav.config import ViewsConfig
@@ -39,8 +40,6 @@ _PAD_SIGMAS = 4.0
 
 def unsharp_mask(rgb: np.ndarray, sigma: float, amount: float) -> np.ndarray:
     """Unsharp masking of a uint8 RGB image."""
-    import cv2
-
     img = rgb.astype(np.float32)
     blurred = cv2.GaussianBlur(img, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REFLECT)
     return np.clip(np.round(img + float(amount) * (img - blurred)), 0, 255).astype(np.uint8)
@@ -55,8 +54,6 @@ def gaussian_otf(shape: tuple[int, int], sigma: float) -> np.ndarray:
 
 def wiener_deconvolve(rgb: np.ndarray, sigma: float, nsr: float) -> np.ndarray:
     """Wiener deconvolution of a uint8 RGB image blurred by a Gaussian PSF of ``sigma`` px."""
-    import cv2
-
     pad = int(np.ceil(_PAD_SIGMAS * sigma)) + 2
     img = cv2.copyMakeBorder(rgb.astype(np.float32), pad, pad, pad, pad, cv2.BORDER_REFLECT)
     h, w = img.shape[:2]

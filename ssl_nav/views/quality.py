@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ssl_nav.config import ViewsConfig
@@ -17,8 +18,6 @@ from ssl_nav.config import ViewsConfig
 
 def laplacian_variance(image: np.ndarray) -> float:
     """Variance of the Laplacian of the grey image (higher = sharper)."""
-    import cv2
-
     if image.size == 0:
         return 0.0
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image

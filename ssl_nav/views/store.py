@@ -34,10 +34,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+import cv2
 import numpy as np
 
 from ssl_nav.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ssl_nav.errors import FormatError, StoreError
+from ssl_nav.frames import check_image_size, encode_png
 from ssl_nav.paths import resolve_inside
 
 QUALITIES = ("low", "high")
@@ -260,10 +262,6 @@ class ViewStore:
 
     def load_image(self, view: dict) -> np.ndarray:
         """The view's image as uint8 RGB; :class:`StoreError` naming the file when missing or corrupt."""
-        import cv2
-
-        from ssl_nav.frames import check_image_size
-
         p = self.image_path(view)
         if not p.is_file():
             raise StoreError(f"{p}: image of view {view.get('view_id')} is missing")
@@ -302,8 +300,6 @@ class ViewStore:
                  visible_fraction: float | None = None, sharpness: float | None = None,
                  view_id: str | None = None, **extra: Any) -> dict:
         """Write the image, then append its line atomically; return the record."""
-        from ssl_nav.frames import encode_png
-
         iid = str(instance_id)
         if not _ID_RE.match(iid):
             raise StoreError(f"{self.root}: instance id {iid!r} is not an integer id")
@@ -352,8 +348,6 @@ class ViewStore:
 
         Keeps a photo added twice (``add-photos``, ``collect --append`` of a recording with the same photos)
         from becoming two views."""
-        from ssl_nav.frames import encode_png
-
         data = encode_png(np.asarray(image))
         for v in self.views(instance_id, quality):
             p = self.root / v["image"]
@@ -447,10 +441,6 @@ class ViewStore:
         """Problems by path and line: malformed or bad lines (types, paths leaving the store, duplicate ids),
         a bad instances.json, views of unknown instances, missing, oversized or undecodable images, and the same
         image stored twice for one instance and frame (a view collected twice)."""
-        import cv2
-
-        from ssl_nav.frames import check_image_size
-
         problems = list(self._problems)
         try:
             inst = self.instances()

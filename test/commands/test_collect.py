@@ -12,7 +12,7 @@ from ssl_nav.mapping import InstanceMap
 from ssl_nav.views.store import ViewStore
 
 
-import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _snapshot(root: Path) -> dict:

@@ -1,12 +1,9 @@
-import importlib.util
 import json
 from pathlib import Path
 
-from ssl_nav.cli import main
+from testkit.stores import write_store
 
-_spec = importlib.util.spec_from_file_location("learning_fixtures", Path(__file__).parents[1] / "learning" / "conftest.py")
-fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fixtures)
+from ssl_nav.cli import main
 
 TINY_YAML = """
 learning: {backbone: resnet18, pretrained: false, image_size: 32, batch_size: 8, proj_dim: 64,
@@ -16,7 +13,7 @@ energy: {backend: none}
 
 
 def test_finetune_command_writes_the_run_and_prints_a_summary(tmp_path, capsys):
-    store = fixtures.write_store(tmp_path / "store")
+    store = write_store(tmp_path / "store")
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY_YAML)
     out = tmp_path / "runs" / "r1"
@@ -51,7 +48,7 @@ def _tiny(tmp_path):
 
 def test_finetune_refuses_to_overwrite_a_run_unless_asked(tmp_path, capsys):
     """D3: an existing run is kept unless --resume or --overwrite; --overwrite starts from scratch."""
-    store = fixtures.write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
+    store = write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
     out = tmp_path / "run"
     assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 0
     files = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -70,7 +67,7 @@ def test_finetune_refuses_to_overwrite_a_run_unless_asked(tmp_path, capsys):
 
 def test_finetune_refuses_duplicate_views(tmp_path, capsys):
     """U3: a view listed twice is not trained on twice silently: the store is refused, naming both lines."""
-    store = fixtures.write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
+    store = write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
     lines = (store / "views.jsonl").read_text().splitlines()
     (store / "views.jsonl").write_text("\n".join(lines + [lines[1]]) + "\n")
     assert main(["finetune", "--store", str(store), "--out", str(tmp_path / "run"), *_tiny(tmp_path)]) == 2
@@ -81,10 +78,10 @@ def test_finetune_refuses_duplicate_views(tmp_path, capsys):
 
 def test_finetune_warns_about_a_store_too_small_to_learn_from(tmp_path, capsys):
     """U5: one instance (or one view each) still trains, but says why the result means little."""
-    store = fixtures.write_store(tmp_path / "store", n_instances=1, views_per_instance=2)
+    store = write_store(tmp_path / "store", n_instances=1, views_per_instance=2)
     assert main(["finetune", "--store", str(store), "--out", str(tmp_path / "run"), *_tiny(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "only 2 view(s) of 1 instance(s)" in err
-    store2 = fixtures.write_store(tmp_path / "store2", n_instances=2, views_per_instance=3)
+    store2 = write_store(tmp_path / "store2", n_instances=2, views_per_instance=3)
     assert main(["finetune", "--store", str(store2), "--out", str(tmp_path / "run2"), *_tiny(tmp_path)]) == 0
     assert "warning" not in capsys.readouterr().err

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from testkit.training import sgd_steps, two_views
 
 from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
 from ssl_nav.learning.backbones import Backbone, read_model, save_model
@@ -89,9 +90,18 @@ def test_corrupt_checkpoint_names_the_file(tiny_store, tmp_path, learning_config
 
 
 @pytest.mark.parametrize("objective", ["simclr", "barlow"])
-def test_alternative_objectives_train(tiny_store, tmp_path, objective, learning_config):
+def test_alternative_objectives_train_and_lower_their_loss(tiny_store, tmp_path, objective, learning_config):
+    from ssl_nav.learning.trainer import FinetuneModel
+
     res = finetune(tiny_store, tmp_path / "run", learning_config(epochs=1, objective=objective), progress=False)
     assert res.model.predictor is None and res.summary["final_loss"] is not None
+    # the objective learns: SGD steps on one fixed batch of positive pairs lower its loss
+    lc = learning_config(objective=objective, ce_weight=0.0).learning
+    torch.manual_seed(0)
+    model = FinetuneModel(Backbone("resnet18"), lc, n_classes=4).train()
+    x1, x2 = two_views()
+    losses = [p["loss_ssl"] for p in sgd_steps(model, lc, x1, x2, {"label": torch.arange(8) % 4}, 8)]
+    assert sum(losses[-3:]) / 3 < 0.5 * losses[0], losses
 
 
 def test_should_stop_cancels_without_writing_a_model(tiny_store, tmp_path, learning_config):

@@ -9,7 +9,7 @@ from ssl_nav.config import MappingConfig
 from ssl_nav.errors import ConfigError, FormatError
 from ssl_nav.mapping.builder import NO_MASK, MapBuilder, choose_segmenter
 
-import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def test_choose_segmenter():

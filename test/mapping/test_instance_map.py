@@ -9,7 +9,7 @@ from ssl_nav.errors import FrameError
 from ssl_nav.mapping import InstanceMap
 
 
-import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _inside_fraction(points, box, tol=0.03):

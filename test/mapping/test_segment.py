@@ -13,7 +13,7 @@ from ssl_nav.geometry import backproject, look_at, transform
 from ssl_nav.mapping.segment import NO_DEPTH, NO_SUPPORT, GeometricSegmenter
 from ssl_nav.mapping.voxel_grid import VoxelGrid
 
-import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
 Box = scenes.Box
 CFG = MappingConfig(geometric_stride=1)  # 160x120 test frames: every pixel

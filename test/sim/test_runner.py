@@ -169,3 +169,17 @@ def test_run_scenes_skips_scenes_without_episodes_and_still_writes_the_report(tm
     assert on_disk["backend"] == "habitat" and on_disk["split"] == "val"
     lines = format_report_table(on_disk).splitlines()
     assert len(lines) == 4 and lines[-1].split()[:2] == ["mean", "0"]  # header, rules, mean: no scene rows
+
+
+def test_limit_episodes_cuts_drawn_scenes_and_episode_lists_alike():
+    from ssl_nav.sim.runner import SceneJob, first_per_scene, limit_episodes
+    from ssl_nav.sim.simulate import SceneDraw
+
+    eps = [Episode(episode_id=str(i), scene_id="s" if i < 3 else "t", goal_instance_id=1,
+                   goal_T_world_cam=np.eye(4)) for i in range(5)]
+    drawn = limit_episodes(SceneJob("a", lambda sim: SceneDraw([], eps, eps[:1], {})), 2).load(None)
+    assert isinstance(drawn, SceneDraw) and [e.episode_id for e in drawn.episodes] == ["0", "1"]
+    assert drawn.calibration == eps[:1]  # the calibration split is not the test queries
+    listed, photos = limit_episodes(SceneJob("b", lambda sim: (eps, {1: []})), 3).load(None)
+    assert [e.episode_id for e in listed] == ["0", "1", "2"] and photos == {1: []}
+    assert [e.episode_id for e in first_per_scene(eps, 1)] == ["0", "3"]

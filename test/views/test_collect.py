@@ -14,7 +14,7 @@ from ssl_nav.views.collect import ViewCollector, collect_frames
 from ssl_nav.views.crops import crop_square
 from ssl_nav.views.store import ViewStore
 
-import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _cfg(**views):

@@ -83,7 +83,7 @@ def test_collect_deblurs_robot_views_only(tmp_path):
     from ssl_nav.views.collect import collect_frames
     from ssl_nav.views.store import ViewStore
 
-    import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+    from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
     frames = [scenes.render(scenes.default_boxes(), T, frame_id=f"f{i}") for i, T in enumerate(scenes.orbit_poses(4))]
     frames[0] = dataclasses.replace(frames[0], quality="high")

@@ -9,7 +9,7 @@ from ssl_nav.mapping import InstanceMap
 from ssl_nav.views.visibility import compute_visibility, instance_mask
 
 
-import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
 
 def _map_of(boxes, poses):

@@ -1,0 +1,83 @@
+"""A fine-tune run directory, and the fine-tune stage that fills it.
+
+A run directory holds ``model.pt``, ``checkpoint.pt``, ``metrics.jsonl`` and ``energy.json``
+(docs/formats.md). :func:`finetune_run` is the stage ``ssl-nav finetune`` and ``ssl-nav demo``
+(:mod:`ssl_nav.pipeline`) both run: it refuses to write over an existing run unless asked to resume or
+overwrite it (an index built from the old ``model.pt`` would stop matching), warns about a store too small
+to learn from, then calls :func:`ssl_nav.learning.trainer.finetune`, which appends the run's EnergyRecord to
+the ledger (by default ``energy.jsonl`` next to the run directory).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import EllipsisType
+from typing import Callable
+
+from ssl_nav.config import PipelineConfig
+from ssl_nav.errors import TrainingError
+from ssl_nav.learning.trainer import finetune  # torch: kept out of the CLI's start-up
+from ssl_nav.views.store import ViewStore
+
+#: the files of a run directory; any of them in it means a run is there already
+RUN_FILES = ("model.pt", "checkpoint.pt", "metrics.jsonl", "energy.json")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def check_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> None:
+    """Refuse to write over an existing run unless the user asked to ``resume`` it or to ``overwrite`` it
+    (then rank 0 deletes the old run's files)."""
+    out = Path(out)
+    if resume and overwrite:
+        raise TrainingError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out}: exists and is not a directory")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise TrainingError(f"{out}: already holds a run ({', '.join(found)}); indexes built from its model.pt "
+                            f"would stop matching. Pass --resume to continue it, --overwrite to replace it, or "
+                            f"choose a new --out")
+    if _rank() == 0:
+        for name in found:
+            (out / name).unlink()
+
+
+def store_warning(store_dir: str | os.PathLike) -> str | None:
+    """A warning when the store is too small for fine-tuning to mean anything (one instance, a single view)."""
+    views = ViewStore(store_dir).views()
+    per: dict[str, int] = {}
+    for v in views:
+        per[v["instance_id"]] = per.get(v["instance_id"], 0) + 1
+    if views and (len(per) < 2 or len(views) < 2 * len(per)):
+        return (f"{store_dir}: only {len(views)} view(s) of {len(per)} instance(s); fine-tuning learns to tell "
+                f"instances apart from several views of each: collect at least 2 instances with 2+ views each "
+                f"(the kNN monitor needs 3+)")
+    return None
+
+
+def default_ledger(out: str | os.PathLike, cfg: PipelineConfig) -> Path:
+    """The energy ledger of a run: ``energy.ledger`` (``energy.jsonl``) in the directory that holds the run."""
+    return Path(out).resolve().parent / cfg.energy.ledger
+
+
+def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: PipelineConfig, *, resume: bool = False,
+                 overwrite: bool = False, ledger: str | os.PathLike | EllipsisType | None = ..., progress: bool = True,
+                 warn: Callable[[str], None] | None = None):
+    """Check ``out``, warn (``warn(message)`` on rank 0) about a small store, and fine-tune on ``store``.
+
+    ``ledger``: the ``energy.jsonl`` to append the EnergyRecord to; ``...`` (the default) is
+    :func:`default_ledger`, ``None`` appends nowhere. Returns :class:`ssl_nav.learning.trainer.FinetuneResult`.
+    """
+    check_run_dir(out, resume, overwrite)
+    warning = store_warning(store)
+    if warning and warn is not None and _rank() == 0:
+        warn(warning)
+    if ledger is ...:
+        ledger = default_ledger(out, cfg)
+    return finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger)
