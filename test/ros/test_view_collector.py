@@ -184,7 +184,7 @@ def test_semantic_map_replaces_masks(rclpy_context, executor, tmp_path):
 def test_frames_without_masks_are_segmented_geometrically(rclpy_context, executor, tmp_path):
     """Issue 10: rgb + depth + pose and no instance_mask -> after ros.mask_wait_s the geometric segmenter builds
     the map; instances land on the boxes and views are cut; ~/status names the segmenter and why."""
-    import scenes_for_tests as scenes  # test/ is on sys.path (test/conftest.py)
+    from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
     from ssl_nav.ros.view_collector import ViewCollectorNode
 
