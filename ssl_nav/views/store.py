@@ -25,8 +25,9 @@ one ``os.write`` and one fsync (or, when the block removed views, ``views.jsonl`
 atomically, and the removed images are deleted afterwards). The guarantees above hold for every line: a line
 is written only after its image exists, so a process killed mid-batch leaves none of the batch's lines (at
 worst orphan PNGs), or, after a torn append, complete lines whose images exist and a partial last line that
-is handled as above. A block that raises writes no line and deletes the images it wrote. View PNGs are
-encoded losslessly with fast Huffman-only compression (:func:`encode_view_png`).
+is handled as above. A block that raises writes no line and deletes the images it wrote (a batch of more
+than :data:`BATCH_MAX_VIEWS` new views is written in parts of that size; the parts already written stay). View
+PNGs are encoded losslessly with fast Huffman-only compression (:func:`encode_view_png`).
 
 :meth:`ViewStore.transaction` makes a whole command all-or-nothing: when its block raises (a bad input file,
 a full disk, Ctrl-C), ``views.jsonl`` and ``instances.json`` get their old bytes back, the images written in
@@ -75,6 +76,14 @@ def _writers() -> ThreadPoolExecutor:
         if _WRITERS is None:
             _WRITERS = ThreadPoolExecutor(BATCH_WRITERS, thread_name_prefix="view_store_png")
         return _WRITERS
+
+
+def _forget_writers() -> None:
+    global _WRITERS
+    _WRITERS = None  # a forked child has none of the parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_writers)
 
 
 def encode_view_png(img: np.ndarray) -> bytes:

@@ -346,7 +346,6 @@ def test_a_batch_failing_after_some_pngs_leaves_none_of_its_views(tmp_path, monk
         real(path, data)
 
     monkeypatch.setattr(store_mod, "atomic_write_bytes", fail_third)
-    monkeypatch.setattr(store_mod, "BATCH_WRITERS", 1)
     with pytest.raises(OSError, match="No space"):
         with s.batch():
             for k in range(5):
@@ -406,3 +405,17 @@ def test_identical_view_finds_photos_written_with_the_previous_encoding(tmp_path
     (tmp_path / rec["image"]).write_bytes(encode_png(_img(5)))  # as stores written before encode_view_png
     assert s.identical_view("1", _img(5), "high")["view_id"] == rec["view_id"]
     assert s.identical_view("1", _img(6), "high") is None
+
+
+def test_a_long_batch_is_written_in_parts(tmp_path, monkeypatch):
+    import ssl_nav.views.store as store_mod
+
+    monkeypatch.setattr(store_mod, "BATCH_MAX_VIEWS", 2)
+    s, first = _store_with_view(tmp_path / "store")
+    with pytest.raises(KeyboardInterrupt):
+        with s.batch():
+            recs = [s.add_view("1", _img(10 + k), "low") for k in range(5)]
+            assert len(ViewStore(s.root)) == 5  # two parts of 2 written, the fifth view waits
+            raise KeyboardInterrupt
+    assert [v["view_id"] for v in ViewStore(s.root).views()] == [first["view_id"]] + [r["view_id"] for r in recs[:4]]
+    assert not (s.root / recs[4]["image"]).exists() and len(s) == 5 and ViewStore(s.root).check() == []
