@@ -330,10 +330,9 @@ def _collector_in_child(domain: int, quick: bool, frames_path: Path, profile: bo
                         masks: bool) -> dict:
     """Run :func:`bench_collector` in a child process: a Fast DDS profile is read once per process."""
     env = _env(domain)
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
-    if profile:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+    # an empty value keeps Fast DDS's defaults: unset, the node processes would pick the profile by themselves
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE) if profile else ""
     r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_collector", str(domain),
                         "1" if quick else "0", str(frames_path), str(stride), "1" if masks else "0"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -7,12 +7,16 @@ Then: ``ros2 service call /<ns>/view_collector/save std_srvs/srv/Trigger``, ``..
 with ``python -m ssl_nav.ros.query_client PHOTO``. ``ssl-nav ros-stack --with-sim`` runs this loop by itself.
 """
 
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from ssl_nav.ros.dds_profile import default_profile_env
 
 #: sim_bridge's driver-style topics -> view_collector inputs (as ssl_nav.ros.sim_bridge.TOPICS)
 SIM_REMAPS = [
@@ -55,4 +59,7 @@ def generate_launch_description():
         output="screen", parameters=[params_file, {"use_sim_time": use_sim_time}],
         remappings=[("model_ready", "finetuner/model_ready")],
     )
-    return LaunchDescription(args + [sim_bridge, view_collector, finetuner, retrieval_server])
+    # config/fastdds_large_data.xml for every process of this launch when discovery is host-only and the user
+    # chose no profile (ssl_nav/ros/dds_profile.py, docs/ros.md)
+    dds_profile = [SetEnvironmentVariable(k, v) for k, v in default_profile_env(os.environ).items()]
+    return LaunchDescription(args + dds_profile + [sim_bridge, view_collector, finetuner, retrieval_server])

@@ -9,12 +9,16 @@ the camera optical frame in the map frame (see README "On a robot" for a TF rela
 ``model_ready`` is remapped onto the finetuner's latched ``~/model_ready``.
 """
 
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from ssl_nav.ros.dds_profile import default_profile_env
 
 
 def generate_launch_description():
@@ -61,4 +65,7 @@ def generate_launch_description():
                     ("query_image", LaunchConfiguration("query_topic")),
                     ("query_image/compressed", [LaunchConfiguration("query_topic"), "/compressed"])],
     )
-    return LaunchDescription(args + [view_collector, finetuner, retrieval_server])
+    # config/fastdds_large_data.xml for every process of this launch when discovery is host-only and the user
+    # chose no profile (ssl_nav/ros/dds_profile.py, docs/ros.md)
+    dds_profile = [SetEnvironmentVariable(k, v) for k, v in default_profile_env(os.environ).items()]
+    return LaunchDescription(args + dds_profile + [view_collector, finetuner, retrieval_server])

@@ -98,22 +98,27 @@ def run_node(factory: Callable[..., Any], args: list[str] | None = None) -> int:
     context down under the node's worker threads); SIGINT / SIGTERM set a :class:`~ssl_nav.shutdown.StopOnSignal`
     flag that ends the spin loop, then the node's threads stop (``close()``), the node is destroyed and only then
     the context shuts down. Exit code 0 on a signal, 2 on an :class:`~ssl_nav.errors.SslNavError` (the message
-    names the parameter or file), no traceback either way.
+    names the parameter or file), no traceback either way. With host-only discovery and no profile of the user's,
+    the process uses ``config/fastdds_large_data.xml`` (:mod:`ssl_nav.ros.dds_profile`).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     from ssl_nav.errors import SslNavError
+    from ssl_nav.ros.dds_profile import PROFILE_ENV, use_default_profile
     from ssl_nav.shutdown import StopOnSignal
 
     with StopOnSignal() as signals:
+        profile = use_default_profile()  # before the first participant: Fast DDS reads it then
         rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
         node = executor = None
         try:
             if signals.stop.is_set():
                 return 0
             node = factory()
+            if profile:
+                node.get_logger().info(f"Fast DDS profile {profile} ({PROFILE_ENV} was unset; docs/ros.md)")
             executor = MultiThreadedExecutor(num_threads=4)  # camera callbacks, timers, services, status
             executor.add_node(node)
             while not signals.stop.is_set():

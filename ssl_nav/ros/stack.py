@@ -15,6 +15,9 @@ Ctrl-C (SIGINT) and SIGTERM stop the stack in order: rclpy's own signal handlers
 down at once, under the nodes' worker threads), a :class:`~ssl_nav.shutdown.StopOnSignal` flag ends the spin
 loop, the nodes' threads stop, the nodes are destroyed and only then the context is shut down; the exit code is
 0. A second signal while that runs interrupts it.
+
+With host-only discovery and no profile of the user's, the process uses ``config/fastdds_large_data.xml``
+(:mod:`ssl_nav.ros.dds_profile`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
+from ssl_nav.ros.dds_profile import PROFILE_ENV, use_default_profile
 from ssl_nav.ros.finetuner import FinetunerNode
 from ssl_nav.ros.params import check_params_file
 from ssl_nav.ros.retrieval_server import RetrievalServerNode
@@ -156,8 +160,12 @@ def run_stack(params_file: str | None, with_sim: bool = False, *, namespace: str
     loop = None
     with contextlib.nullcontext(None) if stop is not None else StopOnSignal() as own:
         stop = stop if stop is not None else own.stop
+        profile = use_default_profile()  # before the first participant: Fast DDS reads it then
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         try:
+            if profile:
+                print(f"ssl-nav ros-stack: Fast DDS profile {profile} ({PROFILE_ENV} was unset; docs/ros.md)",
+                      flush=True)
             stack = Stack(None, params_file, with_sim, namespace, data_dir)
             names = ", ".join(stack.nodes)
             print(f"ssl-nav ros-stack: running {names}" + (f" in namespace {namespace}" if namespace else ""),

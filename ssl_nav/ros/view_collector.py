@@ -32,7 +32,9 @@ The path of a frame, cheapest work first:
    a frame too close to the last keyframe is dropped there (``not_keyframe``: by design), before any heavy work;
 3. keyframes wait in a bounded queue (``ros.keyframe_queue``; when full the oldest goes: ``queue_overflow``)
    for the fusion worker, which fuses them into the map; a views worker then cuts their crops and writes the
-   store (PNG encoding and fsync release the GIL, so it runs next to the fusion of the following keyframes).
+   store (PNG encoding and fsync release the GIL, so it runs next to the fusion of the following keyframes);
+   a keyframe's writes are one :meth:`~ssl_nav.views.store.ViewStore.batch` (its PNGs in parallel, then its
+   ``views.jsonl`` lines with one fsync and ``instances.json`` once).
    The views worker's own queue is bounded too; when it is full the fusion worker waits, so that every loss
    is counted at the first queue.
 
@@ -416,7 +418,8 @@ class ViewCollectorNode(Node):
     def _cut_views(self, frame: Any, imap: Any) -> None:
         with self._views_lock:
             t0 = time.perf_counter()
-            added = self.collector.process(frame, imap)
+            with self.store.batch():  # the keyframe's PNGs in parallel, its lines and instances.json once
+                added = self.collector.process(frame, imap)
             self.views_seconds.append(time.perf_counter() - t0)
             self.counts["views_added"] += len(added)
             self._snap_views = (len(self.store), self.collector.summary())

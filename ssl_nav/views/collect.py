@@ -214,11 +214,12 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
     per_instance: Counter = Counter()
     views_by_quality: Counter = Counter()
     deblur = _FrameDeblur(vcfg)
-    for c in tqdm(chosen, desc="collect: write", unit="view", disable=not progress):
-        frame = keyframes[c.frame_index]
-        _add(store, frame, c.instance_id, c.square, c.quality, vcfg, deblur(frame))
-        per_instance[str(c.instance_id)] += 1
-        views_by_quality[frame.quality] += 1
+    with store.batch():  # PNGs written in parallel, lines appended in groups (ViewStore.batch)
+        for c in tqdm(chosen, desc="collect: write", unit="view", disable=not progress):
+            frame = keyframes[c.frame_index]
+            _add(store, frame, c.instance_id, c.square, c.quality, vcfg, deblur(frame))
+            per_instance[str(c.instance_id)] += 1
+            views_by_quality[frame.quality] += 1
     return {
         "frames_total": n_total, "frames_used": n_used, "frames_skipped": sum(skip_reasons.values()),
         "skip_reasons": dict(skip_reasons), "skipped": skipped[:50], "keyframes": len(keyframes),

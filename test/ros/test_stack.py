@@ -132,10 +132,14 @@ def _wait_for_text(path: Path, text: str, proc, timeout: float) -> None:
     (signal.SIGINT, "sim loop: fine-tune: started"),  # while worker threads publish
 ])
 def test_ros_stack_shuts_down_cleanly_on_a_signal(ros_env, tmp_path, sig, when):
-    """T7: Ctrl-C or SIGTERM stops the nodes' threads before the context goes: exit 0, no traceback."""
+    """T7: Ctrl-C or SIGTERM stops the nodes' threads before the context goes: exit 0, no traceback. With
+    LOCALHOST discovery and no profile of the user's, the stack uses config/fastdds_large_data.xml."""
+    from ssl_nav.ros.dds_profile import USER_ENVS, profile_path
+
     params = tiny_params_file(tmp_path / "tiny.yaml")
     log_path = tmp_path / "stack.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in USER_ENVS}
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ssl_nav", "ros-stack", "--params", str(params), "--with-sim",
                                  "--data-dir", str(tmp_path / "data")], cwd=REPO, env=env, stdout=log,
@@ -151,6 +155,7 @@ def test_ros_stack_shuts_down_cleanly_on_a_signal(ros_env, tmp_path, sig, when):
     text = log_path.read_text()
     assert rc == 0, text[-3000:]
     assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
+    assert f"ssl-nav ros-stack: Fast DDS profile {profile_path()} (FASTDDS_DEFAULT_PROFILES_FILE was unset" in text
 
 
 def test_a_store_with_a_bad_pose_stops_the_stack_with_a_clear_error(rclpy_context, tmp_path):

@@ -294,3 +294,128 @@ def test_oversized_images_are_not_decoded(tmp_path):
     with pytest.raises(StoreError, match="too large"):
         s.load_image(a)
     assert "too large" in s.check()[0]
+
+
+def test_batch_writes_every_view_with_one_append_and_instances_once(tmp_path, monkeypatch):
+    s, first = _store_with_view(tmp_path / "store")
+    appends, fsyncs = [], []
+    real_append, real_fsync = ViewStore._append_lines, os.fsync
+    monkeypatch.setattr(ViewStore, "_append_lines", lambda self, data: (appends.append(data), real_append(self, data)))
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    with s.batch():
+        recs = [s.add_view("2", _img(10 + k), "low", frame_id="f2", T_world_cam=np.eye(4)) for k in range(5)]
+        s.set_instances({**s.instances(), "2": {"category": "mug"}})
+        assert len(s) == 6 and [v["view_id"] for v in s.views("2")] == [r["view_id"] for r in recs]
+        assert "2" not in json.loads((s.root / "instances.json").read_text())  # written when the batch is
+        assert not any((s.root / r["image"]).exists() for r in recs)
+        assert s.identical_view("2", _img(12), "low")["view_id"] == recs[2]["view_id"]  # a pending view
+    assert len(appends) == 1 and appends[0].count(b"\n") == 5
+    assert len(fsyncs) == 5 + 1 + 1  # a PNG each, the lines once, instances.json once
+    s2 = ViewStore(s.root)
+    assert s2.check() == [] and s2.instances()["2"] == {"category": "mug"}
+    assert [v["view_id"] for v in s2.views()] == [first["view_id"]] + [r["view_id"] for r in recs]
+    for k, r in enumerate(recs):
+        np.testing.assert_array_equal(s2.load_image(r), _img(10 + k))
+    assert s2.identical_view("2", _img(13), "low")["view_id"] == recs[3]["view_id"]
+
+
+def test_batch_with_removals_rewrites_the_index_once(tmp_path):
+    s, first = _store_with_view(tmp_path / "store")
+    with s.batch():
+        a = s.add_view("1", _img(1), "low")
+        b = s.add_view("1", _img(2), "low")
+        assert s.remove_views([first["view_id"], a["view_id"]]) == 2
+        assert (s.root / first["image"]).exists()  # deleted only after the new index is written
+    assert not (s.root / first["image"]).exists() and not (s.root / a["image"]).exists()
+    s2 = ViewStore(s.root)
+    assert [v["view_id"] for v in s2.views()] == [b["view_id"]] and s2.check() == []
+    assert s.line_of(b["view_id"]) == s2.line_of(b["view_id"]) == 1
+
+
+def test_a_batch_failing_after_some_pngs_leaves_none_of_its_views(tmp_path, monkeypatch):
+    import ssl_nav.views.store as store_mod
+
+    s, first = _store_with_view(tmp_path / "store")
+    before = (s.root / "views.jsonl").read_bytes()
+    real, calls = store_mod.atomic_write_bytes, []
+
+    def fail_third(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(store_mod, "atomic_write_bytes", fail_third)
+    with pytest.raises(OSError, match="No space"):
+        with s.batch():
+            for k in range(5):
+                s.add_view("1", _img(10 + k), "low")
+            s.set_instances({"1": {}, "2": {}})
+    assert len(calls) >= 3
+    assert (s.root / "views.jsonl").read_bytes() == before
+    assert sorted(p.name for p in (s.root / "views" / "1").iterdir()) == [f"{first['view_id']}.png"]
+    assert [v["view_id"] for v in s.views()] == [first["view_id"]] and s.instances() == {"1": {}}
+    assert ViewStore(s.root).check() == []
+    monkeypatch.setattr(store_mod, "atomic_write_bytes", real)
+    with s.batch():  # the store goes on after the failure
+        c = s.add_view("1", _img(20), "low")
+    assert [v["view_id"] for v in ViewStore(s.root).views()] == [first["view_id"], c["view_id"]]
+
+
+_BATCH_CHILD = """
+import os, sys
+import numpy as np
+from ssl_nav.views.store import ViewStore
+s = ViewStore(sys.argv[1])
+ViewStore._append_lines = lambda self, data: os._exit(9)  # killed after the PNGs, before the lines
+with s.batch():
+    for k in range(4):
+        s.add_view("1", np.full((32, 32, 3), k, np.uint8), "low")
+"""
+
+
+def test_a_process_killed_mid_batch_leaves_a_valid_store_without_its_lines(tmp_path):
+    s, first = _store_with_view(tmp_path / "store")
+    r = subprocess.run([sys.executable, "-c", _BATCH_CHILD, str(s.root)], capture_output=True, text=True)
+    assert r.returncode == 9, r.stderr
+    assert len(list((s.root / "views" / "1").glob("*.png"))) == 5  # the batch's PNGs: orphans, no line
+    s2 = ViewStore(s.root)
+    assert [v["view_id"] for v in s2.views()] == [first["view_id"]] and s2.check() == []
+
+
+def test_a_torn_batch_append_keeps_its_complete_lines(tmp_path, monkeypatch):
+    s, first = _store_with_view(tmp_path / "store")
+    real = ViewStore._append_lines
+    monkeypatch.setattr(ViewStore, "_append_lines", lambda self, data: real(self, data[:-20]))
+    with s.batch():
+        recs = [s.add_view("1", _img(10 + k), "low") for k in range(3)]
+    s2 = ViewStore(s.root)
+    assert [v["view_id"] for v in s2.views()] == [first["view_id"]] + [r["view_id"] for r in recs[:2]]
+    assert s2.check() == []
+    monkeypatch.undo()
+    s2.add_view("1", _img(30), "low")  # the partial line is cut before the next append
+    assert len(ViewStore(s.root)) == 4
+
+
+def test_identical_view_finds_photos_written_with_the_previous_encoding(tmp_path):
+    from ssl_nav.frames import encode_png
+
+    s = ViewStore(tmp_path, create=True)
+    rec = s.add_view("1", _img(5), "high")
+    (tmp_path / rec["image"]).write_bytes(encode_png(_img(5)))  # as stores written before encode_view_png
+    assert s.identical_view("1", _img(5), "high")["view_id"] == rec["view_id"]
+    assert s.identical_view("1", _img(6), "high") is None
+
+
+def test_a_long_batch_is_written_in_parts(tmp_path, monkeypatch):
+    import ssl_nav.views.store as store_mod
+
+    monkeypatch.setattr(store_mod, "BATCH_MAX_VIEWS", 2)
+    s, first = _store_with_view(tmp_path / "store")
+    with pytest.raises(KeyboardInterrupt):
+        with s.batch():
+            recs = [s.add_view("1", _img(10 + k), "low") for k in range(5)]
+            assert len(ViewStore(s.root)) == 5  # two parts of 2 written, the fifth view waits
+            raise KeyboardInterrupt
+    assert [v["view_id"] for v in ViewStore(s.root).views()] == [first["view_id"]] + [r["view_id"] for r in recs[:4]]
+    assert not (s.root / recs[4]["image"]).exists() and len(s) == 5 and ViewStore(s.root).check() == []
