@@ -111,6 +111,7 @@ def store_warning(store_dir: str | Path) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ssl_nav.energy.report import format_record
     from ssl_nav.learning.trainer import finetune
 
     cfg = config_from_args(args, {
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssl-nav finetune: {s['n_views']} views of {s['n_instances']} instances "
               f"({s['n_holdout']} held out), {s['init_from']}")
         print(summary_table(s))
+        print(format_record(res.energy))
         if warning:
             print(f"ssl-nav finetune: warning: {warning}", file=sys.stderr)
     return 0 if res.summary["status"] == "completed" else 1
