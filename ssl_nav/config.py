@@ -279,7 +279,9 @@ class LearningConfig:
     seed: int = _f(0, "training seed", range=(0, 2**31 - 1))
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(True, "mixed precision (CUDA only)")
-    channels_last: bool = _f(True, "channels_last memory format (CUDA only)")
+    channels_last: bool = _f(True, "channels_last (NHWC) memory format for model and batches, on CPU and CUDA")
+    fuse_frozen_stem: bool = _f(True, "trainable last/heads: run the frozen stem as an inference copy with "
+                                "BatchNorm folded into its convolutions (same function, faster)")
     threads: int = _f(0, "torch CPU threads (0 = torch default)", range=(0, 256))
 
 

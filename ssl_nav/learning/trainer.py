@@ -12,7 +12,9 @@ arXiv 2003.04297):
 - Hard View Selection (arXiv 2310.03940): with ``hard_views = N > 1`` each anchor gets N candidate pairs; the
   current model scores them in train mode, without gradient and with its BatchNorm statistics restored
   afterwards, and the step trains on the highest-loss pair.
-- AMP (float16 + GradScaler) and channels_last only on CUDA.
+- AMP (float16 + GradScaler) only on CUDA; channels_last on CPU and CUDA (oneDNN's convolutions on CPU are
+  faster in NHWC: benchmarks/bench_learning.py). A frozen stem (``trainable: last``/``heads``) runs as a
+  BatchNorm-folded inference copy (:class:`ssl_nav.learning.backbones.FrozenStem`, ``fuse_frozen_stem``).
 - A non-finite loss stops the run with :class:`TrainingError` before the weights are touched.
 - ``checkpoint.pt`` every ``checkpoint_every`` epochs and after the last (atomic): model (with MoCo's key
   encoder and queue), optimizer, GradScaler, global step, epoch, RNG states (torch, numpy, python), the sampler
@@ -58,8 +60,8 @@ from ssl_nav.config import LearningConfig, PipelineConfig, to_dict
 from ssl_nav.device import resolve_device
 from ssl_nav.energy.meter import EnergyMeter, append_ledger
 from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
-from ssl_nav.learning.backbones import (Backbone, backbone_state_from_model, build_backbone, is_model_file,
-                                        official_simsiam_parts, read_model, read_official_simsiam, safe_load,
+from ssl_nav.learning.backbones import (Backbone, FrozenStem, backbone_state_from_model, build_backbone,
+                                        is_model_file, official_simsiam_parts, read_model, read_official_simsiam, safe_load,
                                         save_model, _load_into)
 from ssl_nav.learning.crossia import DomainDiscriminator, InstanceClassifier
 from ssl_nav.learning.data import StoreViews
@@ -102,13 +104,16 @@ class FinetuneModel(nn.Module):
         self.discriminator = DomainDiscriminator(backbone.dim) if lc.domain_adversarial else None
         self.key_encoder: nn.Sequential | None = None
         self.queue: KeyQueue | None = None
+        #: the BatchNorm-folded copy of a frozen stem (:meth:`fuse_frozen_stem`); not a submodule, not saved
+        self.frozen_stem: FrozenStem | None = None
         if lc.objective == "moco":
             self.key_encoder = nn.Sequential(copy.deepcopy(backbone), copy.deepcopy(self.projector))
             self.key_encoder.requires_grad_(False)
             self.queue = KeyQueue(max(2, queue_len), lc.moco_dim, lc.seed)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
-        h1, h2 = self.backbone.stem(x1), self.backbone.stem(x2)
+        stem = self.frozen_stem or self.backbone.stem
+        h1, h2 = stem(x1), stem(x2)
         f1, f2 = self.backbone.head(h1), self.backbone.head(h2)
         out = {"f1": f1, "f2": f2}
         if self.projector is not None:
@@ -130,6 +135,22 @@ class FinetuneModel(nn.Module):
         key_backbone, key_head = self.key_encoder
         feats = key_backbone(x) if self.backbone.trainable == "all" else key_backbone.head(stem)
         return key_head(feats)
+
+    def fuse_frozen_stem(self, memory_format: torch.memory_format = torch.contiguous_format) -> bool:
+        """With a frozen stem (``trainable: last`` / ``heads``), run it from now on as a BatchNorm-folded
+        inference copy (:class:`ssl_nav.learning.backbones.FrozenStem`). Call it once the weights are final
+        (after ``init_checkpoint`` and resume). False when the stem trains or cannot be fused."""
+        self.frozen_stem = None
+        if self.backbone.trainable == "all":
+            return False
+        try:
+            stem = FrozenStem(self.backbone)
+        except Exception as e:  # a backbone torch.fx cannot trace: the unfused stem is the same function
+            warnings.warn(f"learning: frozen stem of {self.backbone.name} not fused ({type(e).__name__}: {e})")
+            return False
+        device = next(self.backbone.parameters()).device
+        self.frozen_stem = stem.to(device=device, memory_format=memory_format)
+        return True
 
     @torch.no_grad()
     def sync_key_encoder(self) -> None:
@@ -451,7 +472,7 @@ class Run:
 
     @property
     def channels_last(self) -> bool:
-        return self.device.type == "cuda" and self.lc.channels_last
+        return self.lc.channels_last
 
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp)
@@ -528,7 +549,7 @@ def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: _Dist, device: to
         data = prepare_data(store, lc, dd, device.type == "cuda", progress, meter)
     model, init_from = build_model(lc, data.sv)
     model.to(device)
-    if device.type == "cuda" and lc.channels_last:
+    if lc.channels_last:
         model.to(memory_format=torch.channels_last)
     opt, init_lr = make_optimizer(model, lc)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and lc.amp)
@@ -795,6 +816,8 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
                     atomic_write_text(run.metrics_path, "".join(json.dumps(m) + "\n" for m in run.metrics))
             if run.is_main and not run.monitor_start:
                 run.monitor_start = monitor_starting_encoder(run, meter)
+            if lc.fuse_frozen_stem:  # the weights are final now (init checkpoint, resume)
+                run.model.fuse_frozen_stem(torch.channels_last if run.channels_last else torch.contiguous_format)
             with _progress_bar(run, progress) as bar:
                 status, train_s, images = _epochs(run, meter, on_epoch, should_stop, bar)
             if run.is_main and status == "completed":

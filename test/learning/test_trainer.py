@@ -221,3 +221,17 @@ def test_classifier_only_objective_trains_without_heads(tiny_store, tmp_path, le
     with pytest.raises(ConfigError, match="ce_weight"):
         finetune(tiny_store, tmp_path / "bad", learning_config(epochs=1, objective="none", ce_weight=0.0),
                  progress=False)
+
+
+def test_fused_frozen_stem_trains_like_the_unfused_one(tiny_store, tmp_path, learning_config):
+    """trainable last: the BatchNorm-folded stem is the same function, so a run with it matches one without
+    (up to float rounding), MoCo's keys included; model.pt holds the unfused weights either way."""
+    kw = dict(epochs=2, trainable="last", objective="moco", moco_dim=16)
+    a = finetune(tiny_store, tmp_path / "fused", learning_config(**kw), progress=False)
+    b = finetune(tiny_store, tmp_path / "plain", learning_config(fuse_frozen_stem=False, **kw), progress=False)
+    assert a.model.frozen_stem is not None and b.model.frozen_stem is None
+    assert [m["loss"] for m in a.metrics] == pytest.approx([m["loss"] for m in b.metrics], abs=1e-4)
+    sa, sb = read_model(a.model_path)["state_dict"], read_model(b.model_path)["state_dict"]
+    assert sa.keys() == sb.keys() and any(".running_var" in k for k in sa)
+    for k in sa:
+        assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-4), k
