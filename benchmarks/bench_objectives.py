@@ -155,6 +155,7 @@ def run(quick: bool = False) -> list[dict]:
                  "figure": f"{best[0]} at {best[1]:.0%}: {_f(table[best][key], '+.3f')} {unit}",
                  "note": f"highest mAP: {best_map[0]} at {best_map[1]:.0%} ({_f(table[best_map]['mAP'])}); "
                          f"every run: demo protocol on the --quick scene, learning.threads 1, ce_weight 1.0 "
-                         f"(instance classifier kept), trainable last, {len(seeds)} seed(s); "
+                         f"(instance classifier kept), trainable last, {len(seeds)} seed(s); the per-minute proxy carries the "
+                         f"machine's load (a shared machine makes it noise: compare it from a quiet one); "
                          f"{(time.monotonic() - t0) / 60:.0f} min in all"})
     return rows
