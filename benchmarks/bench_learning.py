@@ -285,27 +285,35 @@ def run(quick: bool = False) -> list[dict]:
                              "figure": f"{last / full:.2f}× ({last:.1f} vs {full:.1f} img/s)", "target": "> 1",
                              "ok": last > full, "note": "trainer images/s, best epoch of each (separate rounds)"})
 
-        # peak RSS of the demo default (trainable last) at batch 64, 224 px, in a fresh process
+        # peak RSS of the demo default (trainable last) at batch 64, 224 px, in fresh processes: twice, since
+        # ru_maxrss of the same run has varied between fresh processes on this shared machine (2.5 vs 4.3 GB)
         if not quick:
             store224 = _write_store(tmp / "store224", n_instances=8, views=10, size=224, n_hq=2)
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-            proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(store224), str(tmp / "rss"), str(REPO),
-                                   str(threads)], capture_output=True, text=True, env=env, timeout=600)
-            if proc.returncode != 0:
-                rows.append({"benchmark": "peak RSS, MobileNetV2 batch 64, 224 px", "figure": "failed",
-                             "target": "≤ 4 GB", "ok": False, "note": proc.stderr.strip().splitlines()[-1][:200]})
-            else:
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
-                gb = r["maxrss_kb"] / 2**20
+            got_rss: list[dict] = []
+            for i in range(2):
+                proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(store224), str(tmp / f"rss{i}"),
+                                       str(REPO), str(threads)], capture_output=True, text=True, env=env,
+                                      timeout=900)
+                if proc.returncode != 0:
+                    rows.append({"benchmark": "peak RSS, MobileNetV2 batch 64, 224 px", "figure": "failed",
+                                 "target": "≤ 4 GB", "ok": False,
+                                 "note": proc.stderr.strip().splitlines()[-1][:200]})
+                    break
+                got_rss.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            if len(got_rss) == 2:
+                gbs = [r["maxrss_kb"] / 2**20 for r in got_rss]
                 rows.append({"benchmark": "peak RSS, MobileNetV2 batch 64, 224 px (trainable last)",
-                             "figure": f"{gb:.2f} GB", "target": "≤ 4 GB", "ok": gb <= 4.0,
-                             "note": "ru_maxrss of a fresh `finetune` process, 2 epochs of 1 step of 64 pairs "
-                                     "each, CrossIA on"})
-                ips = r["ips"]
+                             "figure": f"{max(gbs):.2f} GB", "target": "≤ 4 GB", "ok": max(gbs) <= 4.0,
+                             "note": f"ru_maxrss of a fresh `finetune` process (the larger of 2: "
+                                     f"{' and '.join(f'{g:.2f}' for g in gbs)} GB), 2 epochs of 1 step of 64 pairs "
+                                     f"each, CrossIA on, default objective (MoCo v2)"})
+                ips = max(r["ips"] for r in got_rss)
                 rows.append({"benchmark": "default-config speed: MobileNetV2, trainable last, 224 px",
                              "figure": f"{ips:.1f} img/s ≈ {2 * 500 / ips:.0f} s per epoch of 500 views",
                              "target": "", "ok": None,
-                             "note": f"{threads} threads, second epoch (the first warms up); an epoch pairs each LQ "
-                                     f"view once (2 images per pair); the per-epoch monitor adds one forward per "
-                                     f"monitored view (≤ 256); area took {(time.monotonic() - t0) / 60:.0f} min"})
+                             "note": f"{threads} thread(s), second epoch (the first warms up), better of the 2 "
+                                     f"processes; an epoch pairs each LQ view once (2 images per pair); the "
+                                     f"per-epoch monitor adds one forward per monitored view (≤ 256); area took "
+                                     f"{(time.monotonic() - t0) / 60:.0f} min"})
     return rows
