@@ -259,6 +259,9 @@ class LearningConfig:
     cache_max_mb: int = _f(2048, "largest image cache (MB); larger stores are decoded on the fly", range=(0, 1_000_000))
     checkpoint_every: int = _f(5, "write checkpoint.pt every N epochs (and after the last)", range=(1, 100000))
     holdout_fraction: float = _f(0.2, "fraction of views held out for the kNN monitor", range=(0.0, 0.9))
+    view_fraction: float = _f(1.0, "fraction of each instance's robot views to train on (seed-stable subset, "
+                              "nested across fractions; user photos always kept): the reduced-data setting",
+                              range=(0.01, 1.0))
     monitor_every: int = _f(5, "compute the monitor metrics every N epochs (and always after the last)",
                             range=(1, 100000))
     monitor_max_views: int = _f(256, "most views the monitor embeds per epoch (held-out first, then a seeded subset)",
@@ -277,7 +280,9 @@ class LearningConfig:
     seed: int = _f(0, "training seed", range=(0, 2**31 - 1))
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(True, "mixed precision (CUDA only)")
-    channels_last: bool = _f(True, "channels_last memory format (CUDA only)")
+    channels_last: bool = _f(True, "channels_last (NHWC) memory format for model and batches, on CPU and CUDA")
+    fuse_frozen_stem: bool = _f(True, "trainable last/heads: run the frozen stem as an inference copy with "
+                                "BatchNorm folded into its convolutions (same function, faster)")
     threads: int = _f(0, "torch CPU threads (0 = torch default)", range=(0, 256))
 
 

@@ -31,25 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_argument(p)
 
 
-def format_energy(e: dict | None) -> str:
-    if not e:
-        return "energy: not recorded"
-    j = (e.get("joules") or {}).get("total")
-    src = e.get("source", "?")
-    wall = e.get("wall_s")
-    if j is None:
-        return (f"energy: source {src}: nothing measurable on this machine (joules null), fine-tune wall {wall} s, "
-                f"{e.get('images')} images, {e.get('steps')} steps")
-    avg = e.get("avg_w")
-    per = e.get("j_per_1k_images")
-    return (f"energy: {j:.1f} J total ({src}), avg {avg:.1f} W, "
-            f"{'–' if per is None else f'{per:.1f}'} J per 1k images, fine-tune wall {wall} s")
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ssl_nav.config import load_config
+    from ssl_nav.energy.report import format_record
     from ssl_nav.pipeline import run_demo
     from ssl_nav.retrieval.evaluate import format_table
 
@@ -68,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
           + ("; user photos are training data" if report["protocol"]["index_quality"] == "low" else ""))
     print(format_table({"baseline": report["metrics"]["baseline"], "fine-tuned": report["metrics"]["finetuned"]},
                        extra))
-    print(format_energy(report.get("energy")))
+    print(format_record(report.get("energy")))
     print("time per stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["stage_seconds"].items())
           + f"; total {report['total_seconds']:.1f} s")
     verdict = s.get("finetuned_beats_baseline_mAP")

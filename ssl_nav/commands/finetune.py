@@ -71,6 +71,7 @@ def summary_table(s: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ssl_nav.energy.report import format_record
     from ssl_nav.learning.run_dir import finetune_run
 
     cfg = config_from_args(args, {
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssl-nav finetune: {s['n_views']} views of {s['n_instances']} instances "
               f"({s['n_holdout']} held out), {s['init_from']}")
         print(summary_table(s))
+        print(format_record(res.energy))
         for w in warnings:  # again under the table, where it is read
             print(f"ssl-nav finetune: warning: {w}", file=sys.stderr)
     return 0 if res.summary["status"] == "completed" else 1

@@ -164,6 +164,50 @@ class Backbone(nn.Module):
         return self
 
 
+class FrozenStem:
+    """The frozen stem of a partially fine-tuned backbone (``trainable: last`` or ``heads``) as an inference
+    copy with each BatchNorm folded into the convolution before it: the same function (frozen modules run in
+    eval mode, so BatchNorm is a fixed affine map), one pass over the activations fewer per layer.
+
+    The copy is only valid while the stem's weights are those it was made from: every parameter and buffer's
+    ``_version`` (bumped by any in-place write: ``load_state_dict``, ``copy_``, an optimiser) is recorded, and a
+    call after a change raises instead of computing with stale weights. Build it after the weights are final
+    (after ``init_checkpoint`` and ``resume``). The copy is not part of any state_dict: checkpoints and
+    ``model.pt`` keep the unfused weights.
+    """
+
+    def __init__(self, backbone: Backbone) -> None:
+        from torch.fx.experimental.optimization import fuse
+
+        if backbone.trainable == "all":
+            raise ValueError("FrozenStem: the stem of a backbone with trainable 'all' trains")
+        self.backbone = backbone
+        stem = nn.Sequential(*backbone._prefix)
+        was = [m.training for m in backbone._prefix]
+        stem.eval()
+        try:
+            self.fused = fuse(stem, inplace=False)
+        finally:
+            for m, t in zip(backbone._prefix, was):
+                m.train(t)
+        self.fused.requires_grad_(False)
+        self._versions = self._state_versions()
+
+    def _state_versions(self) -> list[int]:
+        return [t._version for m in self.backbone._prefix for t in (*m.parameters(), *m.buffers())]
+
+    def to(self, *args: Any, **kwargs: Any) -> "FrozenStem":
+        self.fused.to(*args, **kwargs)
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._state_versions() != self._versions:
+            raise RuntimeError("FrozenStem: the backbone's frozen stem changed after the fused copy was made; "
+                               "build a new FrozenStem")
+        with torch.no_grad():
+            return self.fused(x)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # files
 

@@ -67,6 +67,30 @@ class StoreViews:
         return len(self.class_ids)
 
 
+def subsample_views(views: list[dict], fraction: float, seed: int) -> list[dict]:
+    """The reduced-data setting (``learning.view_fraction``; the edge-energy study's reduced training sets):
+    keep ``ceil(fraction * n)`` of each instance's ``n`` robot (low-quality) views, at least one, and every
+    user photo. A view is kept by a key hashed from (seed, instance id, view id), so the subset does not depend
+    on the store's order or on other instances, and a smaller fraction keeps a subset of a larger one's views.
+    Returns the kept views in store order."""
+    if fraction >= 1.0:
+        return list(views)
+    import hashlib
+
+    def key(v: dict) -> bytes:
+        return hashlib.sha256(f"{seed}/{v['instance_id']}/{v.get('view_id')}".encode()).digest()
+
+    lq_by_inst: dict[str, list[int]] = {}
+    for i, v in enumerate(views):
+        if str(v.get("quality") or "low") != "high":
+            lq_by_inst.setdefault(str(v["instance_id"]), []).append(i)
+    drop: set[int] = set()
+    for members in lq_by_inst.values():
+        keep = max(1, math.ceil(fraction * len(members)))
+        drop.update(sorted(members, key=lambda i: key(views[i]))[keep:])
+    return [v for i, v in enumerate(views) if i not in drop]
+
+
 def split_views(views: list[dict], holdout_fraction: float, seed: int, crossia: bool) -> StoreViews:
     """Label views by instance id, hold out a fraction of each instance's LQ views (instances with 3+ views),
     and list the training anchors (LQ views with CrossIA; instances with only HQ views use those)."""

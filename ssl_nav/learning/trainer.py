@@ -12,7 +12,9 @@ arXiv 2003.04297):
 - Hard View Selection (arXiv 2310.03940): with ``hard_views = N > 1`` each anchor gets N candidate pairs; the
   current model scores them in train mode, without gradient and with its BatchNorm statistics restored
   afterwards, and the step trains on the highest-loss pair.
-- AMP (float16 + GradScaler) and channels_last only on CUDA.
+- AMP (float16 + GradScaler) only on CUDA; channels_last on CPU and CUDA (oneDNN's convolutions on CPU are
+  faster in NHWC: benchmarks/bench_learning.py). A frozen stem (``trainable: last``/``heads``) runs as a
+  BatchNorm-folded inference copy (:class:`ssl_nav.learning.backbones.FrozenStem`, ``fuse_frozen_stem``).
 - A non-finite loss stops the run with :class:`TrainingError` before the weights are touched.
 - ``checkpoint.pt`` every ``checkpoint_every`` epochs and after the last (atomic): model (with MoCo's key
   encoder and queue), optimizer, GradScaler, global step, epoch, RNG states (torch, numpy, python), the sampler
@@ -22,10 +24,11 @@ arXiv 2003.04297):
 - DDP under ``torchrun`` (gloo on CPU, nccl on CUDA): ranks train on disjoint shards of each step's global
   batch; only rank 0 writes files, meters energy and runs the monitor.
 
-The run is split into phases, each a function: :func:`prepare_data` (data preparation), :func:`setup_run`
-(model, optimiser), :func:`resume_run`, :func:`train_epoch` (train steps, :func:`train_step` each),
-:func:`monitor_starting_encoder` and :func:`monitor_epoch` (monitor), :func:`write_checkpoint` and
-:func:`export_model` (checkpoint / export).
+The run is split into functions that follow the energy phases of ``energy.json`` (docs/energy.md), metered
+from before the store is read to after ``model.pt`` is written: :func:`prepare_data` and each batch's loading
+(phase ``data``), :func:`train_epoch` / :func:`train_step` with Hard View Selection's scoring (``train``),
+:func:`monitor_starting_encoder` and :func:`monitor_epoch` (``monitor``), :func:`resume_run`, the metrics lines,
+:func:`write_checkpoint` and :func:`export_model` (``checkpoint``); model building is ``other``.
 
 Run directory: ``model.pt`` (see :func:`ssl_nav.learning.backbones.save_model`), ``metrics.jsonl``,
 ``energy.json``, ``checkpoint.pt``.
@@ -55,9 +58,10 @@ from torch import nn
 from ssl_nav.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ssl_nav.config import LearningConfig, PipelineConfig, to_dict
 from ssl_nav.device import resolve_device
+from ssl_nav.energy.meter import EnergyMeter, append_ledger
 from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
-from ssl_nav.learning.backbones import (Backbone, backbone_state_from_model, build_backbone, is_model_file,
-                                        official_simsiam_parts, read_model, read_official_simsiam, safe_load,
+from ssl_nav.learning.backbones import (Backbone, FrozenStem, backbone_state_from_model, build_backbone,
+                                        is_model_file, official_simsiam_parts, read_model, read_official_simsiam, safe_load,
                                         save_model, _load_into)
 from ssl_nav.learning.crossia import DomainDiscriminator, InstanceClassifier
 from ssl_nav.learning.data import StoreViews
@@ -71,7 +75,7 @@ CHECKPOINT_FORMAT = "ssl_nav.checkpoint/1"
 #: learning fields a resumed run must share with its checkpoint
 RESUME_KEYS = ("backbone", "trainable", "objective", "proj_dim", "pred_hidden_dim", "batch_size", "image_size",
                "crossia", "ce_weight", "domain_adversarial", "hard_views", "seed", "augment", "holdout_fraction",
-               "moco_dim", "moco_queue")
+               "moco_dim", "moco_queue", "view_fraction")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -100,13 +104,16 @@ class FinetuneModel(nn.Module):
         self.discriminator = DomainDiscriminator(backbone.dim) if lc.domain_adversarial else None
         self.key_encoder: nn.Sequential | None = None
         self.queue: KeyQueue | None = None
+        #: the BatchNorm-folded copy of a frozen stem (:meth:`fuse_frozen_stem`); not a submodule, not saved
+        self.frozen_stem: FrozenStem | None = None
         if lc.objective == "moco":
             self.key_encoder = nn.Sequential(copy.deepcopy(backbone), copy.deepcopy(self.projector))
             self.key_encoder.requires_grad_(False)
             self.queue = KeyQueue(max(2, queue_len), lc.moco_dim, lc.seed)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
-        h1, h2 = self.backbone.stem(x1), self.backbone.stem(x2)
+        stem = self.frozen_stem or self.backbone.stem
+        h1, h2 = stem(x1), stem(x2)
         f1, f2 = self.backbone.head(h1), self.backbone.head(h2)
         out = {"f1": f1, "f2": f2}
         if self.projector is not None:
@@ -128,6 +135,22 @@ class FinetuneModel(nn.Module):
         key_backbone, key_head = self.key_encoder
         feats = key_backbone(x) if self.backbone.trainable == "all" else key_backbone.head(stem)
         return key_head(feats)
+
+    def fuse_frozen_stem(self, memory_format: torch.memory_format = torch.contiguous_format) -> bool:
+        """With a frozen stem (``trainable: last`` / ``heads``), run it from now on as a BatchNorm-folded
+        inference copy (:class:`ssl_nav.learning.backbones.FrozenStem`). Call it once the weights are final
+        (after ``init_checkpoint`` and resume). False when the stem trains or cannot be fused."""
+        self.frozen_stem = None
+        if self.backbone.trainable == "all":
+            return False
+        try:
+            stem = FrozenStem(self.backbone)
+        except Exception as e:  # a backbone torch.fx cannot trace: the unfused stem is the same function
+            warnings.warn(f"learning: frozen stem of {self.backbone.name} not fused ({type(e).__name__}: {e})")
+            return False
+        device = next(self.backbone.parameters()).device
+        self.frozen_stem = stem.to(device=device, memory_format=memory_format)
+        return True
 
     @torch.no_grad()
     def sync_key_encoder(self) -> None:
@@ -449,7 +472,7 @@ class Run:
 
     @property
     def channels_last(self) -> bool:
-        return self.device.type == "cuda" and self.lc.channels_last
+        return self.lc.channels_last
 
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp)
@@ -463,15 +486,20 @@ class Run:
         return self.run_dir / "metrics.jsonl"
 
 
-def prepare_data(store: Path, lc: LearningConfig, dd: _Dist, on_cuda: bool, progress: bool) -> TrainData:
-    """Phase *data preparation*: split the store's views, decode them into the cache, build the loaders."""
+def prepare_data(store: Path, lc: LearningConfig, dd: _Dist, on_cuda: bool, progress: bool,
+                 meter: EnergyMeter) -> TrainData:
+    """Phase *data*: read the store, keep ``view_fraction`` of its robot views, split them, decode them into the
+    cache (counted as images), build the loaders."""
     from ssl_nav.learning.data import (Augment, EvalDataset, ImageCache, PairDataset, PairSampler, open_store,
-                                       split_views)
+                                       split_views, subsample_views)
 
     st = open_store(store)
-    sv = split_views(st.views(), lc.holdout_fraction, lc.seed, lc.crossia)
+    views = subsample_views(st.views(), lc.view_fraction, lc.seed)
+    sv = split_views(views, lc.holdout_fraction, lc.seed, lc.crossia)
     cache = ImageCache(st, sv.views, lc.cache_images, lc.cache_max_mb)
     cache.fill(progress=progress and dd.rank == 0)
+    if cache.enabled:
+        meter.count(images=len(sv.views))
     sampler = PairSampler(sv, lc.batch_size, lc.seed, lc.crossia, lc.hard_views, dd.rank, dd.world)
     loader = torch.utils.data.DataLoader(
         PairDataset(sv, cache, Augment(lc.augment, lc.image_size)), batch_size=sampler.batch_per_rank,
@@ -513,20 +541,15 @@ def build_model(lc: LearningConfig, sv: StoreViews) -> tuple[FinetuneModel, str]
     return model, init_from
 
 
-def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: _Dist, progress: bool) -> Run:
-    """Phase *set-up*: device, data, model, optimiser, schedule (no resume yet)."""
+def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: _Dist, device: torch.device, progress: bool,
+              meter: EnergyMeter) -> Run:
+    """Set-up: data (phase *data*), model, optimiser, schedule (no resume yet)."""
     lc = cfg.learning
-    device = resolve_device(lc.device, "learning.device", dd.local_rank if dd.active else None)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if lc.threads > 0:
-        torch.set_num_threads(lc.threads)
-    if dd.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    data = prepare_data(store, lc, dd, device.type == "cuda", progress)
+    with meter.phase("data"):
+        data = prepare_data(store, lc, dd, device.type == "cuda", progress, meter)
     model, init_from = build_model(lc, data.sv)
     model.to(device)
-    if device.type == "cuda" and lc.channels_last:
+    if lc.channels_last:
         model.to(memory_format=torch.channels_last)
     opt, init_lr = make_optimizer(model, lc)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and lc.amp)
@@ -594,6 +617,20 @@ def train_step(run: Run, batch: dict[str, torch.Tensor], should_stop: Callable[[
     return StepResult(loss_v, parts, x1.shape[0], stop)
 
 
+def forwarded_images(batch: dict[str, torch.Tensor]) -> int:
+    """Images a step of this (rank-local) batch sends through the model: both views of every candidate pair
+    when Hard View Selection scores them, plus both views of the pair trained on. MoCo's key encoder sees the
+    same images again; that pass is part of the step's cost and is not counted twice."""
+    b, n = batch["x1"].shape[:2]
+    return 2 * b * (n + 1 if n > 1 else 1)
+
+
+def augmented_images(batch: dict[str, torch.Tensor]) -> int:
+    """Images the DataLoader augmented for this batch: both sides of every candidate pair."""
+    b, n = batch["x1"].shape[:2]
+    return 2 * b * n
+
+
 def pick_views(run: Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pair each anchor trains on: the hardest of its candidates (HVS), or its only one."""
     if batch["x1"].shape[1] > 1:
@@ -621,24 +658,26 @@ def reduce_and_check(run: Run, loss: torch.Tensor, should_stop: Callable[[], boo
     return loss_v, float(red[1]) > 0
 
 
-def train_epoch(run: Run, epoch: int, should_stop: Callable[[], bool] | None = None, bar=None,
-                meter=None) -> tuple[dict, bool]:
-    """Phase *train steps*: one epoch. Returns the epoch's metrics line (means of the step figures) and whether
-    the run was cancelled."""
+def train_epoch(run: Run, epoch: int, meter: EnergyMeter, should_stop: Callable[[], bool] | None = None,
+                bar=None) -> tuple[dict, bool]:
+    """One epoch: each batch's loading and augmentation in phase *data*, each step in phase *train* (images
+    counted for all ranks: rank 0 meters the node). Returns the epoch's metrics line (means of the step
+    figures) and whether the run was cancelled."""
     run.data.sampler.set_epoch(epoch)
     run.model.train()
     sums: dict[str, float] = {}
     n_steps, pairs, t0 = 0, 0, time.monotonic()
     cancelled = False
-    for batch in run.data.loader:
-        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
-        res = train_step(run, batch, should_stop)
+    world = run.dd.world
+    for batch in meter.iterate(run.data.loader, "data", images=lambda b: augmented_images(b) * world):
+        with meter.phase("train"):
+            batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+            res = train_step(run, batch, should_stop)
+            meter.count(images=forwarded_images(batch) * world, steps=1)
         n_steps += 1
-        pairs += res.pairs * run.dd.world
+        pairs += res.pairs * world
         for k, v in {"loss": res.loss, **res.parts}.items():
             sums[k] = sums.get(k, 0.0) + float(v)
-        if meter is not None:
-            meter.count(images=2 * res.pairs * run.dd.world, steps=1)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{res.loss:.4f}")
@@ -654,24 +693,29 @@ def train_epoch(run: Run, epoch: int, should_stop: Callable[[], bool] | None = N
     return line, cancelled
 
 
-def monitor_epoch(run: Run) -> dict:
+def monitor_epoch(run: Run, meter: EnergyMeter) -> dict:
     """Phase *monitor*: the label-free figures of the current encoder (eval mode), with the collapse verdict
     against the starting encoder (:mod:`ssl_nav.learning.monitor`)."""
     from ssl_nav.learning.monitor import embed, epoch_metrics
 
     d = run.data
-    feats = embed(run.model.backbone, d.mon_loader, run.device, run.channels_last)
-    return epoch_metrics(feats, d.mon_labels, d.mon_holdout, run.monitor_start, run.lc.collapse_threshold,
-                         run.lc.seed)
+    with meter.phase("monitor"):
+        feats = embed(run.model.backbone, d.mon_loader, run.device, run.channels_last)
+        meter.count(images=len(d.mon_labels))
+        return epoch_metrics(feats, d.mon_labels, d.mon_holdout, run.monitor_start, run.lc.collapse_threshold,
+                             run.lc.seed)
 
 
-def monitor_starting_encoder(run: Run) -> dict:
+def monitor_starting_encoder(run: Run, meter: EnergyMeter) -> dict:
     """Phase *monitor*, before the first step: the starting encoder's figures, the reference for collapse."""
     from ssl_nav.learning.monitor import embed, embedding_metrics
 
     d = run.data
-    feats = embed(run.model.backbone, d.mon_loader, run.device, run.channels_last)
-    return {k: _jsonable(v) for k, v in embedding_metrics(feats, d.mon_labels, d.mon_holdout, run.lc.seed).items()}
+    with meter.phase("monitor"):
+        feats = embed(run.model.backbone, d.mon_loader, run.device, run.channels_last)
+        meter.count(images=len(d.mon_labels))
+        metrics = embedding_metrics(feats, d.mon_labels, d.mon_holdout, run.lc.seed)
+    return {k: _jsonable(v) for k, v in metrics.items()}
 
 
 def write_checkpoint(run: Run, epoch: int) -> None:
@@ -740,38 +784,53 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
     ``on_epoch(metrics_line)`` is called after every epoch (rank 0); ``should_stop()`` is polled after every step
     and ends the run early with ``summary["status"] == "cancelled"`` (no model.pt is written then; the last
     epoch checkpoint stays for ``resume``). ``ledger``: append the EnergyRecord to this ``energy.jsonl``.
-    """
-    from ssl_nav.energy.meter import EnergyMeter, append_ledger
 
+    The energy meter opens before the store is read and closes after ``model.pt`` is written, so the record
+    covers the whole fine-tune in phases ``data``, ``train``, ``monitor``, ``checkpoint`` (and ``other``:
+    model building, start-up); ``energy.json`` and the ledger line are written after it closes.
+    """
     lc = cfg.learning
+    out = Path(out)
     dd = _init_distributed("cuda" if lc.device == "cuda" or (lc.device == "auto" and torch.cuda.is_available())
                            else "cpu")
     try:
         t_start = time.monotonic()
-        run = setup_run(Path(store), Path(out), cfg, dd, progress)
-        if resume:
-            resume_run(run)
-        if run.is_main:
-            atomic_write_text(run.metrics_path, "".join(json.dumps(m) + "\n" for m in run.metrics))
-            if not run.monitor_start:
-                run.monitor_start = monitor_starting_encoder(run)
-        run_id = f"{run.run_dir.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        device = resolve_device(lc.device, "learning.device", dd.local_rank if dd.active else None)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if lc.threads > 0:
+            torch.set_num_threads(lc.threads)
+        if dd.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+        run_id = f"{out.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
         # rank 0 meters the whole node (NVML sees every GPU, RAPL every package); other ranks measure nothing
-        meter = EnergyMeter(cfg.energy if run.is_main else dataclasses.replace(cfg.energy, backend="none"),
-                            run_id=run_id)
-        with meter, _progress_bar(run, progress) as bar:
-            status, train_s, images = _epochs(run, on_epoch, should_stop, bar, meter)
+        meter = EnergyMeter(cfg.energy if dd.rank == 0 else dataclasses.replace(cfg.energy, backend="none"),
+                            run_id=run_id, sync=torch.cuda.synchronize if device.type == "cuda" else None)
+        model_path = model_hash = None
+        with meter:
+            run = setup_run(Path(store), out, cfg, dd, device, progress, meter)
+            with meter.phase("checkpoint"):
+                if resume:
+                    resume_run(run)
+                if run.is_main:
+                    atomic_write_text(run.metrics_path, "".join(json.dumps(m) + "\n" for m in run.metrics))
+            if run.is_main and not run.monitor_start:
+                run.monitor_start = monitor_starting_encoder(run, meter)
+            if lc.fuse_frozen_stem:  # the weights are final now (init checkpoint, resume)
+                run.model.fuse_frozen_stem(torch.channels_last if run.channels_last else torch.contiguous_format)
+            with _progress_bar(run, progress) as bar:
+                status, train_s, images = _epochs(run, meter, on_epoch, should_stop, bar)
+            if run.is_main and status == "completed":
+                with meter.phase("checkpoint"):
+                    model_path, model_hash = export_model(run)
             meter.extra.update({"run_dir": str(run.run_dir), "world_size": dd.world, "device": str(run.device),
                                 "backbone": lc.backbone, "objective": lc.objective, "trainable": lc.trainable,
-                                "status": status})
+                                "view_fraction": lc.view_fraction, "status": status})
         energy = meter.record or {}
-        model_path = model_hash = None
         if run.is_main:
             atomic_write_json(run.run_dir / "energy.json", energy)
             if ledger is not None:
                 append_ledger(Path(ledger), energy)
-            if status == "completed":
-                model_path, model_hash = export_model(run)
         summary = _summary(run, status, time.monotonic() - t_start, train_s, images, energy, model_hash)
         return FinetuneResult(run.run_dir, model_path, run.metrics, energy, summary, run.model)
     finally:
@@ -795,23 +854,24 @@ def _progress_bar(run: Run, progress: bool):
         bar.close()
 
 
-def _epochs(run: Run, on_epoch, should_stop, bar, meter) -> tuple[str, float, int]:
+def _epochs(run: Run, meter: EnergyMeter, on_epoch, should_stop, bar) -> tuple[str, float, int]:
     """The epochs from ``run.start_epoch``: train, monitor, log, checkpoint. Returns (status, train s, images)."""
     lc, train_s, images = run.lc, 0.0, 0
     for epoch in range(run.start_epoch, lc.epochs):
-        line, cancelled = train_epoch(run, epoch, should_stop, bar, meter)
+        line, cancelled = train_epoch(run, epoch, meter, should_stop, bar)
         train_s += line["epoch_s"]
         images += line["images"]
         if cancelled:
             return "cancelled", train_s, images
         last = epoch + 1 == lc.epochs
         if run.is_main and ((epoch + 1) % lc.monitor_every == 0 or last):
-            line.update(monitor_epoch(run))
+            line.update(monitor_epoch(run, meter))
         line = {k: _jsonable(v) for k, v in line.items()}
         if run.is_main:
-            _append_line(run.metrics_path, line)  # before the checkpoint: a resume cuts lines past it
-            if (epoch + 1) % lc.checkpoint_every == 0 or last:
-                write_checkpoint(run, epoch + 1)
+            with meter.phase("checkpoint"):
+                _append_line(run.metrics_path, line)  # before the checkpoint: a resume cuts lines past it
+                if (epoch + 1) % lc.checkpoint_every == 0 or last:
+                    write_checkpoint(run, epoch + 1)
         run.metrics.append(line)
         _barrier(run)
         if on_epoch is not None and run.is_main:

@@ -111,3 +111,29 @@ def test_safe_load_names_an_empty_file_and_explains_a_refused_pickle(tmp_path):
     (tmp_path / "cut.pt").write_bytes((tmp_path / "checkpoint.pt").read_bytes()[:50])
     with pytest.raises(CheckpointError, match="cut.pt: cannot load checkpoint"):
         safe_load(tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+def test_frozen_stem_is_the_same_function_and_refuses_stale_weights(name):
+    from ssl_nav.learning.backbones import Backbone, FrozenStem
+
+    torch.manual_seed(0)
+    bb = Backbone(name)
+    for m in bb.modules():  # non-trivial BatchNorm statistics, so that folding them matters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    bb.set_trainable("last")
+    bb.train()
+    x = torch.randn(2, 3, 64, 64)
+    stem = FrozenStem(bb)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in stem.fused.modules())
+    assert torch.allclose(stem(x), bb.stem(x), atol=1e-4, rtol=1e-4)
+    assert bb._prefix[0].training is False and bb._last[0].training is True  # modes untouched
+    with torch.no_grad():
+        next(bb._prefix[0].parameters()).mul_(2.0)  # e.g. a checkpoint loaded after fusing
+    with pytest.raises(RuntimeError, match="changed"):
+        stem(x)
+    bb.set_trainable("all")
+    with pytest.raises(ValueError):
+        FrozenStem(bb)

@@ -96,3 +96,22 @@ def test_instance_recipe_keeps_colour_identity_and_crossia_does_not():
 
     assert chroma_kept("instance") == 1.0
     assert chroma_kept("crossia") < 0.9  # grayscale (p 0.2) and hue rotation lose it
+
+
+def test_view_fraction_keeps_a_nested_seed_stable_subset_of_robot_views():
+    from ssl_nav.learning.data import subsample_views
+
+    views = [{"view_id": f"v{i}_{k}", "instance_id": str(i), "quality": "high" if k == 0 else "low"}
+             for i in range(3) for k in range(9)]
+    half = subsample_views(views, 0.5, seed=1)
+    quarter = subsample_views(views, 0.25, seed=1)
+    for i in range(3):
+        mine = [v for v in half if v["instance_id"] == str(i)]
+        assert sum(v["quality"] == "low" for v in mine) == 4 and sum(v["quality"] == "high" for v in mine) == 1
+        assert sum(v["instance_id"] == str(i) and v["quality"] == "low" for v in quarter) == 2
+    ids = lambda vs: {v["view_id"] for v in vs}  # noqa: E731
+    assert ids(quarter) < ids(half) < ids(views)
+    assert ids(subsample_views(list(reversed(views)), 0.5, seed=1)) == ids(half)  # order does not matter
+    assert ids(subsample_views(views, 0.5, seed=2)) != ids(half)
+    assert subsample_views(views, 1.0, seed=1) == views
+    assert len(subsample_views(views, 0.01, seed=1)) == 3 * 2  # one robot view and the photo per instance

@@ -26,7 +26,60 @@ def test_simsiam_loss_falls_on_a_tiny_store(tiny_store, tmp_path, learning_confi
     assert "loss_ce" not in lines[-1] and res.model.classifier is None  # ce_weight 0: no classifier
     energy = json.loads((tmp_path / "run" / "energy.json").read_text())
     assert energy["source"] == "unavailable" and energy["joules"]["total"] is None
-    assert energy["images"] == res.summary["images"] > 0
+    assert energy["phases"]["train"]["images"] == res.summary["images"] > 0  # no Hard View Selection here
+
+
+def test_energy_phases_count_the_work_of_each_phase(tiny_store, tmp_path, learning_config):
+    """Hard View Selection with 2 candidates: every step forwards 2 x 2 candidate images per anchor to score
+    them and 2 more to train; the loader augmented 2 x 2; the monitor embeds its views once before training
+    and after each monitored epoch; the cache decoded every view once."""
+    cfg = learning_config(epochs=3, hard_views=2, monitor_every=2, checkpoint_every=1)
+    res = finetune(tiny_store, tmp_path / "run", cfg, progress=False)
+    rec = json.loads((tmp_path / "run" / "energy.json").read_text())
+    ph = rec["phases"]
+    assert list(ph) == ["data", "train", "monitor", "checkpoint", "other"]
+    pairs = res.summary["images"] // 2
+    steps = res.metrics[-1]["step"]
+    assert pairs == steps * cfg.learning.batch_size and ph["train"]["steps"] == steps == rec["steps"]
+    assert ph["train"]["images"] == 2 * pairs * (2 + 1)
+    assert ph["data"]["images"] == res.summary["n_views"] + 2 * pairs * 2
+    n_monitor = sum(1 for m in res.metrics if "eff_rank" in m) + 1  # epochs 2 and 3, and the starting encoder
+    assert n_monitor == 3 and ph["monitor"]["entries"] == 3
+    assert ph["monitor"]["images"] % n_monitor == 0 and ph["monitor"]["images"] >= 3 * 2
+    assert ph["checkpoint"]["images"] == 0 and ph["checkpoint"]["entries"] == 1 + 3 + 1  # metrics, 3 epochs, export
+    assert rec["images"] == sum(p["images"] for p in ph.values())
+    assert rec["wall_s"] == pytest.approx(sum(p["wall_s"] for p in ph.values()), abs=1e-5)
+    assert rec["wall_s"] <= res.summary["wall_s"] + 0.01
+    assert rec["total_covers"] is None and rec["view_fraction"] == 1.0
+
+
+def test_an_unavailable_energy_source_is_never_zero_joules(tiny_store, tmp_path, learning_config, capsys):
+    """No sensor: energy.json, the ledger line and the printed report say null / n/a, never 0 J."""
+    import re
+
+    from ssl_nav.cli import main
+
+    cfg_file = tmp_path / "cfg.yaml"
+    lc = learning_config(epochs=1).learning
+    cfg_file.write_text(json.dumps({"learning": {k: getattr(lc, k) for k in (
+        "backbone", "pretrained", "image_size", "batch_size", "proj_dim", "pred_hidden_dim", "warmup_epochs",
+        "threads", "holdout_fraction", "device")}, "energy": {"backend": "none"}}))
+    out = tmp_path / "runs" / "r"
+    assert main(["finetune", "--store", str(tiny_store), "--out", str(out), "--config", str(cfg_file),
+                 "--epochs", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    rec = json.loads((out / "energy.json").read_text())
+    ledger = [json.loads(x) for x in (tmp_path / "runs" / "energy.jsonl").read_text().splitlines()]
+    assert ledger == [rec]
+    for r in (rec, ledger[0]):
+        figures = list(r["joules"].values()) + [r["avg_w"], r["j_per_1k_images"], r["total_covers"]]
+        for p in r["phases"].values():
+            figures += list(p["joules"].values()) + [p["avg_w"], p["j_per_1k_images"]]
+        assert r["source"] == "unavailable" and all(v is None for v in figures)
+        assert r["phases"]["train"]["images"] > 0 and r["phases"]["train"]["steps"] >= 1
+    assert "energy: not measured" in text and "n/a" in text
+    assert re.search(r"^train\s", text, re.M)  # the phase table is printed
+    assert not re.search(r"(?<![\d.])0(\.0*)? ?(J|W)\b", text)
 
 
 @pytest.mark.parametrize("objective", ["simsiam", "moco"])
@@ -178,3 +231,17 @@ def test_classifier_only_objective_trains_without_heads(tiny_store, tmp_path, le
     with pytest.raises(ConfigError, match="ce_weight"):
         finetune(tiny_store, tmp_path / "bad", learning_config(epochs=1, objective="none", ce_weight=0.0),
                  progress=False)
+
+
+def test_fused_frozen_stem_trains_like_the_unfused_one(tiny_store, tmp_path, learning_config):
+    """trainable last: the BatchNorm-folded stem is the same function, so a run with it matches one without
+    (up to float rounding), MoCo's keys included; model.pt holds the unfused weights either way."""
+    kw = dict(epochs=2, trainable="last", objective="moco", moco_dim=16)
+    a = finetune(tiny_store, tmp_path / "fused", learning_config(**kw), progress=False)
+    b = finetune(tiny_store, tmp_path / "plain", learning_config(fuse_frozen_stem=False, **kw), progress=False)
+    assert a.model.frozen_stem is not None and b.model.frozen_stem is None
+    assert [m["loss"] for m in a.metrics] == pytest.approx([m["loss"] for m in b.metrics], abs=1e-4)
+    sa, sb = read_model(a.model_path)["state_dict"], read_model(b.model_path)["state_dict"]
+    assert sa.keys() == sb.keys() and any(".running_var" in k for k in sa)
+    for k in sa:
+        assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-4), k
