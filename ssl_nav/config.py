@@ -340,6 +340,9 @@ class RetrievalConfig:
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
     query_crop: str = _f("object", "simulated query photos: square crop around the goal object (as a user frames "
                          "it) or the full goal image", choices=("object", "full"))
+    update_period_s: float = _f(1.0, "retrieval_server: look for new views in the store this often and add them to "
+                                "the index without re-embedding the store (s); 0 = only on ~/reload or model_ready",
+                                range=(0.0, 3600.0))
     index_quality: str = _f("low", "views indexed: the robot's own (low-quality) views, the evaluation protocol "
                             "(user photos are training data); or all, user photos too", choices=("low", "all"))
 

@@ -46,8 +46,8 @@ KINDS: tuple[str, ...] = ("flat", "ivf_flat", "ivf_sq8", "ivf_pq", "hnsw")
 IVF_KINDS: tuple[str, ...] = ("ivf_flat", "ivf_sq8", "ivf_pq")
 REFINES: tuple[str, ...] = ("none", "sq8", "flat")
 MIN_POINTS_PER_CELL = 39  #: FAISS's k-means warns below this many training vectors per centroid
-TRAIN_POINTS_PER_CELL = 64  #: training vectors per cell (a seeded random sample of the data)
-KMEANS_ITERATIONS = 16  #: k-means iterations of the coarse cells (FAISS's default is 25; 16 converge on 2 cores)
+TRAIN_POINTS_PER_CELL = 40  #: training vectors per cell (a seeded random sample of the data)
+KMEANS_ITERATIONS = 10  #: k-means iterations of the coarse cells (FAISS's Clustering default is 25)
 
 
 def _faiss():
