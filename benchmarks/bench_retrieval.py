@@ -182,7 +182,7 @@ def _build_structure(gen: EmbeddingLike, kind: str, cfg_over: dict | None = None
     """An InstanceIndex of ``kind`` over ``gen``'s vectors, trained on a sample and filled chunk by chunk."""
     from ssl_nav.config import RetrievalConfig
     from ssl_nav.retrieval.index import InstanceIndex
-    from ssl_nav.retrieval.structures import TRAIN_POINTS_PER_CELL
+    from ssl_nav.retrieval.structures import MIN_TRAIN_POINTS, TRAIN_POINTS_PER_CELL
 
     import faiss
 
@@ -193,7 +193,7 @@ def _build_structure(gen: EmbeddingLike, kind: str, cfg_over: dict | None = None
     try:
         if index.needs_training:
             s = index.structure
-            index.train(gen.sample(max(s.nlist * TRAIN_POINTS_PER_CELL, 256 * 40 if kind == "ivf_pq" else 0)))
+            index.train(gen.sample(max(s.nlist * TRAIN_POINTS_PER_CELL, MIN_TRAIN_POINTS)))
         for s, x in gen.chunks():
             rows = range(s, s + len(x))
             index.add(x, [str(r) for r in rows], [str(r // gen.VIEWS_PER_INSTANCE) for r in rows])

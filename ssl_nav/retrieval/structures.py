@@ -47,6 +47,7 @@ IVF_KINDS: tuple[str, ...] = ("ivf_flat", "ivf_sq8", "ivf_pq")
 REFINES: tuple[str, ...] = ("none", "sq8", "flat")
 MIN_POINTS_PER_CELL = 39  #: FAISS's k-means warns below this many training vectors per centroid
 TRAIN_POINTS_PER_CELL = 40  #: training vectors per cell (a seeded random sample of the data)
+MIN_TRAIN_POINTS = 256 * 40  #: at least this many (or all): PQ codebooks have 256 centroids, SQ8 needs ranges
 KMEANS_ITERATIONS = 10  #: k-means iterations of the coarse cells (FAISS's Clustering default is 25)
 
 
@@ -172,7 +173,7 @@ class IndexStructure:
         """Fit the coarse cells (and PQ / SQ codebooks) on a seeded sample of ``x``."""
         if not self.needs_training and inner.is_trained:
             return
-        n_train = min(len(x), max(self.nlist * TRAIN_POINTS_PER_CELL, 256 * 40 if self.kind == "ivf_pq" else 0))
+        n_train = min(len(x), max(self.nlist * TRAIN_POINTS_PER_CELL, MIN_TRAIN_POINTS))
         sample = x if n_train >= len(x) else x[np.sort(np.random.default_rng(seed).choice(len(x), n_train,
                                                                                            replace=False))]
         faiss = _faiss()
