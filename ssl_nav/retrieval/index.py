@@ -187,6 +187,28 @@ class InstanceIndex:
             self._next_id += len(emb)
         return len(emb)
 
+    def wants_restructure(self) -> bool:
+        """Whether ``retrieval.index_type: auto`` would now choose another structure for this many vectors: a
+        grown ``flat`` index past ``approximate_from``, or IVF cells (``nlist``) a quarter of what the size
+        calls for."""
+        if self.cfg.index_type != "auto":
+            return False
+        want = choose_structure(self.ntotal, self.dim, self.cfg)
+        if want.kind != self.index_type:
+            return True
+        return bool(want.nlist and self.structure.nlist and want.nlist >= 4 * self.structure.nlist)
+
+    def restructured(self, cfg: RetrievalConfig | None = None, seed: int = 0) -> "InstanceIndex":
+        """The same views in the structure chosen for their number now, without re-embedding: the vectors are
+        read back from this index (exact for ``flat``, ``ivf_flat``, ``hnsw``; decoded codes otherwise)."""
+        ids, x = self.vectors()
+        views = [self._meta[i] for i in ids.tolist()]
+        new = InstanceIndex.build(x, [v for v, _ in views], [inst for _, inst in views], model_hash=self.model_hash,
+                                  cfg=cfg or self.cfg, model_spec=self.model_spec, model_name=self.model_name,
+                                  instances=self.instances, seed=seed)
+        new.thresholds, new.extra = self.thresholds, dict(self.extra)
+        return new
+
     # ------------------------------------------------------------------------------------------ updates
     def add_instance(self, instance_id: str, embeddings: np.ndarray, view_ids: Iterable[str],
                      info: dict | None = None) -> int:

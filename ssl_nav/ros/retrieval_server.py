@@ -24,7 +24,9 @@ and latency stays bounded) served by one worker thread. Index work runs in a sec
   changed, only the new views are embedded and added to the index in use
   (:func:`ssl_nav.retrieval.update.sync_index`; removed views leave it), which is then saved atomically. Queries
   are answered throughout (the index is locked only while vectors are added). ``last_update`` in the status
-  gives the time from the store's last write to the views being searchable.
+  gives the time from the store's last write to the views being searchable. When ``retrieval.index_type: auto``
+  would now choose another structure (a flat index grown past ``retrieval.approximate_from``), the index is
+  rebuilt from its stored vectors, without re-embedding, and swapped in.
 - **A new model** (``model_ready``, ``~/reload``): the whole store is re-embedded into a new index while the
   old one keeps answering; the new one is swapped in under a lock, then synced with any views that arrived
   meanwhile. A query in flight finishes on the index it started with, so none is dropped or failed by a reload.
@@ -294,9 +296,14 @@ class RetrievalServerNode(Node):
         try:
             store = ViewStore(self.data.store, strict=False)
             res = sync_index(store, retriever.index, retriever.embedder, reload=False)
+            index = retriever.index
+            if res.changed and index.wants_restructure():  # e.g. flat grown past retrieval.approximate_from
+                index = index.restructured(self.cfg.retrieval)
+                self.get_logger().info(f"index restructured for {index.ntotal} views: {index.index_type} "
+                                       f"{index.structure.to_json()} (no re-embedding)")
             if res.changed:
-                retriever.index.save(self.data.index)
-                fresh = Retriever(retriever.index, retriever.embedder, self.cfg.retrieval,
+                index.save(self.data.index)
+                fresh = Retriever(index, retriever.embedder, self.cfg.retrieval,
                                   frame_id=self.cfg.ros.map_frame, index_dir=self.data.index)
                 with self._lock:
                     if self._retriever is retriever:  # not replaced by a reload meanwhile
@@ -310,6 +317,8 @@ class RetrievalServerNode(Node):
             self._store_signature = sig
             return
         self._store_signature = sig
+        if self.last_error and self.last_error.startswith("update failed"):
+            self.last_error = None
         if res.changed:
             self.counts["updates"] += 1
             self.last_update = {"added": res.added, "removed": res.removed, "seconds": round(time.monotonic() - t0, 3),

@@ -94,3 +94,18 @@ def test_views_added_to_a_trained_ivf_match_a_full_rebuild():
     b = [[h.view_id for h in r] for r in full.search(x[1500:1600], 5)]
     assert [r[0] for r in a] == ids[1500:1600]  # every added view is found first
     assert np.mean([len(set(p) & set(r)) / 5 for p, r in zip(a, b)]) >= 0.95
+
+
+def test_a_grown_flat_index_is_restructured_without_re_embedding():
+    x = clustered(600, 32, 60, seed=3)
+    ids, insts = [str(i) for i in range(600)], [str(i % 60) for i in range(600)]
+    cfg = RetrievalConfig(approximate_from=500, pq_m=8)
+    idx = InstanceIndex.build(x[:400], ids[:400], insts[:400], model_hash="h", cfg=cfg)
+    idx.extra["store"] = "/s"
+    assert idx.index_type == "flat" and not idx.wants_restructure()
+    idx.add(x[400:], ids[400:], insts[400:])
+    assert idx.wants_restructure()
+    new = idx.restructured()
+    assert new.index_type == "ivf_pq" and new.ntotal == 600 and new.extra == {"store": "/s"}
+    assert not new.wants_restructure()
+    assert np.mean([r[0].view_id == v for r, v in zip(new.search(x, 1), ids)]) >= 0.95
