@@ -7,9 +7,9 @@
   nprobe sweep for IVF, the cost of adding one view to a built index; the 1M target is p50 <= 5 ms at recall@10
   >= 0.95 for the ``auto`` choice. ``quick`` stops at 100k.
 - Incremental updates (``incremental_updates``): a view written to a store -> searchable through ``sync_index``.
-- Demo quality (``SSL_NAV_BENCH_DEMO=0`` skips it): the ``make demo`` job (``run_demo`` with the demo preset; ``--quick``: the quick preset) on
-  seeds 0, 1, 2 (about 2.5 min each on 2 cores) under the evaluation protocol: the robot's views are indexed,
-  the user photos are training data. Baseline vs fine-tuned top-1, mAP and open-set AUROC (the score in
+- Demo quality (``SSL_NAV_BENCH_DEMO=0`` skips it): the ``make demo`` job (``run_demo`` with the demo preset;
+  ``--quick``: the quick preset) on seeds 0, 1, 2 (about 2.5 min each on a quiet 2-core machine) under the
+  evaluation protocol: the robot's views are indexed, the user photos are training data. Baseline vs fine-tuned top-1, mAP and open-set AUROC (the score in
   force); the fine-tuned model must be at least as good on each, on every seed. The note gives the same with
   the user photos indexed too. Reports land in ``out/bench-demo/seed<N>/``.
 """
@@ -281,8 +281,8 @@ def search_scaling(quick: bool, sizes: list[int] | None = None, nq: int = 200, k
             p50, p99 = _pct(times, 50), _pct(times, 99)
             st = index.structure
             params = ", ".join(f"{a}={b}" for a, b in st.to_json().items() if a not in ("kind",))
-            note = (f"build {build:.1f} s (train + add, incl. data generation); index {index.memory_bytes() / 2**20:.0f}"
-                    f" MB ({st.bytes_per_vector(DIM)} B/vector), RSS +{rss:.0f} MB; p99 {p99:.2f} ms; {params}")
+            note = (f"build {build:.1f} s (train + add, incl. data generation); "
+                    f"index {index.memory_bytes() / 2**20:.0f} MB ({st.bytes_per_vector(DIM)} B/vector), RSS +{rss:.0f} MB; p99 {p99:.2f} ms; {params}")
             if kind == "flat":
                 note += "; " + _flat_vs_numpy(index, q[:50], k)
             if st.kind in ("ivf_flat", "ivf_sq8", "ivf_pq"):
@@ -313,7 +313,8 @@ def search_scaling(quick: bool, sizes: list[int] | None = None, nq: int = 200, k
             target = n >= 1_000_000 and kind == auto
             rows.append({"benchmark": f"search {n // 1000}k x {DIM}: {kind}{' (auto)' if kind == auto else ''}: "
                                       f"p50 / recall@10",
-                         "figure": f"{p50:.2f} ms / {recall:.3f}" + (f", build {build / 60:.1f} min" if target else ""),
+                         "figure": f"{p50:.2f} ms / {recall:.3f}"
+                                   + (f", build {build / 60:.1f} min" if target else ""),
                          "target": "<= 5 ms / >= 0.95" if target else "",
                          "ok": (p50 <= 5 and recall >= 0.95) if target else None, "note": note})
             del index

@@ -41,8 +41,9 @@ def test_each_vector_retrieves_itself_first(kind):
 def test_auto_type_by_threshold():
     emb = unit_rows(10, 8)
     ids = [str(i) for i in range(10)]
-    assert InstanceIndex.build(emb, ids, ids, model_hash="h", cfg=RetrievalConfig(approximate_from=11, auto_approximate="hnsw")).index_type == "flat"
-    assert InstanceIndex.build(emb, ids, ids, model_hash="h", cfg=RetrievalConfig(approximate_from=10, auto_approximate="hnsw")).index_type == "hnsw"
+    for threshold, kind in ((11, "flat"), (10, "hnsw")):
+        cfg = RetrievalConfig(approximate_from=threshold, auto_approximate="hnsw")
+        assert InstanceIndex.build(emb, ids, ids, model_hash="h", cfg=cfg).index_type == kind
 
 
 def test_k_larger_than_index_drops_minus_one():

@@ -59,7 +59,8 @@ def test_a_structure_that_does_not_match_index_faiss_is_refused(tmp_path):
     for change, match in (({"nlist": good["structure"]["nlist"] + 1}, "holds a ivf_pq nlist="),
                           ({"kind": "ivf_sq8"}, "'index_type' is 'ivf_pq' but 'structure.kind' is 'ivf_sq8'"),
                           ({"nprobe": "many"}, "structure.nprobe' must be a non-negative integer"),
-                          ({"refine": "fast"}, "structure.refine"), ({"colour": 1}, "unknown key 'structure.colour'")):
+                          ({"refine": "fast"}, "structure.refine"),
+                          ({"colour": 1}, "unknown key 'structure.colour'")):
         (out / "meta.json").write_text(json.dumps(dict(good, structure=dict(good["structure"], **change))))
         with pytest.raises(RetrievalIndexError, match=match):
             InstanceIndex.load(out)
@@ -76,7 +77,8 @@ def test_approximate_search_finds_the_exact_top_10(kind):
     ids = [str(i) for i in range(len(x))]
     insts = [str(i % 300) for i in range(len(x))]
     exact = InstanceIndex.build(x, ids, insts, model_hash="h", cfg=RetrievalConfig(index_type="flat"))
-    approx = InstanceIndex.build(x, ids, insts, model_hash="h", cfg=RetrievalConfig(index_type=kind, ivf_nprobe=8, pq_m=16))
+    cfg = RetrievalConfig(index_type=kind, ivf_nprobe=8, pq_m=16)
+    approx = InstanceIndex.build(x, ids, insts, model_hash="h", cfg=cfg)
     truth = [{h.view_id for h in r} for r in exact.search(q, 10)]
     found = [{h.view_id for h in r} for r in approx.search(q, 10)]
     recall = np.mean([len(a & b) / 10 for a, b in zip(truth, found)])
