@@ -304,9 +304,21 @@ class EnergyConfig:
 class RetrievalConfig:
     """FAISS instance index, open-set rejection and goals."""
 
-    index_type: str = _f("auto", "FAISS index: flat (exact) or hnsw (approximate); auto picks by size",
-                         choices=("auto", "flat", "hnsw"))
-    hnsw_threshold: int = _f(50000, "auto: use HNSW from this many vectors on", range=(1, 10**9))
+    index_type: str = _f("auto", "FAISS index structure: flat (exact), ivf_flat, ivf_sq8, ivf_pq (+ refine), hnsw; "
+                         "auto: flat below approximate_from vectors, auto_approximate from there on",
+                         choices=("auto", "flat", "ivf_flat", "ivf_sq8", "ivf_pq", "hnsw"))
+    approximate_from: int = _f(50000, "auto: use auto_approximate from this many vectors on, flat (exact) below",
+                               range=(1, 10**9))
+    auto_approximate: str = _f("ivf_pq", "auto: the approximate structure for large indexes (chosen by "
+                               "benchmarks/bench_retrieval.py)", choices=("ivf_flat", "ivf_sq8", "ivf_pq", "hnsw"))
+    ivf_nlist: int = _f(0, "IVF cells (k-means centroids); 0 = sqrt(n) rounded to a power of two", range=(0, 10**7))
+    ivf_nprobe: int = _f(32, "IVF cells scanned per query", range=(1, 10**6))
+    pq_m: int = _f(64, "ivf_pq: sub-quantisers (bytes per vector; the largest divisor of the dimension <= this)",
+                   range=(1, 4096))
+    refine: str = _f("sq8", "ivf_pq: re-rank candidates with exact (flat) or 8-bit (sq8) vectors, or not (none)",
+                     choices=("none", "sq8", "flat"))
+    refine_k_factor: int = _f(8, "ivf_pq with refine: candidates re-ranked per result (k * k_factor)",
+                              range=(1, 1000))
     hnsw_m: int = _f(32, "HNSW neighbours per node", range=(4, 256))
     hnsw_ef_search: int = _f(128, "HNSW search breadth", range=(1, 10000))
     hnsw_ef_construction: int = _f(80, "HNSW construction breadth", range=(1, 10000))
@@ -334,6 +346,9 @@ class RetrievalConfig:
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
     query_crop: str = _f("object", "simulated query photos: square crop around the goal object (as a user frames "
                          "it) or the full goal image", choices=("object", "full"))
+    update_period_s: float = _f(1.0, "retrieval_server: look for new views in the store this often and add them to "
+                                "the index without re-embedding the store (s); 0 = only on ~/reload or model_ready",
+                                range=(0.0, 3600.0))
     index_quality: str = _f("low", "views indexed: the robot's own (low-quality) views, the evaluation protocol "
                             "(user photos are training data); or all, user photos too", choices=("low", "all"))
 

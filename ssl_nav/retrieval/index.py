@@ -40,8 +40,10 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -49,6 +51,7 @@ import numpy as np
 
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.retrieval.structures import KINDS, IndexStructure, choose_structure, describe
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ METRIC = "inner_product"
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.json"
 INSTANCES_FILE = "instances.json"
+#: batches smaller than this search on one OpenMP thread (FAISS's own switch to BLAS is at 20 queries)
+SINGLE_THREAD_BELOW = 20
 
 
 @dataclass
@@ -74,112 +79,202 @@ def _faiss():
     return faiss
 
 
-def choose_index_type(n_vectors: int, cfg: RetrievalConfig) -> str:
-    """``flat`` or ``hnsw`` for an index of ``n_vectors`` under ``cfg.index_type`` (``auto`` picks by size)."""
-    if cfg.index_type != "auto":
-        return cfg.index_type
-    return "hnsw" if n_vectors >= cfg.hnsw_threshold else "flat"
+def choose_index_type(n_vectors: int, cfg: RetrievalConfig, dim: int = 1280) -> str:
+    """The structure kind (:data:`ssl_nav.retrieval.structures.KINDS`) for ``n_vectors`` under ``cfg``."""
+    return choose_structure(n_vectors, dim, cfg).kind
 
 
 class InstanceIndex:
-    """FAISS inner-product index over unit view embeddings, with view → instance bookkeeping."""
+    """FAISS inner-product index over unit view embeddings, with view → instance bookkeeping.
 
-    def __init__(self, dim: int, model_hash: str, cfg: RetrievalConfig | None = None, *, index_type: str = "flat",
-                 model_spec: str | None = None, model_name: str | None = None,
-                 instances: dict[str, dict] | None = None) -> None:
-        if index_type not in ("flat", "hnsw"):
-            raise RetrievalIndexError(f"index_type must be 'flat' or 'hnsw', got {index_type!r}")
+    Searches, adds and removals take one lock, so the ROS server can add new views while it answers queries.
+    """
+
+    def __init__(self, dim: int, model_hash: str, cfg: RetrievalConfig | None = None, *,
+                 structure: IndexStructure | str = "flat", model_spec: str | None = None,
+                 model_name: str | None = None, instances: dict[str, dict] | None = None) -> None:
         self.cfg = cfg or RetrievalConfig()
         self.dim = int(dim)
+        if isinstance(structure, str):
+            if structure not in KINDS:
+                raise RetrievalIndexError(f"index_type must be one of {', '.join(KINDS)}, got {structure!r}")
+            structure = choose_structure(0, self.dim, replace(self.cfg, index_type=structure))
+        self.structure = structure
         self.model_hash = str(model_hash)
         self.model_spec = model_spec
         self.model_name = model_name
-        self.index_type = index_type
         self.instances: dict[str, dict] = dict(instances or {})
         self.thresholds: dict[str, float] | None = None
         self.extra: dict[str, Any] = {}
         self.instances_file: Path | None = None  #: the instances.json it was loaded from (None: built in memory)
-        self._index = self._new_faiss_index()
+        self._lock = threading.RLock()
+        self._index = _idmap(structure.create(self.dim))
+        if not structure.needs_training:
+            structure.configure(self._index.index)
         self._meta: dict[int, tuple[str, str]] = {}  # faiss id -> (view_id, instance_id)
         self._by_instance: dict[str, list[int]] = {}
+        self._view_ids: set[str] = set()
         self._removed: set[int] = set()
         self._next_id = 0
 
+    @property
+    def index_type(self) -> str:
+        """The structure kind: ``flat``, ``ivf_flat``, ``ivf_sq8``, ``ivf_pq`` or ``hnsw``."""
+        return self.structure.kind
+
     # ------------------------------------------------------------------------------------------ construction
-    def _new_faiss_index(self):
-        faiss = _faiss()
-        if self.index_type == "flat":
-            inner = faiss.IndexFlatIP(self.dim)
-        else:
-            inner = faiss.IndexHNSWFlat(self.dim, self.cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            inner.hnsw.efConstruction = self.cfg.hnsw_ef_construction
-            inner.hnsw.efSearch = self.cfg.hnsw_ef_search
-        return faiss.IndexIDMap2(inner)
+    @classmethod
+    def empty(cls, dim: int, n_expected: int, *, model_hash: str, cfg: RetrievalConfig | None = None,
+              **kwargs: Any) -> "InstanceIndex":
+        """An empty index whose structure is chosen for ``n_expected`` vectors (train it before adding, when
+        :attr:`needs_training`)."""
+        cfg = cfg or RetrievalConfig()
+        return cls(dim, model_hash, cfg, structure=choose_structure(n_expected, dim, cfg), **kwargs)
 
     @classmethod
     def build(cls, embeddings: np.ndarray, view_ids: Iterable[str], instance_ids: Iterable[str], *, model_hash: str,
               cfg: RetrievalConfig | None = None, model_spec: str | None = None, model_name: str | None = None,
-              instances: dict[str, dict] | None = None) -> "InstanceIndex":
-        """An index over ``embeddings`` (N, dim), one view id and one instance id per row."""
-        cfg = cfg or RetrievalConfig()
+              instances: dict[str, dict] | None = None, seed: int = 0) -> "InstanceIndex":
+        """An index over ``embeddings`` (N, dim), one view id and one instance id per row; the structure is
+        chosen for N (:func:`~ssl_nav.retrieval.structures.choose_structure`) and trained on them."""
         emb = _as_matrix(embeddings)
-        idx = cls(emb.shape[1], model_hash, cfg, index_type=choose_index_type(len(emb), cfg), model_spec=model_spec,
-                  model_name=model_name, instances=instances)
-        idx._add(emb, list(view_ids), list(instance_ids))
+        idx = cls.empty(emb.shape[1], len(emb), model_hash=model_hash, cfg=cfg, model_spec=model_spec,
+                        model_name=model_name, instances=instances)
+        if idx.needs_training:
+            idx.train(emb, seed=seed)
+        idx.add(emb, list(view_ids), list(instance_ids))
         return idx
 
-    def _add(self, emb: np.ndarray, view_ids: list[str], instance_ids: list[str]) -> None:
-        emb = _as_matrix(emb, self.dim)
+    @property
+    def needs_training(self) -> bool:
+        return not self._index.index.is_trained
+
+    def train(self, sample: np.ndarray, seed: int = 0) -> None:
+        """Fit an IVF structure's cells and codebooks on ``sample`` (a seeded subset is used); once, before adds."""
+        if not self.needs_training:
+            raise RetrievalIndexError(f"the {self.index_type} index is already trained")
+        sample = _as_matrix(sample, self.dim)
+        if not len(sample):
+            raise RetrievalIndexError(f"cannot train a {self.index_type} index on 0 vectors")
+        self.structure.train(self._index.index, sample, seed=seed)
+        self.structure.configure(self._index.index)
+        self._index.is_trained = True
+
+    def add(self, embeddings: np.ndarray, view_ids: Iterable[str], instance_ids: Iterable[str]) -> int:
+        """Add views (one row, view id and instance id each) without a rebuild; returns how many were added.
+
+        IVF structures assign the new vectors to their trained cells; nothing stored is re-embedded.
+        """
+        view_ids, instance_ids = [str(v) for v in view_ids], [str(i) for i in instance_ids]
+        emb = _as_matrix(embeddings, self.dim)
         if not (len(emb) == len(view_ids) == len(instance_ids)):
             raise RetrievalIndexError(f"{len(emb)} embeddings but {len(view_ids)} view ids and "
                                       f"{len(instance_ids)} instance ids")
-        known = {v for v, _ in self._meta.values()}
-        dup = [v for v in view_ids if v in known]
-        if dup or len(set(view_ids)) != len(view_ids):
-            raise RetrievalIndexError(f"view id {dup[0] if dup else view_ids[0]!r} is already in the index")
-        if not len(emb):
-            return
-        ids = np.arange(self._next_id, self._next_id + len(emb), dtype=np.int64)
-        self._index.add_with_ids(emb, ids)
-        for i, v, inst in zip(ids.tolist(), view_ids, instance_ids):
-            self._meta[i] = (str(v), str(inst))
-            self._by_instance.setdefault(str(inst), []).append(i)
-        self._next_id += len(emb)
+        if self.needs_training:
+            raise RetrievalIndexError(f"the {self.index_type} index must be trained before views are added")
+        with self._lock:
+            dup = [v for v in view_ids if v in self._view_ids]
+            if dup or len(set(view_ids)) != len(view_ids):
+                raise RetrievalIndexError(f"view id {dup[0] if dup else view_ids[0]!r} is already in the index")
+            if not len(emb):
+                return 0
+            ids = np.arange(self._next_id, self._next_id + len(emb), dtype=np.int64)
+            self._index.add_with_ids(emb, ids)
+            for i, v, inst in zip(ids.tolist(), view_ids, instance_ids):
+                self._meta[i] = (v, inst)
+                self._by_instance.setdefault(inst, []).append(i)
+            self._view_ids.update(view_ids)
+            self._next_id += len(emb)
+        return len(emb)
+
+    def wants_restructure(self) -> bool:
+        """Whether ``retrieval.index_type: auto`` would now choose another structure for this many vectors: a
+        grown ``flat`` index past ``approximate_from``, or IVF cells (``nlist``) a quarter of what the size
+        calls for."""
+        if self.cfg.index_type != "auto":
+            return False
+        want = choose_structure(self.ntotal, self.dim, self.cfg)
+        if want.kind != self.index_type:
+            return True
+        return bool(want.nlist and self.structure.nlist and want.nlist >= 4 * self.structure.nlist)
+
+    def restructured(self, cfg: RetrievalConfig | None = None, seed: int = 0) -> "InstanceIndex":
+        """The same views in the structure chosen for their number now, without re-embedding: the vectors are
+        read back from this index (exact for ``flat``, ``ivf_flat``, ``hnsw``; decoded codes otherwise)."""
+        ids, x = self.vectors()
+        views = [self._meta[i] for i in ids.tolist()]
+        new = InstanceIndex.build(x, [v for v, _ in views], [inst for _, inst in views], model_hash=self.model_hash,
+                                  cfg=cfg or self.cfg, model_spec=self.model_spec, model_name=self.model_name,
+                                  instances=self.instances, seed=seed)
+        new.thresholds, new.extra = self.thresholds, dict(self.extra)
+        return new
 
     # ------------------------------------------------------------------------------------------ updates
     def add_instance(self, instance_id: str, embeddings: np.ndarray, view_ids: Iterable[str],
                      info: dict | None = None) -> int:
         """Add the views of one instance (new or existing) without a rebuild; returns how many were added."""
         view_ids = [str(v) for v in view_ids]
-        self._add(embeddings, view_ids, [str(instance_id)] * len(view_ids))
+        n = self.add(embeddings, view_ids, [str(instance_id)] * len(view_ids))
         if info is not None:
             self.instances[str(instance_id)] = info
-        return len(view_ids)
+        return n
 
     def remove_instance(self, instance_id: str) -> int:
         """Remove every view of an instance without a rebuild; returns how many views were removed."""
-        ids = self._by_instance.pop(str(instance_id), [])
+        with self._lock:
+            n = self._remove_ids(list(self._by_instance.get(str(instance_id), [])))
+            self.instances.pop(str(instance_id), None)
+        return n
+
+    def remove_views(self, view_ids: Iterable[str]) -> int:
+        """Remove views by id without a rebuild (unknown ids are ignored); returns how many were removed."""
+        wanted = {str(v) for v in view_ids}
+        with self._lock:
+            ids = [i for i, (v, _) in self._meta.items() if v in wanted and i not in self._removed]
+            return self._remove_ids(ids)
+
+    def _remove_ids(self, ids: list[int]) -> int:
+        """``flat`` removes the vectors in place; the other structures keep them as tombstones (listed in
+        ``meta.json`` ``removed`` and filtered out of every result), since HNSW graphs cannot delete nodes and
+        an IDMap2 over an IVF cannot renumber its lists. Call under the lock."""
         if not ids:
             return 0
         if self.index_type == "flat":
             n = self._index.remove_ids(np.asarray(ids, dtype=np.int64))
             if n != len(ids):
-                raise RetrievalIndexError(f"FAISS removed {n} of {len(ids)} views of instance {instance_id}")
-            for i in ids:
-                del self._meta[i]
+                raise RetrievalIndexError(f"FAISS removed {n} of {len(ids)} views")
         else:
             self._removed.update(ids)
-        self.instances.pop(str(instance_id), None)
+        gone = set(ids)
+        for i in ids:
+            v, inst = self._meta[i]
+            self._view_ids.discard(v)
+            if self.index_type == "flat":
+                del self._meta[i]
+            left = [j for j in self._by_instance.get(inst, []) if j not in gone]
+            if left:
+                self._by_instance[inst] = left
+            else:
+                self._by_instance.pop(inst, None)
         return len(ids)
 
     # ------------------------------------------------------------------------------------------ queries
     @property
     def ntotal(self) -> int:
-        """Live vectors (tombstoned HNSW vectors excluded)."""
+        """Live vectors (tombstoned vectors excluded)."""
         return int(self._index.ntotal) - len(self._removed)
 
     def __len__(self) -> int:
         return self.ntotal
+
+    def view_instances(self) -> dict[str, str]:
+        """``{view_id: instance_id}`` of every live view."""
+        with self._lock:
+            return {v: inst for i, (v, inst) in self._meta.items() if i not in self._removed}
+
+    def has_view(self, view_id: str) -> bool:
+        """Whether a live vector of this view is in the index."""
+        return str(view_id) in self._view_ids
 
     def instance_ids(self) -> list[str]:
         """Instances that have at least one live view."""
@@ -194,58 +289,68 @@ class InstanceIndex:
         """The instance id of a stored vector."""
         return self._meta[int(faiss_id)][1]
 
+    def memory_bytes(self) -> int:
+        """Approximate memory of the FAISS structure (codes, ids, graph), from its size per vector."""
+        return int(self._index.ntotal) * self.structure.bytes_per_vector(self.dim)
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(faiss_ids, unit vectors)`` of every live view, read back from FAISS's storage."""
+        """``(faiss_ids, unit vectors)`` of every live view, read back from FAISS's storage (decoded codes for
+        the compressed structures)."""
         faiss = _faiss()
-        n = int(self._index.ntotal)
-        if n == 0:
-            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-        inner = faiss.downcast_index(self._index.index)
-        x = inner.reconstruct_n(0, n)
-        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        with self._lock:
+            n = int(self._index.ntotal)
+            if n == 0:
+                return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+            x = self._index.index.reconstruct_n(0, n)
+            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         live = np.asarray([i not in self._removed for i in ids.tolist()], dtype=bool)
         return ids[live], np.ascontiguousarray(x[live], dtype=np.float32)
 
     def search(self, queries: np.ndarray, k: int | None = None) -> list[list[ViewHit]]:
         """The ``k`` most similar live views of each query (rows of ``queries``, unit vectors), best first.
 
-        FAISS pads missing results with id ``-1``; they are dropped, as are tombstoned views.
+        Fewer than :data:`SINGLE_THREAD_BELOW` queries run on one OpenMP thread (set for the calling thread
+        only): a single query has little to split, and on a loaded machine a second thread's scheduling delay
+        made FAISS 3-4x slower than numpy (``benchmarks/bench_retrieval.py``); larger batches take FAISS's
+        multi-threaded BLAS path. Non-flat structures over-fetch by the number of tombstones. FAISS pads
+        missing results with id ``-1``; they are dropped, as are tombstoned views.
         """
         q = _as_matrix(queries, self.dim)
-        n = self.ntotal
-        k = n if k is None else min(int(k), n)
-        if k <= 0 or len(q) == 0:
-            return [[] for _ in range(len(q))]
-        k_fetch = min(k + len(self._removed), int(self._index.ntotal))
-        params = None
-        if self.index_type == "hnsw":
-            params = _faiss().SearchParametersHNSW()
-            params.efSearch = max(self.cfg.hnsw_ef_search, k_fetch)
-        scores, ids = self._index.search(q, k_fetch, params=params) if params is not None else \
-            self._index.search(q, k_fetch)
-        out: list[list[ViewHit]] = []
-        for srow, irow in zip(scores, ids):
-            hits = []
-            for s, i in zip(srow.tolist(), irow.tolist()):
-                if i < 0 or i in self._removed or i not in self._meta:
-                    continue
-                v, inst = self._meta[i]
-                hits.append(ViewHit(v, inst, float(s)))
-                if len(hits) == k:
-                    break
-            out.append(hits)
-        return out
+        with self._lock:
+            n = self.ntotal
+            k = n if k is None else min(int(k), n)
+            if k <= 0 or len(q) == 0:
+                return [[] for _ in range(len(q))]
+            k_fetch = min(k + len(self._removed), int(self._index.ntotal))
+            with _omp_threads(1 if len(q) < SINGLE_THREAD_BELOW else None):
+                if self.index_type == "hnsw":
+                    params = _faiss().SearchParametersHNSW()
+                    params.efSearch = max(int(self.structure.ef_search), k_fetch)
+                    scores, ids = self._index.search(q, k_fetch, params=params)
+                else:
+                    scores, ids = self._index.search(q, k_fetch)
+            return [self._hits(srow, irow, k) for srow, irow in zip(scores, ids)]
+
+    def _hits(self, srow: np.ndarray, irow: np.ndarray, k: int) -> list[ViewHit]:
+        hits = []
+        for s, i in zip(srow.tolist(), irow.tolist()):
+            if i < 0 or i in self._removed or i not in self._meta:
+                continue
+            v, inst = self._meta[i]
+            hits.append(ViewHit(v, inst, float(s)))
+            if len(hits) == k:
+                break
+        return hits
 
     # ------------------------------------------------------------------------------------------ persistence
     def meta(self) -> dict:
-        vectors = [[i, v, inst] for i, (v, inst) in sorted(self._meta.items())]
-        return {"format": INDEX_FORMAT, "model_hash": self.model_hash, "model_spec": self.model_spec,
-                "model_name": self.model_name, "dim": self.dim, "metric": METRIC, "index_type": self.index_type,
-                "ntotal": int(self._index.ntotal), "next_id": self._next_id, "vectors": vectors,
-                "removed": sorted(self._removed),
-                "hnsw": {"m": self.cfg.hnsw_m, "ef_search": self.cfg.hnsw_ef_search,
-                         "ef_construction": self.cfg.hnsw_ef_construction} if self.index_type == "hnsw" else None,
-                "thresholds": self.thresholds, "extra": self.extra}
+        with self._lock:
+            vectors = [[i, v, inst] for i, (v, inst) in sorted(self._meta.items())]
+            return {"format": INDEX_FORMAT, "model_hash": self.model_hash, "model_spec": self.model_spec,
+                    "model_name": self.model_name, "dim": self.dim, "metric": METRIC, "index_type": self.index_type,
+                    "structure": self.structure.to_json(), "ntotal": int(self._index.ntotal),
+                    "next_id": self._next_id, "vectors": vectors, "removed": sorted(self._removed),
+                    "thresholds": self.thresholds, "extra": self.extra}
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the index directory with an atomic directory swap (see the module docstring)."""
@@ -254,8 +359,10 @@ class InstanceIndex:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-", dir=dest.parent))
         try:
-            faiss.write_index(self._index, str(tmp / INDEX_FILE))
-            for name, obj in ((META_FILE, self.meta()), (INSTANCES_FILE, self.instances)):
+            with self._lock:  # index.faiss and meta.json from the same moment
+                faiss.write_index(self._index, str(tmp / INDEX_FILE))
+                meta, instances = self.meta(), dict(self.instances)
+            for name, obj in ((META_FILE, meta), (INSTANCES_FILE, instances)):
                 with open(tmp / name, "w") as fh:
                     json.dump(obj, fh, indent=1 if name == INSTANCES_FILE else None)
                     fh.write("\n")
@@ -279,7 +386,8 @@ class InstanceIndex:
     @classmethod
     def load(cls, directory: str | os.PathLike, expected_model_hash: str | None = None,
              cfg: RetrievalConfig | None = None) -> "InstanceIndex":
-        """Read an index directory; check the sidecar against ``ntotal`` and, when given, the model hash."""
+        """Read an index directory; check the sidecar against ``ntotal`` and the FAISS structure and, when
+        given, the model hash."""
         faiss = _faiss()
         d = Path(directory)
         _wait_for_swap(d)
@@ -304,6 +412,8 @@ class InstanceIndex:
                 f"{meta_path}: index was built by model {str(meta['model_hash'])[:12]}… "
                 f"({meta.get('model_spec')}), not by the loaded model {expected_model_hash[:12]}…; rebuild it "
                 f"with `ssl-nav index`")
+        cfg = cfg or RetrievalConfig()
+        structure = _structure_of(meta, meta_path, cfg)
         if not index_path.is_file():
             raise RetrievalIndexError(f"{index_path}: missing")
         try:
@@ -323,6 +433,10 @@ class InstanceIndex:
             ids = None
         if ids is None:
             raise RetrievalIndexError(f"{index_path}: not an IndexIDMap2 index")
+        found = describe(raw.index)
+        if found != structure.build_fields():
+            raise RetrievalIndexError(f"{index_path}: holds a {_fmt_structure(found)} index but {meta_path.name} "
+                                      f"key 'structure' says {_fmt_structure(structure.build_fields())}")
         listed = np.asarray([v[0] for v in vectors], dtype=np.int64)
         if not np.array_equal(np.sort(ids), np.sort(listed)):
             raise RetrievalIndexError(f"{meta_path}: vector ids do not match the ids stored in {index_path.name}")
@@ -336,8 +450,10 @@ class InstanceIndex:
         thresholds = meta.get("thresholds")
         if thresholds is not None and not isinstance(thresholds, dict):
             raise RetrievalIndexError(f"{meta_path}: key 'thresholds' must be an object or null")
-        cfg = cfg or RetrievalConfig()
-        obj = cls(int(meta["dim"]), meta["model_hash"], cfg, index_type=meta["index_type"],
+        extra = meta.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise RetrievalIndexError(f"{meta_path}: key 'extra' must be an object")
+        obj = cls(int(meta["dim"]), meta["model_hash"], cfg, structure=structure,
                   model_spec=meta.get("model_spec"), model_name=meta.get("model_name"))
         inst_path = d / INSTANCES_FILE
         obj.instances_file = inst_path if inst_path.is_file() else None
@@ -350,20 +466,66 @@ class InstanceIndex:
                 raise RetrievalIndexError(f"{inst_path}: must map instance ids to objects")
             obj.instances = {str(k): v for k, v in instances.items()}
         obj._index = raw
-        if meta["index_type"] == "hnsw":
-            faiss.downcast_index(raw.index).hnsw.efSearch = cfg.hnsw_ef_search
+        if raw.index.is_trained:
+            structure.configure(raw.index)
         obj._removed = set(removed)
         for i, v, inst in vectors:
             obj._meta[i] = (v, inst)
             if i not in obj._removed:
                 obj._by_instance.setdefault(inst, []).append(i)
+                obj._view_ids.add(v)
         obj._next_id = next_id
         obj.thresholds = thresholds
-        extra = meta.get("extra") or {}
-        if not isinstance(extra, dict):
-            raise RetrievalIndexError(f"{meta_path}: key 'extra' must be an object")
         obj.extra = extra
         return obj
+
+
+@contextmanager
+def _omp_threads(n: int | None):
+    """Run FAISS on ``n`` OpenMP threads in the calling thread (``omp_set_num_threads`` is per thread)."""
+    if n is None:
+        yield
+        return
+    faiss = _faiss()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _idmap(inner):
+    """``IndexIDMap2(inner)`` that owns (and frees) ``inner``."""
+    out = _faiss().IndexIDMap2(inner)
+    inner.this.disown()
+    out.own_fields = True
+    return out
+
+
+def _structure_of(meta: dict, meta_path: Path, cfg: RetrievalConfig) -> IndexStructure:
+    """``meta.json``'s ``structure`` (indexes written before it existed: flat, or HNSW with its ``hnsw`` key)."""
+    where = str(meta_path)
+    if "structure" in meta:
+        s = IndexStructure.from_json(meta["structure"], where)
+        if s.kind != meta["index_type"]:
+            raise RetrievalIndexError(f"{where}: key 'index_type' is {meta['index_type']!r} but 'structure.kind' "
+                                      f"is {s.kind!r}")
+        return s
+    kind = meta["index_type"]
+    if kind == "flat":
+        return IndexStructure("flat")
+    if kind == "hnsw":
+        h = meta.get("hnsw") if isinstance(meta.get("hnsw"), dict) else {}
+        return IndexStructure.from_json({"kind": "hnsw", "hnsw_m": h.get("m", cfg.hnsw_m),
+                                         "ef_search": h.get("ef_search", cfg.hnsw_ef_search),
+                                         "ef_construction": h.get("ef_construction", cfg.hnsw_ef_construction)},
+                                        where)
+    raise RetrievalIndexError(f"{where}: key 'structure' is missing (required for a {kind!r} index)")
+
+
+def _fmt_structure(d: dict) -> str:
+    return d.get("kind", "?") + "".join(f" {k}={v}" for k, v in d.items() if k != "kind")
 
 
 #: a leftover changed this recently may belong to a save in progress: never recover it then

@@ -11,15 +11,28 @@ instance scores by its best view (FAISS cosine), and the winner's map centroid i
 - Publishes ``~/goal_pose`` (PoseStamped in ``ros.map_frame``, stamped with the query's stamp) when the photo's
   object is in the map, ``~/matches`` (String JSON: the Retriever's answer plus ``query_stamp``,
   ``latency_s`` and ``index``) for every query, ``~/markers`` (MarkerArray), and ``~/status`` (String JSON,
-  latched: the index in use, reload state, query counters).
+  latched, every ``ros.status_period_s`` and on every reload: the index in use, reload state, the query
+  counters ``received`` / ``answered`` / ``failed`` / ``dropped_oldest`` / ``bad_queries`` / ``no_index``,
+  query latency p50/p99 over the last 1000 answers, and the last incremental update).
 - ``~/reload`` (Trigger): rebuild the index from DATA/store with the current model (the last ``model_ready``,
   else the index's model, else ``ros.index_model``).
 
 Queries wait in a bounded queue (``ros.query_queue``; when full the oldest is dropped, so the newest are served
-and latency stays bounded) served by one worker thread. Reloads build the new index in another thread and
-swap it in under a lock; a query in flight finishes on the index it started with, so none is dropped or failed
-by a reload. Before any index exists, queries are answered on ``~/matches`` with
-``{"in_map": false, "reason": "no index yet"}``.
+and latency stays bounded) served by one worker thread. Index work runs in a second thread, one job at a time:
+
+- **Growth** (every ``retrieval.update_period_s``): when the store's ``views.jsonl`` or ``instances.json``
+  changed, only the new views are embedded and added to the index in use
+  (:func:`ssl_nav.retrieval.update.sync_index`; removed views leave it), which is then saved atomically. Queries
+  are answered throughout (the index is locked only while vectors are added). ``last_update`` in the status
+  gives the time from the store's last write to the views being searchable. When ``retrieval.index_type: auto``
+  would now choose another structure (a flat index grown past ``retrieval.approximate_from``), the index is
+  rebuilt from its stored vectors, without re-embedding, and swapped in.
+- **A new model** (``model_ready``, ``~/reload``): the whole store is re-embedded into a new index while the
+  old one keeps answering; the new one is swapped in under a lock, then synced with any views that arrived
+  meanwhile. A query in flight finishes on the index it started with, so none is dropped or failed by a reload.
+
+Before any index exists, queries are answered on ``~/matches`` with ``{"in_map": false, "reason": "no index
+yet"}``.
 """
 
 from __future__ import annotations
@@ -60,6 +73,10 @@ class RetrievalServerNode(Node):
         self.model_spec: str | None = None
         self.counts: Counter[str] = Counter()
         self.last_error: str | None = None
+        self._latencies: deque[float] = deque(maxlen=1000)  # seconds, of the last answered queries
+        self.last_update: dict | None = None
+        self._store_signature: tuple | None = None  # (views.jsonl, instances.json) stat when last synced
+        self._update_requested = False
 
         self._queue: deque = deque(maxlen=self.cfg.ros.query_queue)
         self._queue_cv = threading.Condition()
@@ -83,6 +100,9 @@ class RetrievalServerNode(Node):
         self._reload_thread.start()
         if (self.data.index / "meta.json").is_file():
             self.request_reload("existing index", None, rebuild=False)
+        self.create_timer(self.cfg.ros.status_period_s, self.publish_status)
+        if self.cfg.retrieval.update_period_s > 0:
+            self.create_timer(self.cfg.retrieval.update_period_s, self._check_store)
         self.publish_status()
 
     # ------------------------------------------------------------------ queries
@@ -144,6 +164,7 @@ class RetrievalServerNode(Node):
         result = retriever.query(rgb)
         latency = time.monotonic() - t_received
         self.counts["answered"] += 1
+        self._latencies.append(latency)
         out_stamp = stamp if qstamp > 0 else self.get_clock().now().to_msg()
         result.update({"query_stamp": qstamp, "latency_s": round(latency, 6), "index": info,
                        "reloading": self.reloading})
@@ -174,12 +195,18 @@ class RetrievalServerNode(Node):
     def _reloader(self) -> None:
         while not self._stop.is_set():
             with self._reload_cv:
-                while self._reload_request is None and not self._stop.is_set():
+                while self._reload_request is None and not self._update_requested and not self._stop.is_set():
                     self._reload_cv.wait(0.2)
                 if self._stop.is_set():
                     return
                 req, self._reload_request = self._reload_request, None
-                self.reloading = True
+                if req is None:  # only an update is pending
+                    self._update_requested = False
+                else:
+                    self.reloading = True
+            if req is None:
+                self._update()
+                continue
             self.publish_status()
             try:
                 self._reload(*req)
@@ -194,6 +221,7 @@ class RetrievalServerNode(Node):
             finally:
                 self.reloading = False
                 self.publish_status()
+            self._update()  # views that arrived while the new index was being built
 
     def _reload(self, reason: str, model: str | None, rebuild: bool) -> None:
         from ssl_nav.retrieval.build import build_index
@@ -220,10 +248,84 @@ class RetrievalServerNode(Node):
         with self._lock:
             self._retriever, self.index_info = retriever, info
             self.model_spec = meta.get("model_spec")
+            self._store_signature = None  # compare the store with the new index at the next update
         self.counts["reloads"] += 1
         self.last_error = None
         self.get_logger().info(f"index ready ({reason}): {info['vectors']} views of {info['instances']} instances, "
                                f"model {info['model']} in {time.monotonic() - t0:.1f} s")
+
+    # ------------------------------------------------------------------ incremental updates
+    def _signature(self) -> tuple | None:
+        """``(size, mtime_ns)`` of the store's views.jsonl and instances.json (None when there is no store)."""
+        try:
+            return tuple((st.st_size, st.st_mtime_ns) for st in
+                         (self.data.store.joinpath(n).stat() for n in ("views.jsonl", "instances.json")))
+        except OSError:
+            return None
+
+    def _check_store(self) -> None:
+        """Timer: queue an update when the store changed since the index was last synced with it."""
+        if self._retriever is None or self.reloading:
+            return
+        sig = self._signature()
+        if sig is not None and sig != self._store_signature:
+            with self._reload_cv:
+                self._update_requested = True
+                self._reload_cv.notify()
+
+    def _update(self) -> None:
+        """Embed the store's new views into the index in use, drop removed ones, save; never re-embeds the rest."""
+        from ssl_nav.retrieval.query import Retriever
+        from ssl_nav.retrieval.update import sync_index
+        from ssl_nav.views.store import ViewStore
+
+        with self._lock:
+            retriever = self._retriever
+        sig = self._signature()
+        if retriever is None or sig is None or sig == self._store_signature:
+            return
+        built_from = retriever.index.extra.get("store")
+        if built_from and Path(built_from) != self.data.store.resolve():
+            if self._store_signature != sig:
+                self.get_logger().warning(f"the index was built from {built_from}, not from {self.data.store}: "
+                                          f"not updated from the store (~/reload rebuilds it from there)")
+            self._store_signature = sig
+            return
+        written = max(m for _, m in sig) / 1e9  # the store's last write (wall clock)
+        t0 = time.monotonic()
+        try:
+            store = ViewStore(self.data.store, strict=False)
+            res = sync_index(store, retriever.index, retriever.embedder, reload=False)
+            index = retriever.index
+            if res.changed and index.wants_restructure():  # e.g. flat grown past retrieval.approximate_from
+                index = index.restructured(self.cfg.retrieval)
+                self.get_logger().info(f"index restructured for {index.ntotal} views: {index.index_type} "
+                                       f"{index.structure.to_json()} (no re-embedding)")
+            if res.changed:
+                index.save(self.data.index)
+                fresh = Retriever(index, retriever.embedder, self.cfg.retrieval,
+                                  frame_id=self.cfg.ros.map_frame, index_dir=self.data.index)
+                with self._lock:
+                    if self._retriever is retriever:  # not replaced by a reload meanwhile
+                        self._retriever = fresh
+                        self.index_info = dict(self.index_info or {}, vectors=fresh.index.ntotal,
+                                               instances=len(fresh.index.instance_ids()))
+        except Exception as e:  # a bad view must not stop the index thread; the next change retries
+            self.counts["update_failed"] += 1
+            self.last_error = f"update failed: {e if isinstance(e, (SslNavError, OSError)) else repr(e)}"
+            self.get_logger().error(self.last_error)
+            self._store_signature = sig
+            return
+        self._store_signature = sig
+        if self.last_error and self.last_error.startswith("update failed"):
+            self.last_error = None
+        if res.changed:
+            self.counts["updates"] += 1
+            self.last_update = {"added": res.added, "removed": res.removed, "seconds": round(time.monotonic() - t0, 3),
+                                "arrival_to_searchable_s": round(max(0.0, time.time() - written), 3)}
+            self.get_logger().info(f"index updated: +{res.added} / -{res.removed} views "
+                                   f"({self.last_update['seconds']} s)")
+            self.publish_status()
 
     def _index_model_spec(self) -> str | None:
         from ssl_nav.retrieval.index import read_meta
@@ -245,8 +347,14 @@ class RetrievalServerNode(Node):
     def status(self) -> dict:
         with self._lock:
             info = self.index_info
-        return {"index": info, "reloading": self.reloading, "queue": len(self._queue),
-                "counts": dict(self.counts), "last_error": self.last_error, "model": self.model_spec}
+        lat = np.asarray(self._latencies, dtype=np.float64)
+        latency = ({"p50_s": round(float(np.percentile(lat, 50)), 6), "p99_s": round(float(np.percentile(lat, 99)), 6),
+                    "n": int(len(lat))} if len(lat) else None)
+        counts = {k: 0 for k in ("received", "answered", "failed", "dropped_oldest", "bad_queries", "no_index")}
+        counts.update(self.counts)
+        return {"index": info, "reloading": self.reloading, "queue": len(self._queue), "counts": counts,
+                "latency": latency, "last_update": self.last_update, "last_error": self.last_error,
+                "model": self.model_spec}
 
     def publish_status(self) -> None:
         self.status_pub.publish(json_msg(self.status()))

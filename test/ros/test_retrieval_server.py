@@ -17,13 +17,14 @@ from .conftest import Inbox, add, make_store, overrides, spin_until  # noqa: E40
 
 
 @pytest.fixture
-def server(rclpy_context, executor, tmp_path):
+def server(rclpy_context, executor, tmp_path, request):
+    """The node on a 3-instance store; ``indirect`` parametrisation passes more parameter overrides."""
     from ssl_nav.ros.retrieval_server import RetrievalServerNode
 
     store = make_store(tmp_path / "store")
+    extra = {"ros__query_queue": 2, "retrieval__update_period_s": 0.3, **getattr(request, "param", {})}
     rs = add(executor, RetrievalServerNode(context=rclpy_context,
-                                           parameter_overrides=overrides("retrieval_server", tmp_path,
-                                                                         ros__query_queue=2)))
+                                           parameter_overrides=overrides("retrieval_server", tmp_path, **extra)))
     client = add(executor, rclpy.create_node("query_probe", context=rclpy_context))
     io = {
         "img": client.create_publisher(Image, "query_image", RELIABLE_QOS),
@@ -107,6 +108,7 @@ def test_bad_query_is_answered_with_the_reason_and_the_server_keeps_serving(exec
     assert _answer_for(server, good)["in_map"]
 
 
+@pytest.mark.parametrize("server", [{"retrieval__update_period_s": 0.0}], indirect=True)  # no incremental adds
 def test_query_during_a_reload_is_answered(executor, server):
     _reload(executor, server)
     rs = server["node"]
@@ -125,7 +127,9 @@ def test_query_during_a_reload_is_answered(executor, server):
     answers = [_answer_for(server, s) for s in stamps]
     for ans in answers:
         assert ans["in_map"] and ans["matches"][0]["instance_id"] == "3", ans
-    assert any(a["reloading"] for a in answers)  # served by the old index while the new one was being built
+    during = [a for a in answers if a["reloading"]]
+    assert during  # served while the new index was being built ...
+    assert all(a["index"]["vectors"] == 12 for a in during)  # ... by the old index
     assert rs.index_info["vectors"] == 12 + 150
     after = conv.sec_to_stamp(4010.0)
     _send(server, img, after)
@@ -148,3 +152,49 @@ def test_flood_keeps_the_queue_bounded_and_serves_the_newest(executor, server):
     # DDS may already thin a burst (keep-last history); what reaches the server is answered or dropped oldest-first
     assert rs.counts["dropped_oldest"] > 0 and len(answered) < rs.counts["received"] <= 40
     assert rs.counts["failed"] == 0
+
+
+def test_status_is_published_periodically_with_query_counts_and_latency(executor, server):
+    """U1: ~/status comes every ros.status_period_s (not only on reloads) and its counters follow the queries."""
+    _reload(executor, server)
+    rs = server["node"]
+    img = server["store"].load_image(server["store"].views(instance_id="2")[0])
+    n_status, reloads = len(server["status"]), rs.counts["reloads"]
+    stamps = [conv.sec_to_stamp(6000.0 + k) for k in range(3)]
+    for s in stamps:
+        _send(server, img, s)
+        spin_until(executor, lambda: _answer_for(server, s), 30, "an answer")
+    spin_until(executor, lambda: server["status"].last["counts"]["answered"] >= 3, 10, "a status with 3 answers")
+    last = server["status"].last
+    assert last["counts"]["received"] >= 3 and last["counts"]["failed"] == 0 and last["counts"]["dropped_oldest"] == 0
+    assert 0 < last["latency"]["p50_s"] <= last["latency"]["p99_s"] and last["latency"]["n"] >= 3
+    spin_until(executor, lambda: len(server["status"]) >= n_status + 4, 10, "periodic status messages")
+    assert rs.counts["reloads"] == reloads  # no reload published them
+
+
+def test_new_views_in_the_store_become_searchable_without_a_rebuild(executor, server):
+    """Views the collector adds are embedded alone and added to the index in use; nothing is re-embedded."""
+    _reload(executor, server)
+    rs = server["node"]
+    store = server["store"]
+    reloads, vectors = rs.counts["reloads"], rs.index_info["vectors"]
+    instances = store.instances()
+    instances["4"] = {"category": "new", "centroid": [4.5, 0.0, 0.5]}
+    store.set_instances(instances)
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:, :16] = (250, 20, 200)  # unlike every other instance
+    new = [store.add_view("4", np.roll(img, k, axis=1), "low") for k in range(3)]
+    spin_until(executor, lambda: rs.index_info["vectors"] == vectors + 3, 60, "the new views to be indexed")
+    assert rs.counts["reloads"] == reloads and rs.counts["updates"] >= 1 and rs.last_error is None
+    assert rs.last_update["added"] >= 1 and rs.last_update["arrival_to_searchable_s"] >= 0
+    stamp = conv.sec_to_stamp(7000.0)
+    _send(server, store.load_image(new[1]), stamp)
+    spin_until(executor, lambda: _answer_for(server, stamp), 30, "an answer")
+    ans = _answer_for(server, stamp)
+    assert ans["in_map"] and ans["matches"][0]["instance_id"] == "4"
+    assert ans["matches"][0]["centroid"] == pytest.approx([4.5, 0.0, 0.5])
+    # the saved index holds them too (a restart keeps them)
+    from ssl_nav.retrieval.index import InstanceIndex
+
+    assert InstanceIndex.load(rs.data.index).has_view(new[0]["view_id"])
+    spin_until(executor, lambda: server["status"].last.get("last_update") is not None, 10, "a status with the update")
