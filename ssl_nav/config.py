@@ -368,7 +368,8 @@ class RosConfig:
     sim_loop: bool = _f(False, "sim_bridge repeats its exploration trajectory instead of stopping after one pass")
     depth_scale_16u: float = _f(0.001, "metres per unit of 16UC1 depth images (RealSense: 0.001)",
                                 range=(1e-6, 1.0))
-    status_period_s: float = _f(1.0, "period of view_collector ~/status, ~/instances and instances.json (s)",
+    status_period_s: float = _f(1.0, "period of the view_collector's ~/status, ~/instances and instances.json, "
+                                "and of the retrieval_server's ~/status (s)",
                                 range=(0.05, 3600.0))
     sync_window_s: float = _f(1.0, "view_collector: how long an rgb frame waits for its depth, pose (and mask) "
                               "before it counts as a sync drop (s)", range=(0.05, 60.0))

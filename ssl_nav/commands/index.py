@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", choices=("low", "all"), default=None,
                    help="views indexed: robot views only (low, the default protocol) or all, user photos too "
                         "(overrides retrieval.index_quality)")
-    p.add_argument("--index-type", choices=("auto", "flat", "hnsw"), default=None, help="override retrieval.index_type")
+    p.add_argument("--index-type", choices=("auto", "flat", "ivf_flat", "ivf_sq8", "ivf_pq", "hnsw"), default=None,
+                   help="override retrieval.index_type (docs/retrieval.md, 'Index structures')")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override retrieval.device")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_argument(p)

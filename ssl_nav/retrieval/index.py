@@ -7,17 +7,20 @@ scores are made from these view scores by :mod:`ssl_nav.retrieval.aggregate`.
 Index types (``RetrievalConfig.index_type``):
 
 - ``flat``: ``IndexIDMap2(IndexFlatIP)``, exact search. Views are removed in place with ``remove_ids``.
-- ``hnsw``: ``IndexIDMap2(IndexHNSWFlat(d, M, METRIC_INNER_PRODUCT))``, approximate search for large maps.
-  HNSW graphs cannot delete nodes, so a removed view is a *tombstone*: its id is listed in ``meta.json``
-  (``removed``) and filtered out of every result; searches over-fetch by the number of tombstones.
-- ``auto``: ``flat`` below ``hnsw_threshold`` vectors, ``hnsw`` from there on (decided when the index is
-  built; adding views later keeps the type).
+- ``ivf_flat``, ``ivf_sq8``, ``ivf_pq`` (re-ranked against 8-bit codes), ``hnsw``: approximate structures for
+  large maps (:mod:`ssl_nav.retrieval.structures`; their parameters are recorded in ``meta.json``
+  ``structure`` and checked against ``index.faiss`` on load). Structures that cannot delete in place (HNSW)
+  keep a removed view as a *tombstone*: its id is listed in ``meta.json`` (``removed``) and filtered out of
+  every result; searches over-fetch by the number of tombstones.
+- ``auto``: ``flat`` below ``approximate_from`` vectors, ``auto_approximate`` (``ivf_pq``) from there on
+  (decided when the index is built; :func:`ssl_nav.retrieval.update.sync_index` restructures a grown index
+  from its stored vectors).
 
 Directory format (docs/retrieval.md, "Index directory")::
 
     IDX/index.faiss     faiss.write_index of the IDMap2 index
     IDX/meta.json       {"format": "ssl_nav.index/1", "model_hash", "model_spec", "model_name", "dim",
-                         "metric": "inner_product", "index_type": "flat"|"hnsw", "ntotal",
+                         "metric": "inner_product", "index_type", "structure", "ntotal",
                          "vectors": [[faiss_id, view_id, instance_id], ...]  (one per vector in the index),
                          "removed": [faiss_id, ...], "next_id", "hnsw": {...}, "thresholds": {...}|null}
     IDX/instances.json  a copy of the store's instances.json
