@@ -14,18 +14,7 @@ pytest.importorskip("rclpy")
 
 from ssl_nav.ros.dds_profile import PROFILE_ENV, USER_ENVS, profile_path  # noqa: E402
 
-from .test_stack import REPO, tiny_params_file  # noqa: E402
-
-
-def _wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if text in path.read_text():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"the node exited ({proc.returncode}) before {text!r}:\n{path.read_text()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"no {text!r} after {timeout} s:\n{path.read_text()[-3000:]}")
+from .test_stack import REPO, _wait_for_text, tiny_params_file  # noqa: E402
 
 
 @pytest.mark.parametrize("module, sig, when, settle_s, user_profile", [

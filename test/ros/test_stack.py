@@ -82,12 +82,7 @@ def test_ros_stack_with_sim_and_a_separate_query_client(ros_env, tmp_path):
         assert out["answer"]["index"]["model"] == model
         assert out["goal"] is not None and out["answer"]["matches"][0]["instance_id"] == target
     finally:
-        stack.send_signal(signal.SIGINT)
-        try:
-            rc = stack.wait(60)
-        except subprocess.TimeoutExpired:
-            stack.kill()
-            rc = stack.wait()
+        rc = _interrupt(stack)
         log.close()
     text = (tmp_path / "stack.log").read_text()
     assert rc == 0, text[-3000:]
@@ -116,13 +111,23 @@ def test_stack_nodes_live_in_the_namespace_with_the_launch_remaps(rclpy_context,
         stack.close()
 
 
+def _interrupt(proc: subprocess.Popen) -> int:
+    """Ctrl-C a process (killed after 60 s) and return its exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def _wait_for_text(path: Path, text: str, proc, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if text in path.read_text():
             return
         if proc.poll() is not None:
-            raise AssertionError(f"the stack exited ({proc.returncode}) before {text!r}:\n{path.read_text()[-3000:]}")
+            raise AssertionError(f"the process exited ({proc.returncode}) before {text!r}:\n{path.read_text()[-3000:]}")
         time.sleep(0.1)
     raise AssertionError(f"no {text!r} after {timeout} s:\n{path.read_text()[-3000:]}")
 
@@ -215,12 +220,7 @@ def test_ros_stack_with_sim_and_no_masks_ends_with_a_goal_near_the_object(rclpy_
             photo = data / "store" / next(v["image"] for v in views if v["instance_id"] == target)
             out = query(str(photo), timeout=60, context=rclpy_context)
         finally:
-            stack.send_signal(signal.SIGINT)
-            try:
-                rc = stack.wait(60)
-            except subprocess.TimeoutExpired:
-                stack.kill()
-                rc = stack.wait()
+            rc = _interrupt(stack)
     text = log_path.read_text()
     assert rc == 0, text[-3000:]
     assert "segmenter: geometric (auto: no instance_mask" in text, text[-3000:]
