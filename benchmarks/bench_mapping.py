@@ -170,14 +170,15 @@ def _child_speed(frames_dir: str) -> dict:
     imap = seg.segment()
     t_seg = time.perf_counter() - t0
     stream = GeometricSegmenter(cfg)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for f in frames:
         stream.integrate(f)
         stream.instance_map()
-    t_stream = time.perf_counter() - t0
+    t_stream, c_stream = time.perf_counter() - t0, time.process_time() - c0
     h, w = frames[0].shape
     return {"frames": len(frames), "size": f"{w}x{h}", "integrate_ms": 1000 * t_int / len(frames),
             "segment_ms": 1000 * t_seg, "stream_fps": len(frames) / t_stream,
+            "stream_fps_cpu": len(frames) / c_stream, "load": os.getloadavg()[0],
             "offline_fps": len(frames) / (t_int + t_seg), "voxels": len(seg.grid), "instances": len(imap.instances()),
             "resegment_every": cfg.geometric_resegment_every, "stride": cfg.geometric_stride}
 
@@ -196,8 +197,11 @@ def speed_rows(quick: bool) -> list[dict]:
     s = json.loads(out.stdout.strip().splitlines()[-1])
     return [
         {"benchmark": f"map update, {s['size']}, 1 core, streaming (re-segment every {s['resegment_every']} keyframes)",
-         "figure": f"{s['stream_fps']:.1f} keyframes/s", "target": ">= 10 keyframes/s", "ok": s["stream_fps"] >= 10,
-         "note": f"{s['frames']} keyframes: integrate {s['integrate_ms']:.1f} ms each (depth stride {s['stride']}), "
+         "figure": f"{s['stream_fps_cpu']:.1f} keyframes/s (CPU time); {s['stream_fps']:.1f} wall",
+         "target": ">= 10 keyframes/s", "ok": s["stream_fps_cpu"] >= 10,
+         "note": f"one process pinned to one core, 1 thread; keyframes per second of its CPU time (what one free core "
+                 f"gives) and of wall time (load average {s['load']:.1f} on this shared machine during the run); "
+                 f"{s['frames']} keyframes: integrate {s['integrate_ms']:.1f} ms each (depth stride {s['stride']}), "
                  f"full re-segmentation {s['segment_ms']:.0f} ms at {s['voxels'] // 1000}k voxels, "
                  f"{s['instances']} instances; offline (segment once at the end) {s['offline_fps']:.1f} frames/s"},
     ]
