@@ -342,7 +342,7 @@ def variant_rows(results: dict[str, list[dict]], reference: str | None = None, m
             diffs = {k: [None if r["finetuned"].get(k) is None or ref[r["seed"]]["finetuned"].get(k) is None
                          else r["finetuned"][k] - ref[r["seed"]]["finetuned"][k] for r in common] for k in metrics}
             if common:
-                note += f"; Δ vs {reference} (seeds {[r['seed'] for r in common]}): " + "; ".join(
+                note += f"; Δ vs {reference.split(':')[0]} (seeds {[r['seed'] for r in common]}): " + "; ".join(
                     f"{k} " + "/".join("–" if d is None else f"{d:+.3f}" for d in diffs[k]) for k in metrics)
         secs = statistics.mean(r["seconds"] for r in runs)
         label = "" if own == seeds else f" — **{len(own)} seed{'s' if len(own) > 1 else ''} only** ({own})"
