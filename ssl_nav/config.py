@@ -268,6 +268,8 @@ class LearningConfig:
                                 range=(2, 10_000_000))
     temperature: float = _f(0.1, "SimCLR NT-Xent temperature", range=(0.001, 10.0))
     barlow_lambda: float = _f(0.005, "Barlow Twins weight of the off-diagonal terms", range=(0.0, 1.0))
+    barlow_per_dimension: bool = _f(True, "divide the Barlow Twins sum by the projector dimension, so that it does "
+                                    "not swamp the instance cross-entropy (the paper's sum: false)")
     moco_dim: int = _f(128, "MoCo v2 key/query dimension (paper: 128)", range=(8, 16384))
     moco_queue: int = _f(65536, "MoCo v2 queue length (paper: 65536); capped at the number of training views",
                          range=(2, 10_000_000))

@@ -103,14 +103,18 @@ QUICK_OVERRIDES: dict[str, Any] = {
 STAGES = ("load_scene", "simulate", "collect", "finetune", "index", "evaluate", "report")
 
 
-def demo_config(cfg: PipelineConfig | None = None, quick: bool = False, seed: int | None = None) -> PipelineConfig:
-    """The demo's configuration: ``cfg`` as given, or the defaults with :data:`DEMO_OVERRIDES`; then ``--quick``."""
+def demo_config(cfg: PipelineConfig | None = None, quick: bool = False, seed: int | None = None,
+                segmenter: str | None = None) -> PipelineConfig:
+    """The demo's configuration: ``cfg`` as given, or the defaults with :data:`DEMO_OVERRIDES`; then ``--quick``,
+    ``--seed`` and ``--segmenter`` (``mapping.segmenter``)."""
     if cfg is None:
         cfg = apply_overrides(PipelineConfig(), DEMO_OVERRIDES, "demo preset")
     if quick:
         cfg = apply_overrides(cfg, QUICK_OVERRIDES, "quick preset")
     if seed is not None:
         cfg = apply_overrides(cfg, {"sim.seed": seed, "learning.seed": seed}, "--seed")
+    if segmenter is not None:
+        cfg = apply_overrides(cfg, {"mapping.segmenter": segmenter}, "--segmenter")
     return cfg
 
 
@@ -253,6 +257,8 @@ def scene_report(sim, cfg: PipelineConfig, paths: ScenePaths, simulated: dict, c
                      else "robot views and user photos"},
         "metrics_user_photos": user_photos_row or None,
         "collect": collected.summary,
+        "map": {"segmenter": collected.summary.get("segmenter"), "reason": collected.summary.get("segmenter_reason"),
+                "instances": collected.summary.get("instances")},
         "store": {"views_low": len(store.views(quality="low")), "views_high": len(store.views(quality="high")),
                   "instances": len(store.instances()), "user_photos_added": collected.photos["photos"]},
         "finetune": {"run_dir": str(ft.run_dir), "model_path": str(ft.model_path), "summary": ft.summary,
@@ -353,12 +359,13 @@ def write_gallery(path: Path, queries: list[dict], images: list[np.ndarray], sto
 # ------------------------------------------------------------------------------------------------ run_demo
 
 def run_demo(cfg: PipelineConfig | None, out: str | os.PathLike, quick: bool = False, progress: bool = True,
-             seed: int | None = None) -> dict:
+             seed: int | None = None, segmenter: str | None = None) -> dict:
     """The embedded-simulator demo: one pybullet scene for ``sim.seed`` (or ``seed``), every stage, report.
 
-    The configuration is :func:`demo_config` of ``cfg`` (None: the demo preset), ``quick`` and ``seed``."""
-    if cfg is None or quick or seed is not None:
-        cfg = demo_config(cfg, quick, seed)
+    The configuration is :func:`demo_config` of ``cfg`` (None: the demo preset), ``quick``, ``seed`` and
+    ``segmenter``."""
+    if cfg is None or quick or seed is not None or segmenter is not None:
+        cfg = demo_config(cfg, quick, seed, segmenter)
     out = Path(out)
     timer = StageTimer(progress)
     sim = PyBulletSimulator(cfg.sim)

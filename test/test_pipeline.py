@@ -27,6 +27,8 @@ def demo_out(tmp_path_factory):
 def test_demo_quick_writes_a_valid_report(demo_out):
     out, stdout = demo_out
     report = json.loads((out / "report.json").read_text())
+    assert report["map"]["segmenter"] == "masks" and "instance masks" in report["map"]["reason"]
+    assert "instances by the masks segmenter" in stdout
     for model in ("baseline", "finetuned"):  # the metrics are those of the per-query results
         m, rows = report["metrics"][model], report["per_query"][model]
         inmap = [r for r in rows if r["gt_instance_id"] is not None]
@@ -102,3 +104,11 @@ def test_the_readme_cli_sequence_reproduces_the_demo(demo_out, tmp_path):
     want = json.loads((out / "report.json").read_text())["metrics"]
     assert got["baseline"] == want["baseline"]
     assert got["fine-tuned"] == want["finetuned"]
+
+
+def test_demo_config_takes_the_segmenter():
+    """`ssl-nav demo --segmenter geometric` runs the demo on the mask-free map (mapping.segmenter)."""
+    from ssl_nav.pipeline import demo_config
+
+    assert demo_config(None, quick=True, seed=3, segmenter="geometric").mapping.segmenter == "geometric"
+    assert demo_config(None).mapping.segmenter == "auto"

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     p.add_argument("--quick", action="store_true", help="smaller scene and shorter training (about 3 min)")
     p.add_argument("--seed", type=int, default=None, help="scene and training seed (sim.seed, learning.seed)")
+    p.add_argument("--segmenter", choices=("auto", "masks", "geometric"), default=None,
+                   help="mapping.segmenter: geometric builds the map from depth alone, as a robot without masks "
+                        "does (default: the preset's auto, i.e. the simulator's masks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_argument(p)
 
@@ -40,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from ssl_nav.retrieval.evaluate import format_table
 
     report = run_demo(load_config(args.config) if args.config else None, Path(args.out), quick=args.quick,
-                      progress=not args.no_progress, seed=args.seed)
+                      progress=not args.no_progress, seed=args.seed, segmenter=args.segmenter)
     s = report["summary"]
     print(f"scene {report['scene_id']} (seed {report['seed']}): {report['n_objects']} objects, "
           f"{report['n_frames']} frames, {report['store']['views_low']} robot views + "
           f"{report['store']['views_high']} user photos of {report['store']['instances']} instances, "
           f"{report['n_queries']} queries")
+    print(f"map: {report['map']['instances']} instances by the {report['map']['segmenter']} segmenter "
+          f"({report['map']['reason']})")
     up = report.get("metrics_user_photos") or {}
     extra = [(f"{label}, user photos indexed", {"baseline": (up.get("baseline") or {}).get(key),
                                                 "fine-tuned": (up.get("finetuned") or {}).get(key)})

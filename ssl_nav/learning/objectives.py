@@ -25,8 +25,10 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -
     return F.cross_entropy(sim, target)
 
 
-def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.005, eps: float = 1e-5) -> torch.Tensor:
-    """sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2, with C the cross-correlation of standardised z."""
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.005, eps: float = 1e-5,
+                      scale: float = 1.0) -> torch.Tensor:
+    """``scale`` * (sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2), with C the cross-correlation of standardised
+    z (the paper's eq. 1 at ``scale`` 1; solo-learn exposes the same factor as ``scale_loss``)."""
     n = z1.shape[0]
     a = z1.float()
     b = z2.float()
@@ -35,4 +37,4 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.005, 
     c = a.t() @ b / n
     on_diag = (torch.diagonal(c) - 1).pow(2).sum()
     off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
-    return on_diag + lambd * off_diag
+    return scale * (on_diag + lambd * off_diag)

@@ -215,9 +215,11 @@ def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lc:
     terms = pair_losses(out, batch["label"], lc, queue)
     parts: dict[str, torch.Tensor] = {}
     loss = torch.zeros((), device=batch["label"].device)
-    if lc.objective in ("simclr", "barlow"):
-        terms["ssl"] = (nt_xent_loss(out["z1"], out["z2"], lc.temperature) if lc.objective == "simclr"
-                        else barlow_twins_loss(out["z1"], out["z2"], lc.barlow_lambda))
+    if lc.objective == "simclr":
+        terms["ssl"] = nt_xent_loss(out["z1"], out["z2"], lc.temperature)
+    elif lc.objective == "barlow":
+        scale = 1.0 / out["z1"].shape[1] if lc.barlow_per_dimension else 1.0
+        terms["ssl"] = barlow_twins_loss(out["z1"], out["z2"], lc.barlow_lambda, scale=scale)
     if "ssl" in terms:
         parts["loss_ssl"] = terms["ssl"].mean()
         loss = loss + parts["loss_ssl"]

@@ -37,6 +37,7 @@ def test_barlow_twins_matches_a_hand_computation():
             c[i, j] = sum(a[n, i] * b[n, j] for n in range(3)) / 3
     expected = (1 - c[0, 0]) ** 2 + (1 - c[1, 1]) ** 2 + lam * (c[0, 1] ** 2 + c[1, 0] ** 2)
     assert barlow_twins_loss(z1, z2, lam).item() == pytest.approx(expected, rel=1e-5)
+    assert barlow_twins_loss(z1, z2, lam, scale=0.5).item() == pytest.approx(expected / 2, rel=1e-5)
 
 
 def test_barlow_twins_is_zero_for_identical_decorrelated_views():
