@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from ssl_nav.config import MappingConfig
-from ssl_nav.errors import ConfigError, FormatError
+from ssl_nav.errors import ConfigError, FormatError, StoreError
 from ssl_nav.frames import Frame
 from ssl_nav.mapping.instance_map import InstanceMap
 from ssl_nav.mapping.segment import GeometricSegmenter
@@ -67,6 +67,10 @@ class MapBuilder:
         elif segmenter == "semantic_map":
             self._imap = imap if imap is not None else load_semantic_map(cfg)
         else:
+            if imap is not None and imap.instances():  # its ids would restart at 1 and merge unrelated objects
+                raise StoreError("the geometric segmenter builds its map from one recording, so it cannot continue "
+                                 f"a map of {len(imap.instances())} instances (collect --append); collect this "
+                                 "recording into a new --store")
             self.geometric = GeometricSegmenter(cfg)
 
     @property

@@ -266,3 +266,16 @@ def test_collect_without_masks_segments_geometrically_and_says_so(tmp_path, caps
                  "--segmenter", "masks", "--no-photos"]) == 0
     out = capsys.readouterr().out
     assert "map: 0 instances" in out and "8 frames: no instance mask" in out
+
+
+def test_append_with_the_geometric_segmenter_is_refused_and_loses_nothing(tmp_path, capsys):
+    """Its ids would restart at 1 and merge the second recording's objects with the first's."""
+    a = _frames_dir(tmp_path / "a")
+    b = _frames_dir(tmp_path / "b", shift=10.0, prefix="g")
+    common = ["--store", str(tmp_path / "s"), "--segmenter", "geometric", "--quiet", "--no-photos"]
+    assert main(["collect", "--frames", str(a), *common]) == 0
+    assert ViewStore(tmp_path / "s").instances()
+    before = _snapshot(tmp_path / "s")
+    assert main(["collect", "--frames", str(b), *common, "--append"]) == 2
+    assert "cannot continue a map" in capsys.readouterr().err
+    assert _snapshot(tmp_path / "s") == before
