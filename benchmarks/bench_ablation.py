@@ -268,28 +268,8 @@ def _cpu_time_row(default: str, previous: str, quick: bool = False) -> dict:
                     f"{b['wall_s']:.0f} s); the previous default monitors and checkpoints every epoch"}
 
 
-def run_all(vs: dict[str, dict[str, Any]], seeds, quick: bool) -> dict[str, list[dict]]:
-    """:func:`experiments.run_variant` for every (seed, variant): results are cached by effective configuration,
-    scene and code (``out/bench/results``), shared with the other benchmarks, so moving a default re-runs only
-    what it changed. With ``SSL_NAV_BENCH_CACHED_ONLY=1`` the runs not made are left out (their rows say so)."""
-    from experiments import METRICS, _fmt, run_variant
-
-    out: dict[str, list[dict]] = {name: [] for name in vs}
-    for seed in seeds:
-        for name, ov in vs.items():
-            r = run_variant(seed, ov, quick=quick, name=name)
-            if r is None:
-                print(f"  seed {seed} {name}: not run (cached results only)", flush=True)
-                continue
-            out[name].append(r)
-            m = r["finetuned"]
-            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in METRICS)
-                  + (" (cached)" if r.get("cached") else f" ({r['seconds']:.0f} s)"), flush=True)
-    return out
-
-
 def run(quick: bool = False) -> list[dict]:
-    from experiments import variant_rows
+    from experiments import run_variants, variant_rows
 
     import torch
 
@@ -299,7 +279,9 @@ def run(quick: bool = False) -> list[dict]:
     # one thread per run: on a shared 2-core machine, 2-thread OpenMP under contention runs several times slower;
     # every variant gets the same, and the figures are quality and time ratios
     torch.set_num_threads(THREADS)
-    results = run_all({k: {**v, "learning.threads": THREADS} for k, v in vs.items()}, seeds, quick)
+    # experiments.run_variants: results are cached by effective configuration, scene and code (out/bench/results)
+    # and shared with the other benchmarks; with SSL_NAV_BENCH_CACHED_ONLY=1 the runs not made are left out
+    results = run_variants({k: {**v, "learning.threads": THREADS} for k, v in vs.items()}, seeds, quick=quick)
     rows = variant_rows(results, reference=default, seeds=seeds)
     extras = _extras(results)
     for row, name in zip(rows[-len(results):], results):

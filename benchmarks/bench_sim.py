@@ -23,19 +23,11 @@ AREA = "Simulator"
 
 
 def _degrade_before(rgb: np.ndarray, d, rng: np.random.Generator) -> np.ndarray:
-    """The previous ``ssl_nav.sim.degrade.apply_degradation`` (float32 normal noise, numpy round and clip)."""
-    import cv2
+    """The previous ``ssl_nav.sim.degrade.apply_degradation``: the same blur and rescale, then float32 normal noise
+    and numpy round and clip (the noise step is what changed)."""
+    from ssl_nav.sim.degrade import blur_and_rescale
 
-    from ssl_nav.sim.degrade import motion_blur_kernel
-
-    img = rgb.astype(np.float32)
-    if d.blur_length > 1:
-        img = cv2.filter2D(img, -1, motion_blur_kernel(d.blur_length, d.blur_angle_deg), borderType=cv2.BORDER_REFLECT)
-    if d.scale < 1.0:
-        h, w = rgb.shape[:2]
-        sw, sh = max(1, int(round(w * d.scale))), max(1, int(round(h * d.scale)))
-        img = cv2.resize(cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA), (w, h),
-                         interpolation=cv2.INTER_LINEAR)
+    img = blur_and_rescale(rgb, d)
     if d.noise_std > 0:
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(d.noise_std)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)

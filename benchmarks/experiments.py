@@ -296,7 +296,7 @@ def run_variants(variants: dict[str, dict[str, Any]], seeds: Iterable[int] = (0,
             out[name].append(r)
             m = r["finetuned"]
             print(f"  seed {seed} {name}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in METRICS)
-                  + f" ({r['seconds']:.0f} s)", flush=True)
+                  + (" (cached)" if r.get("cached") else f" ({r['seconds']:.0f} s)"), flush=True)
     return out
 
 

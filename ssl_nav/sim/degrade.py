@@ -79,8 +79,9 @@ def gaussian_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return _normal_quantiles()[rng.integers(0, 1 << NOISE_BITS, size=shape, dtype=np.uint16)]
 
 
-def apply_degradation(rgb: np.ndarray, d: Degradation, rng: np.random.Generator) -> np.ndarray:
-    """Blur, scale down and back up, add noise; uint8 HxWx3 in and out (same size)."""
+def blur_and_rescale(rgb: np.ndarray, d: Degradation) -> np.ndarray:
+    """Motion blur, then scale down and back up (float32 HxWx3, the size of ``rgb``): the noise-free part of
+    :func:`apply_degradation`."""
     img = rgb.astype(np.float32)
     if d.blur_length > 1:
         img = cv2.filter2D(img, -1, motion_blur_kernel(d.blur_length, d.blur_angle_deg), borderType=cv2.BORDER_REFLECT)
@@ -89,6 +90,12 @@ def apply_degradation(rgb: np.ndarray, d: Degradation, rng: np.random.Generator)
         sw, sh = max(1, int(round(w * d.scale))), max(1, int(round(h * d.scale)))
         img = cv2.resize(cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA), (w, h),
                          interpolation=cv2.INTER_LINEAR)
+    return img
+
+
+def apply_degradation(rgb: np.ndarray, d: Degradation, rng: np.random.Generator) -> np.ndarray:
+    """Blur, scale down and back up, add noise; uint8 HxWx3 in and out (same size)."""
+    img = blur_and_rescale(rgb, d)
     noise_std = float(d.noise_std) if d.noise_std > 0 else 0.0
     noise = gaussian_noise(rng, img.shape) if noise_std > 0 else img
     # img + noise_std * noise, rounded half to even and saturated to uint8 in one pass
