@@ -3,9 +3,7 @@ the large-data Fast DDS profile is used when the user chose none, and the user's
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ pytest.importorskip("rclpy")
 
 from ssl_nav.ros.dds_profile import PROFILE_ENV, USER_ENVS, profile_path  # noqa: E402
 
-from .test_stack import REPO, _wait_for_text, tiny_params_file  # noqa: E402
+from .test_stack import stop_with_signal, tiny_params_file  # noqa: E402
 
 
 @pytest.mark.parametrize("module, sig, when, settle_s, user_profile", [
@@ -31,19 +29,6 @@ def test_a_node_process_stops_cleanly_on_a_signal(ros_env, tmp_path, module, sig
         env[PROFILE_ENV] = str(profile_path())
     args = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params),
             "-p", f"ros.data_dir:={tmp_path / 'data'}", "-p", "ros.sim_loop:=true", "-p", "ros.status_period_s:=0.1"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_text(log_path, when, proc, 120)
-            time.sleep(settle_s)
-            proc.send_signal(sig)
-            rc = proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log_path.read_text()
-    assert rc == 0, text[-3000:]
-    assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
+    text = stop_with_signal(args, env, log_path, when, sig, start_s=120, stop_s=60, settle_s=settle_s)
     used = f"Fast DDS profile {profile_path()} ({PROFILE_ENV} was unset"
     assert (used in text) != user_profile, text[-3000:]

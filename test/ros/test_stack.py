@@ -121,6 +121,27 @@ def _interrupt(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
+def stop_with_signal(args: list[str], env: dict, log_path: Path, when: str, sig: int, *, start_s: float,
+                     stop_s: float, settle_s: float = 0.0) -> str:
+    """Start ``args`` (output to ``log_path``), send ``sig`` ``settle_s`` after ``when`` is logged, and check that
+    the process exits 0 without a traceback; returns its log."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_text(log_path, when, proc, start_s)
+            time.sleep(settle_s)
+            proc.send_signal(sig)
+            rc = proc.wait(stop_s)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log_path.read_text()
+    assert rc == 0, text[-3000:]
+    assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
+    return text
+
+
 def _wait_for_text(path: Path, text: str, proc, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -145,21 +166,9 @@ def test_ros_stack_shuts_down_cleanly_on_a_signal(ros_env, tmp_path, sig, when):
     log_path = tmp_path / "stack.log"
     env = {k: v for k, v in os.environ.items() if k not in USER_ENVS}
     env.update({"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ssl_nav", "ros-stack", "--params", str(params), "--with-sim",
-                                 "--data-dir", str(tmp_path / "data")], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        try:
-            _wait_for_text(log_path, when, proc, 180)
-            proc.send_signal(sig)
-            rc = proc.wait(90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log_path.read_text()
-    assert rc == 0, text[-3000:]
-    assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
+    args = [sys.executable, "-m", "ssl_nav", "ros-stack", "--params", str(params), "--with-sim",
+            "--data-dir", str(tmp_path / "data")]
+    text = stop_with_signal(args, env, log_path, when, sig, start_s=180, stop_s=90)
     assert f"ssl-nav ros-stack: Fast DDS profile {profile_path()} (FASTDDS_DEFAULT_PROFILES_FILE was unset" in text
 
 
