@@ -26,6 +26,7 @@ modules are kept in eval mode, so their BatchNorm statistics do not move either,
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import sys
@@ -164,6 +165,41 @@ class Backbone(nn.Module):
         return self
 
 
+def fold_batchnorm(module: nn.Module, check_size: int = 64) -> nn.Module:
+    """An eval-mode copy of ``module`` with every ``BatchNorm2d`` that directly follows a ``Conv2d`` among
+    its parent's children (torchvision's ``Conv2dNormActivation``, ResNet blocks' ``convN``/``bnN``, the
+    ``downsample`` pair) folded into that convolution, and the BatchNorm replaced by ``nn.Identity``.
+
+    No tracing: ``torch.fx`` patches ``nn.Module.__call__`` process-wide while it traces, which breaks a
+    model running in another thread (the retrieval server next to a fine-tune in ``ros-stack``). Pairing by
+    registration order is a guess about ``forward``, so the copy is checked against the original on a random
+    ``(1, 3, check_size, check_size)`` input, and a mismatch raises ``ValueError``.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(module).eval()
+    for parent in list(fused.modules()):
+        children = list(parent.named_children())
+        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and b.track_running_stats:
+                setattr(parent, name_a, fuse_conv_bn_eval(a, b))
+                setattr(parent, name_b, nn.Identity())
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            p = next(module.parameters(), None)
+            x = torch.randn(1, 3, check_size, check_size, generator=torch.Generator().manual_seed(0))
+            x = x.to(p.device) if p is not None else x
+            ref, out = module(x), fused(x)
+    finally:
+        module.train(was)
+    if not torch.allclose(out, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max().clamp(min=1.0))):
+        raise ValueError("fold_batchnorm: the folded copy does not compute the same function (a BatchNorm "
+                         "registered after a Conv2d it does not follow in forward)")
+    return fused
+
+
 class FrozenStem:
     """The frozen stem of a partially fine-tuned backbone (``trainable: last`` or ``heads``) as an inference
     copy with each BatchNorm folded into the convolution before it: the same function (frozen modules run in
@@ -177,8 +213,6 @@ class FrozenStem:
     """
 
     def __init__(self, backbone: Backbone) -> None:
-        from torch.fx.experimental.optimization import fuse
-
         if backbone.trainable == "all":
             raise ValueError("FrozenStem: the stem of a backbone with trainable 'all' trains")
         self.backbone = backbone
@@ -186,7 +220,7 @@ class FrozenStem:
         was = [m.training for m in backbone._prefix]
         stem.eval()
         try:
-            self.fused = fuse(stem, inplace=False)
+            self.fused = fold_batchnorm(stem)
         finally:
             for m, t in zip(backbone._prefix, was):
                 m.train(t)

@@ -145,7 +145,7 @@ class FinetuneModel(nn.Module):
             return False
         try:
             stem = FrozenStem(self.backbone)
-        except Exception as e:  # a backbone torch.fx cannot trace: the unfused stem is the same function
+        except Exception as e:  # a stem whose BatchNorms cannot be folded: the unfused stem is the same function
             warnings.warn(f"learning: frozen stem of {self.backbone.name} not fused ({type(e).__name__}: {e})")
             return False
         device = next(self.backbone.parameters()).device

@@ -137,3 +137,53 @@ def test_frozen_stem_is_the_same_function_and_refuses_stale_weights(name):
     bb.set_trainable("all")
     with pytest.raises(ValueError):
         FrozenStem(bb)
+
+
+def test_frozen_stem_does_not_disturb_models_running_in_other_threads():
+    """ros-stack runs the retrieval server's encoder next to a fine-tune; building the folded stem must not
+    patch ``nn.Module.__call__`` (torch.fx tracing does, process-wide)."""
+    import threading
+
+    from ssl_nav.learning.backbones import Backbone, FrozenStem
+
+    bb = Backbone("resnet18")
+    bb.set_trainable("last")
+    other = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                other(torch.randn(1, 4))
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+                return
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        for _ in range(5):
+            FrozenStem(bb)
+    finally:
+        done.set()
+        t.join()
+    assert errors == []
+
+
+def test_fold_batchnorm_refuses_a_pairing_that_forward_does_not_follow():
+    from ssl_nav.learning.backbones import fold_batchnorm
+
+    class Crossed(torch.nn.Module):  # the BatchNorm is registered after the conv but normalises the input
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    m = Crossed()
+    m.bn.running_mean.uniform_(-1, 1)
+    with pytest.raises(ValueError, match="same function"):
+        fold_batchnorm(m)
