@@ -9,7 +9,8 @@ so the bench re-runs unchanged after a default or the simulator changes:
   monitor every epoch) as the reference for time and quality;
 - each other augmentation recipe (colour identity: ``instance`` keeps hue; ``crossia``; ``simsiam`` crops);
 - the objective: CE only, SimSiam only, SimSiam + CE, MoCo v2 only, MoCo v2 + CE (those the default is not);
-- with and without the domain discriminator, with and without Hard View Selection (4 candidates);
+- with and without the domain discriminator, with and without Hard View Selection (4 candidates), with and
+  without outlier exposure on recoloured views (``recolour_oe_weight``);
 - CrossIA's own recipe (SimSiam + CE, lr 0.1 x batch / 32, weight decay 1.5e-6);
 - SimView's pairing (any two views of an instance, no LQ->HQ) with the linear classifier on map ids.
 
@@ -45,7 +46,7 @@ PREVIOUS_DEFAULT: dict[str, Any] = {
     "learning.augment": "crossia", "learning.objective": "simsiam", "learning.ce_weight": 1.0,
     "learning.crossia": True, "learning.hard_views": 1, "learning.domain_adversarial": False,
     "learning.base_lr": 0.05, "learning.weight_decay": 1e-4, "learning.monitor_every": 1,
-    "learning.checkpoint_every": 1}
+    "learning.checkpoint_every": 1, "learning.recolour_oe_weight": 0.0, "learning.epochs": 25}
 #: CrossIA's code: lr 0.1 * batch / 32 (= base_lr 0.8 with our lr = base_lr * batch / 256), weight decay 1.5e-6
 CROSSIA_LR: dict[str, Any] = {"learning.base_lr": 0.8, "learning.weight_decay": 1.5e-6}
 OBJECTIVES: dict[str, dict[str, Any]] = {
@@ -74,6 +75,8 @@ def describe(lc) -> str:
         parts.append("domain discriminator")
     if lc.hard_views > 1:
         parts.append(f"HVS {lc.hard_views}")
+    if lc.recolour_oe_weight > 0 and lc.ce_weight > 0:
+        parts.append(f"recolour OE {lc.recolour_oe_weight:g}")
     parts.append(f"lr {lc.base_lr:g}·bs/256, wd {lc.weight_decay:g}")
     return ", ".join(parts)
 
@@ -95,6 +98,9 @@ def variants() -> dict[str, dict[str, Any]]:
         "learning.domain_adversarial": not d.domain_adversarial}
     out["HVS " + ("off" if d.hard_views > 1 else f"on ({HVS_CANDIDATES} candidates)")] = {
         "learning.hard_views": 1 if d.hard_views > 1 else HVS_CANDIDATES}
+    out["recolour outlier exposure " + ("off" if d.recolour_oe_weight > 0 else "on (weight 0.5)")] = {
+        "learning.recolour_oe_weight": 0.0 if d.recolour_oe_weight > 0 else 0.5}
+    out["25 epochs (the demo preset's previous budget)"] = {"learning.epochs": 25}
     out["CrossIA recipe: SimSiam + CE, lr 0.1·bs/32, wd 1.5e-6"] = {**OBJECTIVES["SimSiam + CE"], **CROSSIA_LR}
     out["SimView pairing + classifier on map ids" if d.crossia else "CrossIA pairing"] = {
         "learning.crossia": not d.crossia, "learning.ce_weight": 1.0}

@@ -251,6 +251,9 @@ class LearningConfig:
                        "is one (else SimView: any other view of it)")
     ce_weight: float = _f(1.0, "weight of the instance-classifier cross-entropy on map ids (0 = no classifier)",
                           range=(0.0, 100.0))
+    recolour_oe_weight: float = _f(0.5, "outlier exposure: weight of the loss that makes the instance classifier "
+                                   "uniform on recoloured copies of the anchor views, so recoloured look-alikes "
+                                   "score low as open-set queries (0 = off)", range=(0.0, 100.0))
     domain_adversarial: bool = _f(False, "LQ/HQ domain discriminator behind gradient reversal")
     domain_weight: float = _f(0.1, "weight of the domain-discriminator loss", range=(0.0, 100.0))
     hard_views: int = _f(1, "Hard View Selection: sample N pairs, train on the hardest (1 = off)", range=(1, 16))

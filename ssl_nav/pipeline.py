@@ -83,7 +83,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "sim.n_explore_positions": 10, "sim.n_turn_steps": 8,
     "sim.n_user_photos": 3, "sim.n_queries_per_instance": 3, "sim.n_calibration_queries_per_instance": 1,
     "views.crop_size": 160, "views.max_views_per_instance": 16,
-    "learning.image_size": 128, "learning.epochs": 25, "learning.batch_size": 32,
+    "learning.image_size": 128, "learning.epochs": 30, "learning.batch_size": 32,
     "learning.trainable": "last",
     "retrieval.image_size": 128,
 }

@@ -8,7 +8,8 @@ arXiv 2003.04297):
   SimSiam predictor keeps the initial lr when ``fix_pred_lr`` (SimSiam §4.1).
 - Loss: CrossIA's instance cross-entropy on the backbone features of both views (weight ``ce_weight``), plus a
   self-supervised objective on the projections (``objective``: SimSiam, SimCLR, Barlow Twins, MoCo v2, or none),
-  plus the optional LQ/HQ domain loss behind gradient reversal.
+  plus outlier exposure on recoloured copies of the anchor views (weight ``recolour_oe_weight``,
+  :mod:`ssl_nav.learning.outlier_exposure`), plus the optional LQ/HQ domain loss behind gradient reversal.
 - Hard View Selection (arXiv 2310.03940): with ``hard_views = N > 1`` each anchor gets N candidate pairs; the
   current model scores them in train mode, without gradient and with its BatchNorm statistics restored
   afterwards, and the step trains on the highest-loss pair.
@@ -68,6 +69,7 @@ from ssl_nav.learning.data import StoreViews
 from ssl_nav.learning.moco import (KeyQueue, MoCoProjectionHead, gather_from_ranks, info_nce_per_sample,
                                    momentum_update, queue_size)
 from ssl_nav.learning.objectives import barlow_twins_loss, nt_xent_loss
+from ssl_nav.learning.outlier_exposure import outlier_exposure_loss, recolour
 from ssl_nav.learning.simsiam import (SimSiamPredictionHead, SimSiamProjectionHead, negative_cosine,
                                       simsiam_loss_per_sample)
 
@@ -111,11 +113,14 @@ class FinetuneModel(nn.Module):
             self.key_encoder.requires_grad_(False)
             self.queue = KeyQueue(max(2, queue_len), lc.moco_dim, lc.seed)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, outliers: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         stem = self.frozen_stem or self.backbone.stem
         h1, h2 = stem(x1), stem(x2)
         f1, f2 = self.backbone.head(h1), self.backbone.head(h2)
         out = {"f1": f1, "f2": f2}
+        if outliers is not None and self.classifier is not None:  # outlier exposure (recoloured views)
+            out["c_out"] = self.classifier(self.backbone.head(stem(outliers)))
         if self.projector is not None:
             out["z1"], out["z2"] = self.projector(f1), self.projector(f2)
         if self.predictor is not None:
@@ -211,7 +216,8 @@ def hardness(out: dict[str, torch.Tensor], labels: torch.Tensor, lc: LearningCon
 
 def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lc: LearningConfig,
                queue: KeyQueue | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Objective + ``ce_weight`` x instance cross-entropy + ``domain_weight`` x domain loss, and the parts."""
+    """Objective + ``ce_weight`` x instance cross-entropy + ``recolour_oe_weight`` x outlier exposure on recoloured
+    views + ``domain_weight`` x domain loss, and the parts."""
     terms = pair_losses(out, batch["label"], lc, queue)
     parts: dict[str, torch.Tensor] = {}
     loss = torch.zeros((), device=batch["label"].device)
@@ -226,6 +232,9 @@ def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lc:
     if "ce" in terms:
         parts["loss_ce"] = terms["ce"].mean()
         loss = loss + lc.ce_weight * parts["loss_ce"]
+    if "c_out" in out:
+        parts["loss_oe"] = outlier_exposure_loss(out["c_out"])
+        loss = loss + lc.recolour_oe_weight * parts["loss_oe"]
     if "d1" in out:
         dom = lambda d, y: F.cross_entropy(d.float(), y)  # noqa: E731
         parts["loss_domain"] = 0.5 * (dom(out["d1"], batch["dom1"]) + dom(out["d2"], batch["dom2"]))
@@ -606,8 +615,11 @@ def train_step(run: Run, batch: dict[str, torch.Tensor], should_stop: Callable[[
     """One optimisation step: forward, loss, backward, step (then MoCo's momentum update and enqueue)."""
     x1, x2, batch["dom2"] = pick_views(run, batch)
     set_lr(run.opt, run.init_lr, lr_factor(run.step, run.total_steps, run.warmup_steps))
+    outliers = None
+    if run.lc.recolour_oe_weight > 0 and run.model.classifier is not None:  # seeded per step and rank: resumable
+        outliers = recolour(x1, torch.Generator().manual_seed(run.lc.seed * 1_000_003 + run.step * 97 + run.dd.rank))
     with run.autocast():
-        out = run.train_model(x1, x2)
+        out = run.train_model(x1, x2, outliers)
         loss, parts = total_loss(out, batch, run.lc, run.model.queue)
     loss_v, stop = reduce_and_check(run, loss, should_stop)  # raises on a non-finite loss, before the step
     run.opt.zero_grad(set_to_none=True)

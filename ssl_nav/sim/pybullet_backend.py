@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import zlib
+from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
@@ -415,8 +416,12 @@ class PyBulletSimulator:
 
         def make(obj: PlacedObject, goal_id: int | None) -> Episode:
             light = random_lighting(rng, strength=float(rng.uniform(0.85, 1.15)))
-            T = self._view_pose(obj, rng, (cfg.goal_distance_min, cfg.goal_distance_max), (10.0, 40.0),
-                                cfg.width, cfg.height, cfg.hfov_deg)
+            view = ((cfg.goal_distance_min, cfg.goal_distance_max), (10.0, 40.0), cfg.width, cfg.height, cfg.hfov_deg)
+            if goal_id is None and (obj.lookalike or "").startswith("variant:"):
+                T = self._detail_pose(obj, rng, *view)
+            else:
+                with self._placed_open_set(obj) if goal_id is None else contextlib.nullcontext():
+                    T = self._view_pose(obj, rng, *view)
             extra = {"lighting": light.to_json(), "object_instance_id": obj.instance_id, "open_set": goal_id is None}
             if obj.lookalike_of is not None:
                 extra.update(lookalike_of=obj.lookalike_of, lookalike=obj.lookalike)
@@ -432,10 +437,37 @@ class PyBulletSimulator:
             for _ in range(per_object):
                 eps.append(make(obj, obj.instance_id))
         for obj in open_set:
-            with self._placed_open_set(obj):
-                for _ in range(max(1, per_object)):
-                    eps.append(make(obj, None))
+            for _ in range(max(1, per_object)):
+                eps.append(make(obj, None))
         return eps
+
+    def _detail_pose(self, obj: PlacedObject, rng: np.random.Generator, dist: tuple[float, float],
+                     elev_deg: tuple[float, float], w: int, h: int, hfov: float, tries: int = 16,
+                     min_differing: float = 0.015) -> np.ndarray:
+        """A goal pose of a near-identical look-alike (``variant:*``) from which it looks different from the
+        goal object it copies: of up to ``tries`` poses, the first where at least ``min_differing`` of the
+        object's pixels change when its source's packaging is put in its place, else the one with the most.
+        Its changed detail (the variant name, the logo, the band) is on some faces only; a query that shows
+        only the faces both share is not a negative that anything could reject."""
+        src = self._object(int(obj.lookalike_of))
+        original = replace(obj, texture=src.texture, rgba=src.rgba)
+        sw, sh = max(16, w // 2), max(12, h // 2)
+        best, best_diff = None, -1.0
+        for _ in range(tries):
+            renders = []
+            with self._placed_open_set(obj):
+                T = self._view_pose(obj, rng, dist, elev_deg, w, h, hfov)
+                renders.append(self.render(T, "high", width=sw, height=sh, hfov_deg=hfov))
+            with self._placed_open_set(original):
+                renders.append(self.render(T, "high", width=sw, height=sh, hfov_deg=hfov))
+            mask = renders[0].instance_mask == obj.instance_id
+            changed = np.abs(renders[0].rgb.astype(np.int16) - renders[1].rgb.astype(np.int16)).max(axis=2) > 40
+            diff = float((changed & mask).sum()) / max(1, int(mask.sum()))
+            if diff > best_diff:
+                best, best_diff = T, diff
+            if diff >= min_differing:
+                break
+        return best
 
     def render_goal(self, episode: Episode) -> Frame:
         """The episode's sharp goal image (its open-set object is placed for this render only)."""

@@ -202,3 +202,30 @@ def test_products_and_hard_cases_render_inside_their_boxes(make_cfg):
             ok = (lq.depth > 0) & (f.depth > 0)
             assert 0 < np.abs(lq.depth - f.depth)[ok].mean() < 0.05
         assert len(seen) >= 0.6 * len(procedural)
+
+
+def test_near_identical_lookalike_goals_show_the_changed_detail(make_cfg):
+    """A variant look-alike's goal camera sees a face where it differs from the product it copies: with the
+    source's packaging put in its place, the goal image changes on the object."""
+    from dataclasses import replace
+
+    cfg = make_cfg(n_products=3, n_lookalikes=6, width=320, height=240, n_queries_per_instance=2)
+    with PyBulletSimulator(cfg) as sim:
+        sim.load_scene(0)
+        variants = [o for o in sim.spec.open_set if (o.lookalike or "").startswith("variant:")]
+        assert variants, "the scene should hold a near-identical look-alike"
+        eps = [e for e in sim.episodes(np.random.default_rng(1))
+               if e.extra.get("lookalike", "").startswith("variant:")]
+        assert len(eps) == 2 * len(variants)
+        shown = 0
+        for e in eps:
+            obj = sim._object(e.extra["object_instance_id"])
+            src = sim._object(obj.lookalike_of)
+            with sim._placed_open_set(obj):
+                a = sim.render(e.goal_T_world_cam, "high")
+            with sim._placed_open_set(replace(obj, texture=src.texture, rgba=src.rgba)):
+                b = sim.render(e.goal_T_world_cam, "high")
+            mask = a.instance_mask == obj.instance_id
+            changed = np.abs(a.rgb.astype(np.int16) - b.rgb.astype(np.int16)).max(axis=2) > 40
+            shown += int((changed & mask).sum() >= 0.01 * mask.sum() > 0)
+        assert shown >= len(eps) - 1
