@@ -251,11 +251,14 @@ def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lc:
 
 @contextlib.contextmanager
 def bn_stats_kept(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in train mode and put its BatchNorm running statistics back afterwards."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns]
+    """Run ``model`` in train mode and put its BatchNorm running statistics back afterwards. Only the BatchNorms
+    that train mode updates are touched: a frozen stem stays in eval mode, and writing its buffers back would
+    invalidate its BatchNorm-folded copy (:class:`ssl_nav.learning.backbones.FrozenStem`)."""
     was = model.training
     model.train()
+    bns = [m for m in model.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.training]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns]
     try:
         yield
     finally:

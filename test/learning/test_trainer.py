@@ -245,3 +245,11 @@ def test_fused_frozen_stem_trains_like_the_unfused_one(tiny_store, tmp_path, lea
     assert sa.keys() == sb.keys() and any(".running_var" in k for k in sa)
     for k in sa:
         assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-4), k
+
+
+def test_hard_view_selection_runs_with_a_fused_frozen_stem(tiny_store, tmp_path, learning_config):
+    """HVS puts back the BatchNorm statistics it moved; the frozen stem's are left alone, so its folded copy
+    stays valid (writing them back used to stop the run: 'the frozen stem changed')."""
+    res = finetune(tiny_store, tmp_path / "run", learning_config(epochs=1, trainable="last", hard_views=2),
+                   progress=False)
+    assert res.summary["status"] == "completed" and res.model.frozen_stem is not None
