@@ -619,7 +619,7 @@ def train_step(run: Run, batch: dict[str, torch.Tensor], should_stop: Callable[[
     x1, x2, batch["dom2"] = pick_views(run, batch)
     set_lr(run.opt, run.init_lr, lr_factor(run.step, run.total_steps, run.warmup_steps))
     outliers = None
-    if run.lc.recolour_oe_weight > 0 and run.model.classifier is not None:  # seeded per step and rank: resumable
+    if exposes_outliers(run):  # seeded per step and rank: resumable
         outliers = recolour(x1, torch.Generator().manual_seed(run.lc.seed * 1_000_003 + run.step * 97 + run.dd.rank))
     with run.autocast():
         out = run.train_model(x1, x2, outliers)
@@ -634,12 +634,18 @@ def train_step(run: Run, batch: dict[str, torch.Tensor], should_stop: Callable[[
     return StepResult(loss_v, parts, x1.shape[0], stop)
 
 
-def forwarded_images(batch: dict[str, torch.Tensor]) -> int:
+def exposes_outliers(run: Run) -> bool:
+    """Whether each step also trains the classifier on recoloured anchors (outlier exposure)."""
+    return run.lc.recolour_oe_weight > 0 and run.model.classifier is not None
+
+
+def forwarded_images(batch: dict[str, torch.Tensor], outliers: bool = False) -> int:
     """Images a step of this (rank-local) batch sends through the model: both views of every candidate pair
-    when Hard View Selection scores them, plus both views of the pair trained on. MoCo's key encoder sees the
-    same images again; that pass is part of the step's cost and is not counted twice."""
+    when Hard View Selection scores them, plus both views of the pair trained on, plus the recoloured anchors
+    with ``outliers``. MoCo's key encoder sees the same images again; that pass is part of the step's cost and is
+    not counted twice."""
     b, n = batch["x1"].shape[:2]
-    return 2 * b * (n + 1 if n > 1 else 1)
+    return 2 * b * (n + 1 if n > 1 else 1) + (b if outliers else 0)
 
 
 def augmented_images(batch: dict[str, torch.Tensor]) -> int:
@@ -690,7 +696,7 @@ def train_epoch(run: Run, epoch: int, meter: EnergyMeter, should_stop: Callable[
         with meter.phase("train"):
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
             res = train_step(run, batch, should_stop)
-            meter.count(images=forwarded_images(batch) * world, steps=1)
+            meter.count(images=forwarded_images(batch, exposes_outliers(run)) * world, steps=1)
         n_steps += 1
         pairs += res.pairs * world
         for k, v in {"loss": res.loss, **res.parts}.items():

@@ -31,8 +31,9 @@ def test_simsiam_loss_falls_on_a_tiny_store(tiny_store, tmp_path, learning_confi
 
 def test_energy_phases_count_the_work_of_each_phase(tiny_store, tmp_path, learning_config):
     """Hard View Selection with 2 candidates: every step forwards 2 x 2 candidate images per anchor to score
-    them and 2 more to train; the loader augmented 2 x 2; the monitor embeds its views once before training
-    and after each monitored epoch; the cache decoded every view once."""
+    them, 2 more to train and the recoloured anchor (outlier exposure); the loader augmented 2 x 2; the
+    monitor embeds its views once before training and after each monitored epoch; the cache decoded every view
+    once."""
     cfg = learning_config(epochs=3, hard_views=2, monitor_every=2, checkpoint_every=1)
     res = finetune(tiny_store, tmp_path / "run", cfg, progress=False)
     rec = json.loads((tmp_path / "run" / "energy.json").read_text())
@@ -41,7 +42,8 @@ def test_energy_phases_count_the_work_of_each_phase(tiny_store, tmp_path, learni
     pairs = res.summary["images"] // 2
     steps = res.metrics[-1]["step"]
     assert pairs == steps * cfg.learning.batch_size and ph["train"]["steps"] == steps == rec["steps"]
-    assert ph["train"]["images"] == 2 * pairs * (2 + 1)
+    assert cfg.learning.recolour_oe_weight > 0 and res.model.classifier is not None
+    assert ph["train"]["images"] == 2 * pairs * (2 + 1) + pairs
     assert ph["data"]["images"] == res.summary["n_views"] + 2 * pairs * 2
     n_monitor = sum(1 for m in res.metrics if "eff_rank" in m) + 1  # epochs 2 and 3, and the starting encoder
     assert n_monitor == 3 and ph["monitor"]["entries"] == 3
