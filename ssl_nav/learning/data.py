@@ -184,8 +184,8 @@ class ImageCache:
 
 
 #: RGB <-> YIQ (NTSC); a hue shift is a rotation of the (I, Q) chroma plane
-_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+YIQ2RGB = torch.linalg.inv(RGB2YIQ)
 
 
 def hue_rotate(x: torch.Tensor, hue: float) -> torch.Tensor:
@@ -195,7 +195,7 @@ def hue_rotate(x: torch.Tensor, hue: float) -> torch.Tensor:
     a = -2 * math.pi * hue  # sign chosen so that +hue turns red towards yellow, as in HSV
     c, s = math.cos(a), math.sin(a)
     rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-    m = _YIQ2RGB @ rot @ _RGB2YIQ
+    m = YIQ2RGB @ rot @ RGB2YIQ
     return torch.einsum("ij,jhw->ihw", m, x).clamp_(0.0, 1.0)
 
 

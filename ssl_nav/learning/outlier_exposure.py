@@ -22,10 +22,9 @@ import colorsys
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ssl_nav.learning.backbones import IMAGENET_MEAN, IMAGENET_STD
-from ssl_nav.learning.data import _RGB2YIQ, _YIQ2RGB
+from ssl_nav.learning.data import RGB2YIQ, YIQ2RGB
 
 #: hue turn of a recoloured outlier, in turns: far from 0 (a lighting change) on both sides
 HUE_TURN = (1 / 6, 5 / 6)
@@ -43,10 +42,10 @@ def _colour_matrices(n: int, generator: torch.Generator) -> torch.Tensor:
     for i in range(n):
         a = -2 * math.pi * float(turn[i])
         c, s = math.cos(a), math.sin(a)
-        rot = _YIQ2RGB @ torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]) @ _RGB2YIQ
+        rot = YIQ2RGB @ torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]) @ RGB2YIQ
         tint = torch.tensor(colorsys.hsv_to_rgb(float(hue[i]), float(sat[i]), 1.0))
         gain = (1 - strength[i]) + strength[i] * tint
-        out[i] = torch.diag(gain / (_RGB2YIQ[0] @ gain)) @ rot  # the tint keeps luma: a colour change, not a dimming
+        out[i] = torch.diag(gain / (RGB2YIQ[0] @ gain)) @ rot  # the tint keeps luma: a colour change, not a dimming
     return out
 
 
@@ -61,6 +60,7 @@ def recolour(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     out = (out - mean) / std
     return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) \
         else out
+
 
 def outlier_exposure_loss(logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy from the uniform distribution over the K classes to softmax(logits), minus its minimum
