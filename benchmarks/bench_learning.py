@@ -19,7 +19,7 @@
   (what data loading, augmentation and the loop cost). Target >= 0.9.
 - Partial over full fine-tuning: trainer images/s with ``trainable: last`` (CrossIA) over ``all``.
 - Peak RSS of a fine-tune of MobileNetV2 at batch 64 and 224 px with the default ``trainable: last``, in a
-  subprocess (ru_maxrss). Target <= 4 GB. The same run gives the images/s the demo default reaches.
+  subprocess (its own high-water mark, ``benchmarks/memory.py``). Target <= 4 GB. The same run gives the images/s the demo default reaches.
 
 Every ratio is the median of per-round ratios: each round runs one epoch of every loop, in a rotating order,
 after a warm-up epoch each, so the slow drifts of a shared machine cancel within a round.
@@ -189,8 +189,9 @@ def _ratio(a: list[float], b: list[float]) -> float:
 
 
 _RSS_CHILD = r"""
-import json, resource, sys, time
-sys.path.insert(0, sys.argv[3])
+import json, sys, time
+sys.path.insert(0, sys.argv[3]); sys.path.insert(0, sys.argv[3] + "/benchmarks")
+from memory import peak_rss_kb
 from ssl_nav.config import PipelineConfig, apply_overrides
 from ssl_nav.learning.trainer import finetune
 o = {"learning.backbone": "mobilenet_v2", "learning.image_size": 224, "learning.batch_size": 64,
@@ -199,7 +200,7 @@ o = {"learning.backbone": "mobilenet_v2", "learning.image_size": 224, "learning.
 cfg = apply_overrides(PipelineConfig(), o)
 t = time.perf_counter()
 res = finetune(sys.argv[1], sys.argv[2], cfg, progress=False)
-print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({"maxrss_kb": peak_rss_kb(),
                   "ips": res.metrics[-1]["images_per_s"], "trainable": cfg.learning.trainable,
                   "steps": res.metrics[-1]["step"], "wall_s": time.perf_counter() - t}))
 """
@@ -283,8 +284,8 @@ def run(quick: bool = False) -> list[dict]:
                              "figure": f"{last / full:.2f}× ({last:.1f} vs {full:.1f} img/s)", "target": "> 1",
                              "ok": last > full, "note": "trainer images/s, best epoch of each (separate rounds)"})
 
-        # peak RSS of the demo default (trainable last) at batch 64, 224 px, in fresh processes: twice, since
-        # ru_maxrss of the same run has varied between fresh processes on this shared machine (2.5 vs 4.3 GB)
+        # peak RSS of the demo default (trainable last) at batch 64, 224 px, in fresh processes, twice (the
+        # child's own VmHWM: ru_maxrss carried this benchmark process's size into the child, benchmarks/memory.py)
         if not quick:
             store224 = _write_store(tmp / "store224", n_instances=8, views=10, size=224, n_hq=2)
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -303,7 +304,7 @@ def run(quick: bool = False) -> list[dict]:
                 gbs = [r["maxrss_kb"] / 2**20 for r in got_rss]
                 rows.append({"benchmark": "peak RSS, MobileNetV2 batch 64, 224 px (trainable last)",
                              "figure": f"{max(gbs):.2f} GB", "target": "≤ 4 GB", "ok": max(gbs) <= 4.0,
-                             "note": f"ru_maxrss of a fresh `finetune` process (the larger of 2: "
+                             "note": f"peak RSS (VmHWM) of a fresh `finetune` process (the larger of 2: "
                                      f"{' and '.join(f'{g:.2f}' for g in gbs)} GB), 2 epochs of 1 step of 64 pairs "
                                      f"each, CrossIA on, default objective (MoCo v2)"})
                 ips = max(r["ips"] for r in got_rss)

@@ -13,8 +13,8 @@ Per run:
   images over the epochs' time);
 - energy from the run's ``energy.json`` (``energy.backend: auto``); "unavailable" where no sensor can be read,
   never 0;
-- peak memory: ``ru_maxrss`` of a fresh process that runs only the fine-tune (so it includes the Python and
-  torch runtime, about 0.4 GB);
+- peak memory: the high-water mark (``VmHWM``, ``benchmarks/memory.py``) of a fresh process that runs only the
+  fine-tune (so it includes the Python and torch runtime, about 0.4 GB);
 - retrieval on the demo protocol (:mod:`experiments`: robot views indexed, user photos are training data,
   look-alike negatives): top-1, mAP, open-set AUROC of the fine-tuned model, and the ImageNet baseline;
 - retrieval per joule: the mAP gain over the ImageNet baseline per kJ. Where energy is unavailable the proxy is
@@ -48,15 +48,16 @@ FRACTIONS: tuple[float, ...] = (1.0, 0.5, 0.25)
 COMMON: dict = {"learning.threads": 1, "energy.backend": "auto"}
 
 _CHILD = r"""
-import json, resource, sys
+import json, sys
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/benchmarks")
 from experiments import experiment_config
+from memory import peak_rss_kb
 from ssl_nav.learning.trainer import finetune
 seed, overrides, store, out = int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
 cfg = experiment_config(seed, overrides, quick=sys.argv[6] == "1")
 res = finetune(store, out, cfg, progress=False)
 print(json.dumps({"summary": res.summary, "energy": res.energy, "model_path": str(res.model_path),
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, default=str))
+                  "maxrss_kb": peak_rss_kb()}, default=str))
 """
 
 
