@@ -21,8 +21,8 @@ default's, paired per seed), then per variant top-1, mAP, open-set AUROC (score 
 seeds, per seed), Δ to the default per seed, the fine-tune wall time, the SimSiam loss of the first and last
 epoch (does the term train?) and the label-free monitor's final effective rank and silhouette.
 
-``--quick``: the ``--quick`` scene preset and seed 0 only (a few minutes); the full run (36 fine-tunes) takes
-about three hours on 2 cores. Results are cached under ``out/bench/results/`` by effective configuration, scene
+``--quick``: the ``--quick`` scene preset and seed 0 only (a few minutes); the full run (48 fine-tunes) takes
+about 45 minutes on 2 idle cores. Results are cached under ``out/bench/results/`` by effective configuration, scene
 and the training/retrieval code (``experiments.run_variant``), shared with ``bench_mapping`` (its GT-mask run is
 this bench's default), so a re-run after moving a default only trains what changed.
 ``SSL_NAV_BENCH_CACHED_ONLY=1`` writes the rows from the cached runs only; a variant with fewer seeds says so in
