@@ -73,7 +73,7 @@ from ssl_nav.sim.simulate import SceneDraw, draw_pybullet_scene, write_simulatio
 from ssl_nav.views.ingest import CollectResult, collect_recording
 from ssl_nav.views.store import ViewStore
 
-#: the demo's scene size and training budget (10 min on 2 CPU cores); applied when no config file is given.
+#: the demo's scene size and training budget (about 1 min on 2 idle CPU cores); applied when no config file is given.
 #: The development benchmark: half the goal objects are printed product packages, twins include near-identical
 #: products, and the open set is mostly look-alikes of goal objects that are not in the map.
 DEMO_OVERRIDES: dict[str, Any] = {
@@ -87,7 +87,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "learning.trainable": "last",
     "retrieval.image_size": 128,
 }
-#: ``--quick``: on top of the demo preset (3 min on 2 CPU cores)
+#: ``--quick``: on top of the demo preset (about 20 s on 2 idle CPU cores)
 QUICK_OVERRIDES: dict[str, Any] = {
     "sim.width": 400, "sim.height": 300,
     "sim.n_objects_min": 10, "sim.n_objects_max": 10, "sim.n_twins": 2, "sim.n_distractors": 2,
