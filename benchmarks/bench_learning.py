@@ -19,7 +19,8 @@
   (what data loading, augmentation and the loop cost). Target >= 0.9.
 - Partial over full fine-tuning: trainer images/s with ``trainable: last`` (CrossIA) over ``all``.
 - Peak RSS of a fine-tune of MobileNetV2 at batch 64 and 224 px with the default ``trainable: last``, in a
-  subprocess (its own high-water mark, ``benchmarks/memory.py``). Target <= 4 GB. The same run gives the images/s the demo default reaches.
+  subprocess (its own high-water mark, ``benchmarks/memory.py``). Target <= 4 GB. The same run gives the
+  images/s the demo default reaches.
 
 Every ratio is the median of per-round ratios: each round runs one epoch of every loop, in a rotating order,
 after a warm-up epoch each, so the slow drifts of a shared machine cancel within a round.
