@@ -53,7 +53,7 @@ import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -125,11 +125,13 @@ class ViewCollectorNode(Node):
         self._queue: deque[dict] = deque()  # keyframes waiting for fusion
         self._lagging: deque[Any] = deque()  # fused keyframes whose crops are not cut yet (_view_lag)
         self._views_queue: deque[tuple[Any, Any]] = deque()  # (keyframe, map) waiting for crops
-        self._queue_cv = threading.Condition()  # both queues and the busy flags
-        self._busy = self._views_busy = False
+        self._queue_cv = threading.Condition()  # both queues and the busy set
+        self._busy: set[str] = set()  # the workers running a job
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="view_collector_fusion", daemon=True)
-        self._views_worker = threading.Thread(target=self._views_work, name="view_collector_views", daemon=True)
+        self._worker = threading.Thread(target=self._serve, args=(self._queue, "fusion", self._process),
+                                        name="view_collector_fusion", daemon=True)
+        self._views_worker = threading.Thread(target=self._serve, args=(self._views_queue, "views", self._views_job),
+                                              name="view_collector_views", daemon=True)
 
         # Camera callbacks only convert, match and gate; they get their own (reentrant) group so that a status
         # timer or a service waiting for the map lock never holds them up. They take (message, MessageInfo):
@@ -310,27 +312,33 @@ class ViewCollectorNode(Node):
             self._queue_cv.notify()
 
     # ------------------------------------------------------------------ workers
-    def _work(self) -> None:
-        """Fusion worker: keyframes from the bounded queue into the map."""
+    def _serve(self, queue: deque, name: str, handle: Callable[[Any], None]) -> None:
+        """A worker: jobs from ``queue`` through ``handle`` until the node stops; ``name`` is in ``_busy`` while
+        one runs. A job that fails is dropped (an SslNavError: the frame is unusable), or counted as an error and
+        logged; the worker goes on. The fusion worker (``_process``) takes keyframes into the map, the views
+        worker (``_views_job``) cuts their crops."""
         while not self._stop.is_set():
             with self._queue_cv:
-                while not self._queue and not self._stop.is_set():
+                while not queue and not self._stop.is_set():
                     self._queue_cv.wait(0.2)
-                s = self._queue.popleft() if self._queue else None
-                self._busy = s is not None
-            if s is None:
+                job = queue.popleft() if queue else None
+                if job is not None:
+                    self._busy.add(name)
+                self._queue_cv.notify_all()  # room in the queue: _put_views may be waiting for it
+            if job is None:
                 continue
             try:
-                self._process(s)
+                handle(job)
             except SslNavError as e:
                 self._drop("rgb", f"frame unusable: {e}")
             except Exception as e:  # the node keeps running; the reason is logged
                 self.counts["errors"] += 1
-                self.drops["bad_message"] += 1
-                self.get_logger().error(f"processing a frame failed: {type(e).__name__}: {e}")
+                if name == "fusion":
+                    self.drops["bad_message"] += 1
+                self.get_logger().error(f"{name} of a keyframe failed: {type(e).__name__}: {e}")
             finally:
                 with self._queue_cv:
-                    self._busy = False
+                    self._busy.discard(name)
                     self._queue_cv.notify_all()
 
     def _process(self, s: dict) -> None:
@@ -385,35 +393,15 @@ class ViewCollectorNode(Node):
             self._views_queue.append((frame, imap))
             self._queue_cv.notify_all()
 
-    def _views_work(self) -> None:
-        """Views worker: crops, quality checks and store writes (PNG encoding, fsync) of fused keyframes, next to
-        the fusion of the following ones. A geometric map is a new object after each segmentation and is never
-        changed afterwards; the masks and semantic maps change in place, so their crops wait for the map lock."""
+    def _views_job(self, job: tuple[Any, Any]) -> None:
+        """Crops, quality checks and store writes (PNG encoding, fsync) of a fused keyframe, next to the fusion
+        of the following ones. A geometric map is a new object after each segmentation and is never changed
+        afterwards; the masks and semantic maps change in place, so their crops wait for the map lock."""
         import contextlib
 
-        while not self._stop.is_set():
-            with self._queue_cv:
-                while not self._views_queue and not self._stop.is_set():
-                    self._queue_cv.wait(0.2)
-                job = self._views_queue.popleft() if self._views_queue else None
-                self._views_busy = job is not None
-                self._queue_cv.notify_all()
-            if job is None:
-                continue
-            frame, imap = job
-            try:
-                shared = self.segmenter != "geometric"
-                with self._lock if shared else contextlib.nullcontext():
-                    self._cut_views(frame, imap)
-            except SslNavError as e:
-                self._drop("rgb", f"frame unusable: {e}")
-            except Exception as e:  # the node keeps running; the reason is logged
-                self.counts["errors"] += 1
-                self.get_logger().error(f"cutting views failed: {type(e).__name__}: {e}")
-            finally:
-                with self._queue_cv:
-                    self._views_busy = False
-                    self._queue_cv.notify_all()
+        frame, imap = job
+        with self._lock if self.segmenter != "geometric" else contextlib.nullcontext():
+            self._cut_views(frame, imap)
 
     def _cut_views(self, frame: Any, imap: Any) -> None:
         with self._views_lock:
@@ -429,7 +417,7 @@ class ViewCollectorNode(Node):
         if self.segmenter == UNDECIDED and self._first_rgb_t is not None and self.sync.pending()["rgb"]:
             return False
         with self._queue_cv:
-            return not (self._queue or self._busy or self._views_queue or self._views_busy)
+            return not (self._queue or self._views_queue or self._busy)
 
     # ------------------------------------------------------------------ outputs
     def _snapshot_map(self) -> None:
