@@ -285,10 +285,9 @@ class RetrievalServerNode(Node):
         if retriever is None or sig is None or sig == self._store_signature:
             return
         built_from = retriever.index.extra.get("store")
-        if built_from and Path(built_from) != self.data.store.resolve():
-            if self._store_signature != sig:
-                self.get_logger().warning(f"the index was built from {built_from}, not from {self.data.store}: "
-                                          f"not updated from the store (~/reload rebuilds it from there)")
+        if built_from and Path(built_from) != self.data.store.resolve():  # warned once per store change
+            self.get_logger().warning(f"the index was built from {built_from}, not from {self.data.store}: "
+                                      f"not updated from the store (~/reload rebuilds it from there)")
             self._store_signature = sig
             return
         written = max(m for _, m in sig) / 1e9  # the store's last write (wall clock)
