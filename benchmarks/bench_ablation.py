@@ -6,15 +6,17 @@ evaluated against the ImageNet baseline. The variants are deltas from the curren
 so the bench re-runs unchanged after a default or the simulator changes:
 
 - the default, and the previous default (CrossIA augmentations with hue rotation and grayscale, SimSiam + CE,
-  monitor every epoch) as the reference for time and quality;
+  monitor every epoch, no flip TTA) as the reference for time and quality;
 - each other augmentation recipe (colour identity: ``instance`` keeps hue; ``crossia``; ``simsiam`` crops);
 - the objective: CE only, SimSiam only, SimSiam + CE, MoCo v2 only, MoCo v2 + CE (those the default is not);
 - with and without the domain discriminator, with and without Hard View Selection (4 candidates), with and
   without outlier exposure on recoloured views (``recolour_oe_weight``);
+- with and without flip test-time augmentation (``retrieval.flip_tta``: index views and queries embedded with
+  their mirror; changes no training);
 - CrossIA's own recipe (SimSiam + CE, lr 0.1 x batch / 32, weight decay 1.5e-6);
 - SimView's pairing (any two views of an instance, no LQ->HQ) with the linear classifier on map ids.
 
-The close calls (outlier exposure, the augmentation) are re-checked on held-out seeds 3 and 4, which chose
+The close calls (outlier exposure, the augmentation, flip TTA) are re-checked on held-out seeds 3 and 4, which chose
 nothing. Rows: first issue #11's goals on the default (per seed baseline → fine-tuned; every metric at least the
 baseline's on every seed; AUROC and mAP at least 0.95 on every seed; fine-tune time against the previous
 default's, paired per seed), then per variant top-1, mAP, open-set AUROC (score in force; mean ± std over
@@ -42,12 +44,13 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 #: the default before issue #11: CrossIA augmentations (hue rotation, grayscale), SimSiam + CE, monitor and
-#: checkpoint every epoch
+#: checkpoint every epoch, no flip TTA
 PREVIOUS_DEFAULT: dict[str, Any] = {
     "learning.augment": "crossia", "learning.objective": "simsiam", "learning.ce_weight": 1.0,
     "learning.crossia": True, "learning.hard_views": 1, "learning.domain_adversarial": False,
     "learning.base_lr": 0.05, "learning.weight_decay": 1e-4, "learning.monitor_every": 1,
-    "learning.checkpoint_every": 1, "learning.recolour_oe_weight": 0.0, "learning.epochs": 25}
+    "learning.checkpoint_every": 1, "learning.recolour_oe_weight": 0.0, "learning.epochs": 25,
+    "retrieval.flip_tta": False}
 #: CrossIA's code: lr 0.1 * batch / 32 (= base_lr 0.8 with our lr = base_lr * batch / 256), weight decay 1.5e-6
 CROSSIA_LR: dict[str, Any] = {"learning.base_lr": 0.8, "learning.weight_decay": 1.5e-6}
 OBJECTIVES: dict[str, dict[str, Any]] = {
@@ -69,8 +72,8 @@ def _objective_name(lc) -> str:
     return f"{name} + CE" if ce else f"{name} only"
 
 
-def describe(lc) -> str:
-    """The recipe of a LearningConfig in a few words."""
+def describe(lc, rc=None) -> str:
+    """The recipe of a LearningConfig (and how a RetrievalConfig embeds) in a few words."""
     parts = [f"{lc.augment} augment", _objective_name(lc), "CrossIA pairing" if lc.crossia else "SimView pairing"]
     if lc.domain_adversarial:
         parts.append("domain discriminator")
@@ -79,16 +82,18 @@ def describe(lc) -> str:
     if lc.recolour_oe_weight > 0 and lc.ce_weight > 0:
         parts.append(f"recolour OE {lc.recolour_oe_weight:g}")
     parts.append(f"lr {lc.base_lr:g}·bs/256, wd {lc.weight_decay:g}")
+    if rc is not None and rc.flip_tta:
+        parts.append("flip TTA")
     return ", ".join(parts)
 
 
 def variants() -> dict[str, dict[str, Any]]:
     """Name -> overrides, every one a delta from the current LearningConfig defaults."""
-    from ssl_nav.config import LearningConfig
+    from ssl_nav.config import LearningConfig, RetrievalConfig
 
     d = LearningConfig()
-    out: dict[str, dict[str, Any]] = {f"default: {describe(d)}": {}}
-    out["previous default: crossia augment, SimSiam + CE, monitor every epoch"] = dict(PREVIOUS_DEFAULT)
+    out: dict[str, dict[str, Any]] = {f"default: {describe(d, RetrievalConfig())}": {}}
+    out["previous default: crossia augment, SimSiam + CE, monitor every epoch, no flip TTA"] = dict(PREVIOUS_DEFAULT)
     for aug in ("instance", "crossia", "simsiam"):
         if aug != d.augment:
             out[f"augment {aug}"] = {"learning.augment": aug}
@@ -102,6 +107,8 @@ def variants() -> dict[str, dict[str, Any]]:
     out["recolour outlier exposure " + ("off" if d.recolour_oe_weight > 0 else "on (weight 0.5)")] = {
         "learning.recolour_oe_weight": 0.0 if d.recolour_oe_weight > 0 else 0.5}
     out["25 epochs (the demo preset's previous budget)"] = {"learning.epochs": 25}
+    flip = RetrievalConfig().flip_tta
+    out[f"flip TTA {'off' if flip else 'on'} (index and queries)"] = {"retrieval.flip_tta": not flip}
     out["CrossIA recipe: SimSiam + CE, lr 0.1·bs/32, wd 1.5e-6"] = {**OBJECTIVES["SimSiam + CE"], **CROSSIA_LR}
     out["SimView pairing + classifier on map ids" if d.crossia else "CrossIA pairing"] = {
         "learning.crossia": not d.crossia, "learning.ce_weight": 1.0}
@@ -113,16 +120,17 @@ _TIMING_ONLY = ("monitor_every", "checkpoint_every", "threads")
 
 
 def _distinct(vs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Drop variants that train exactly like an earlier one (e.g. ``augment crossia`` when the default differs
-    from the previous default only in the augmentation)."""
+    """Drop variants that train and embed exactly like an earlier one (e.g. ``augment crossia`` when the default
+    differs from the previous default only in the augmentation)."""
     import dataclasses
 
     from ssl_nav.config import PipelineConfig, apply_overrides
 
     seen, out = set(), {}
     for name, ov in vs.items():
-        lc = apply_overrides(PipelineConfig(), ov).learning
-        key = tuple(sorted((k, v) for k, v in dataclasses.asdict(lc).items() if k not in _TIMING_ONLY))
+        cfg = apply_overrides(PipelineConfig(), ov)
+        key = tuple(sorted((k, v) for k, v in dataclasses.asdict(cfg.learning).items() if k not in _TIMING_ONLY))
+        key += tuple(sorted(dataclasses.asdict(cfg.retrieval).items()))
         if key not in seen:
             seen.add(key)
             out[name] = ov
@@ -300,7 +308,7 @@ def run(quick: bool = False) -> list[dict]:
 #: seeds that chose nothing: the close calls of the ablation are re-checked on them
 HELD_OUT_SEEDS = (3, 4)
 #: variants whose 3-seed difference to the default is small or mixed
-HELD_OUT_VARIANTS = ("recolour outlier exposure off", "augment crossia")
+HELD_OUT_VARIANTS = ("recolour outlier exposure off", "augment crossia", "flip TTA off (index and queries)")
 
 
 def _held_out_rows(vs: dict[str, dict[str, Any]], default: str) -> list[dict]:

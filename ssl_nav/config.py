@@ -344,7 +344,8 @@ class RetrievalConfig:
     softmax_temperature: float = _f(0.05, "temperature of the sim_softmax open-set score", range=(1e-4, 10.0))
     min_query_px: int = _f(32, "query photos smaller than this on the shorter side are rejected as bad input",
                            range=(1, 4096))
-    flip_tta: bool = _f(False, "average embeddings with a horizontally flipped copy")
+    flip_tta: bool = _f(True, "average each image's embedding and logits with its mirror's (index views and "
+                                "queries; doubles embedding cost; BENCHMARKS.md ablation)")
     batch_size: int = _f(64, "embedding batch size", range=(1, 65536))
     image_size: int = _f(224, "embedding image size (px)", range=(16, 1024))
     standoff: float = _f(1.0, "goal distance from the instance centroid (m)", range=(0.0, 20.0))

@@ -37,7 +37,7 @@ def test_robot_views_by_default_user_photos_on_request(store, embedder, tmp_path
     low = {v["view_id"] for v in store.views(quality="low")}
     assert set(idx.view_ids()) == low and idx.ntotal == 4
     meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
-    assert meta["extra"]["embedding"] == {"image_size": 32, "flip_tta": False, "quality": "low"}
+    assert meta["extra"]["embedding"] == {"image_size": 32, "flip_tta": True, "quality": "low"}
     assert meta["extra"]["store"] == str(store.root.resolve()) and meta["model_spec"] == "mobilenet_v2"
     assert InstanceIndex.load(tmp_path / "idx").ntotal == 4
     every = build_index(store, embedder, CFG, quality="all", progress=False)  # in memory

@@ -32,7 +32,7 @@ def test_unit_norm_and_batch_invariant(encoder):
 def test_flip_tta(encoder):
     img = images(1, seed=1)[0][:, :40]
     sym = np.concatenate([img[:, :20], img[:, :20][:, ::-1]], axis=1)  # mirror-symmetric image
-    plain = Embedder(encoder, RetrievalConfig(image_size=32, device="cpu"))
+    plain = Embedder(encoder, RetrievalConfig(image_size=32, device="cpu", flip_tta=False))
     tta = Embedder(encoder, RetrievalConfig(image_size=32, device="cpu", flip_tta=True))
     np.testing.assert_allclose(plain.embed([sym]), tta.embed([sym]), atol=1e-4)
     a, b = plain.embed([img]), tta.embed([img])
@@ -48,7 +48,7 @@ def test_rejects_non_rgb(encoder):
 
 def test_encode_returns_the_raw_features_behind_the_unit_embedding(encoder):
     imgs = images(3, seed=2)
-    emb = Embedder(encoder, RetrievalConfig(image_size=32, device="cpu"))
+    emb = Embedder(encoder, RetrievalConfig(image_size=32, device="cpu", flip_tta=False))
     unit, raw = emb.encode(imgs)
     np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
     assert (np.linalg.norm(raw, axis=1) > 1.0).all()  # pooled ReLU features, not unit vectors

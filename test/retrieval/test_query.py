@@ -16,6 +16,7 @@ from ssl_nav.errors import RetrievalIndexError, SslNavError
 from ssl_nav.frames import write_png
 from ssl_nav.retrieval.index import InstanceIndex
 from ssl_nav.retrieval.build import build_index
+from ssl_nav.retrieval.embedder import Embedder
 from ssl_nav.retrieval.query import Retriever
 from ssl_nav.views.store import ViewStore
 
@@ -78,6 +79,22 @@ def test_build_and_query(setup):
     ans = Retriever.open(idx, strict).query(open_set_image(rng))
     assert not ans["in_map"] and "sim_softmax" in ans["reason"] and "< threshold 0.999 (uncalibrated)" in ans["reason"]
     assert ans["open_set"]["score"] == "sim_softmax" and ans["open_set"]["calibrated"] is False
+
+
+def test_queries_are_embedded_like_the_index_whatever_the_callers_config(setup, tmp_path):
+    """An index built without flip TTA (the default before it was on) is queried without it, at its image size:
+    a stored view's own image finds itself at cosine 1, which the caller's settings would not give."""
+    root, store, _, _ = setup
+    built = RetrievalConfig(image_size=SIZE, device="cpu", flip_tta=False)
+    build_index(store, "mobilenet_v2", built, tmp_path / "plain", progress=False)
+    caller = RetrievalConfig(image_size=2 * SIZE, device="cpu", flip_tta=True)
+    r = Retriever.open(tmp_path / "plain", caller)
+    view = store.views("3")[0]
+    img = store.load_image(view)
+    ans = r.query(img)
+    assert ans["matches"][0]["instance_id"] == "3" and ans["best_score"] == pytest.approx(1.0, abs=1e-4)
+    own, as_caller = (Embedder(r.embedder.encoder, c).embed([img])[0] for c in (built, caller))
+    assert float(own @ as_caller) < 0.999  # embedded at the caller's settings, it would not find itself at 1
 
 
 def test_reload_keeps_previous_index_on_corruption(setup, tmp_path):
