@@ -105,7 +105,7 @@ def _read_sections(path: Path) -> dict[str, str]:
     for line in path.read_text().splitlines(keepends=True):
         if line.startswith("## "):
             if current:
-                sections[current] = "".join(buf)
+                sections[current] = "".join(buf).rstrip() + "\n"
             current, buf = None, [line]
             continue
         if current is None and line.startswith("`python benchmarks/run.py --only "):
@@ -113,7 +113,7 @@ def _read_sections(path: Path) -> dict[str, str]:
         if buf:
             buf.append(line)
     if current:
-        sections[current] = "".join(buf)
+        sections[current] = "".join(buf).rstrip() + "\n"
     return sections
 
 
