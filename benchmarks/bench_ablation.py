@@ -2,8 +2,8 @@
 
 Every variant fine-tunes on the same per-seed scene (``benchmarks/experiments.py``: the demo preset, robot views
 indexed, user photos as training data only, queries from ``queries.jsonl`` with open-set negatives) and is
-evaluated against the ImageNet baseline. The variants are deltas from the current ``LearningConfig`` defaults,
-so the bench re-runs unchanged after a default or the simulator changes:
+evaluated against the ImageNet baseline. The variants are deltas from the current defaults (``LearningConfig``
+and ``RetrievalConfig.flip_tta``), so the bench re-runs unchanged after a default or the simulator changes:
 
 - the default, and the previous default (CrossIA augmentations with hue rotation and grayscale, SimSiam + CE,
   monitor every epoch, no flip TTA) as the reference for time and quality;
@@ -88,7 +88,7 @@ def describe(lc, rc=None) -> str:
 
 
 def variants() -> dict[str, dict[str, Any]]:
-    """Name -> overrides, every one a delta from the current LearningConfig defaults."""
+    """Name -> overrides, every one a delta from the current defaults."""
     from ssl_nav.config import LearningConfig, RetrievalConfig
 
     d = LearningConfig()
