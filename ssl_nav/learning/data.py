@@ -185,18 +185,22 @@ class ImageCache:
 
 #: RGB <-> YIQ (NTSC); a hue shift is a rotation of the (I, Q) chroma plane
 RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-YIQ2RGB = torch.linalg.inv(RGB2YIQ)
+_YIQ2RGB = torch.linalg.inv(RGB2YIQ)
+
+
+def hue_matrix(hue: float) -> torch.Tensor:
+    """The 3x3 matrix on RGB that turns hue by ``hue`` turns: a rotation of the YIQ chroma plane, luma kept."""
+    a = -2 * math.pi * hue  # sign chosen so that +hue turns red towards yellow, as in HSV
+    c, s = math.cos(a), math.sin(a)
+    rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return _YIQ2RGB @ rot @ RGB2YIQ
 
 
 def hue_rotate(x: torch.Tensor, hue: float) -> torch.Tensor:
     """Shift the hue of a float RGB image (3,H,W) in [0,1] by ``hue`` turns (ColorJitter's hue factor, in
-    [-0.5, 0.5]) as one 3x3 colour matrix: a rotation of the YIQ chroma plane. It is the linear counterpart
-    of torchvision's HSV hue shift (same angle, luma kept) and about 50x cheaper on CPU."""
-    a = -2 * math.pi * hue  # sign chosen so that +hue turns red towards yellow, as in HSV
-    c, s = math.cos(a), math.sin(a)
-    rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-    m = YIQ2RGB @ rot @ RGB2YIQ
-    return torch.einsum("ij,jhw->ihw", m, x).clamp_(0.0, 1.0)
+    [-0.5, 0.5]) as one 3x3 colour matrix (:func:`hue_matrix`). It is the linear counterpart of torchvision's
+    HSV hue shift (same angle, luma kept) and about 50x cheaper on CPU."""
+    return torch.einsum("ij,jhw->ihw", hue_matrix(hue), x).clamp_(0.0, 1.0)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

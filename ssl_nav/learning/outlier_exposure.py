@@ -24,7 +24,7 @@ import math
 import torch
 
 from ssl_nav.learning.backbones import IMAGENET_MEAN, IMAGENET_STD
-from ssl_nav.learning.data import RGB2YIQ, YIQ2RGB
+from ssl_nav.learning.data import RGB2YIQ, hue_matrix
 
 #: hue turn of a recoloured outlier, in turns: far from 0 (a lighting change) on both sides
 HUE_TURN = (1 / 6, 5 / 6)
@@ -40,9 +40,7 @@ def _colour_matrices(n: int, generator: torch.Generator) -> torch.Tensor:
     sat = torch.empty(n).uniform_(0.5, 1.0, generator=generator)
     out = torch.empty(n, 3, 3)
     for i in range(n):
-        a = -2 * math.pi * float(turn[i])
-        c, s = math.cos(a), math.sin(a)
-        rot = YIQ2RGB @ torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]) @ RGB2YIQ
+        rot = hue_matrix(float(turn[i]))
         tint = torch.tensor(colorsys.hsv_to_rgb(float(hue[i]), float(sat[i]), 1.0))
         gain = (1 - strength[i]) + strength[i] * tint
         out[i] = torch.diag(gain / (RGB2YIQ[0] @ gain)) @ rot  # the tint keeps luma: a colour change, not a dimming
