@@ -233,17 +233,26 @@ class LearningConfig:
     init_checkpoint: str | None = _f(None, "official SimSiam checkpoint or our model.pt to start from")
     trainable: str = _f("last", "which backbone parameters train: last stage (CrossIA), all, or heads only",
                         choices=("last", "all", "heads"))
-    objective: str = _f("moco", "self-supervised objective beside the instance classifier (none: classifier only)",
-                        choices=("simsiam", "simclr", "barlow", "moco", "none"))
+    objective: str = _f("simsiam", "self-supervised objective, each with its own recipe (ssl_nav/learning/objectives.py): "
+                        "simsiam (SimSiam with CrossIA pairing), moco (MoCo v2 as published), moco_masked (MoCo v2 "
+                        "whose negatives exclude the anchor's map instance: uses the map's ids), simclr, barlow "
+                        "(Barlow Twins), none (the instance classifier alone)",
+                        choices=("simsiam", "moco", "moco_masked", "simclr", "barlow", "none"))
     proj_dim: int = _f(2048, "SimSiam/SimCLR/Barlow projector output dimension (SimSiam: 2048)", range=(8, 16384))
     pred_hidden_dim: int = _f(512, "predictor bottleneck (SimSiam: 512)", range=(8, 16384))
     epochs: int = _f(20, "training epochs", range=(1, 100000))
     batch_size: int = _f(32, "batch size (CrossIA: 32)", range=(2, 65536))
     image_size: int = _f(224, "training / embedding image size (px)", range=(16, 1024))
-    base_lr: float = _f(0.05, "base learning rate; lr = base_lr * batch_size / 256", range=(0.0, 100.0))
+    base_lr: float = _f(-1.0, "base learning rate; lr = base_lr * batch_size / 256; -1 = the objective's recipe "
+                        "(simsiam: 0.8, i.e. CrossIA's 0.1 at batch 32)", range=(-1.0, 100.0))
     momentum: float = _f(0.9, "SGD momentum", range=(0.0, 1.0))
-    weight_decay: float = _f(1e-4, "SGD weight decay", range=(0.0, 1.0))
-    warmup_epochs: int = _f(1, "linear warm-up epochs before the cosine decay", range=(0, 100000))
+    weight_decay: float = _f(-1.0, "SGD weight decay; -1 = the objective's recipe (simsiam: 1.5e-6, CrossIA)",
+                             range=(-1.0, 1.0))
+    warmup_epochs: int = _f(-1, "linear warm-up epochs before the cosine decay; -1 = the objective's recipe",
+                            range=(-1, 100000))
+    head_warmup_epochs: int = _f(-1, "epochs at the start that train only the heads (projector, predictor, "
+                                 "classifier) with the backbone frozen; -1 = the objective's recipe",
+                                 range=(-1, 100000))
     fix_pred_lr: bool = _f(True, "keep the predictor's learning rate fixed (SimSiam)")
     augment: str = _f("instance", "augmentation recipe: instance (colour kept: no hue, no grayscale), CrossIA "
                       "(no crops), or SimSiam/MoCo-v2 (random crops)", choices=("instance", "crossia", "simsiam"))

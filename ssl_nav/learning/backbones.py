@@ -300,11 +300,11 @@ def load_imagenet_weights(backbone: Backbone, models: str | Path | None = None) 
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "fc."))}
-    _load_into(backbone.net, state, path, "backbone")
+    load_into(backbone.net, state, path, "backbone")
     return True
 
 
-def _load_into(module: nn.Module, state: dict[str, torch.Tensor], path: Path | str, part: str) -> None:
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: Path | str, part: str) -> None:
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -476,7 +476,7 @@ def load_encoder(spec: str | Path, device: str | torch.device = "cpu",
         if is_model_file(obj):
             obj = read_model(path)
             bb = Backbone(obj["backbone"])
-            _load_into(bb.net, backbone_state_from_model(obj), path, "backbone")
+            load_into(bb.net, backbone_state_from_model(obj), path, "backbone")
             enc = LoadedEncoder(bb, obj["backbone"], int(obj["embedding_dim"]), obj["content_hash"],
                                 image_size=int(obj.get("image_size", 224)),
                                 mean=tuple(obj.get("mean", IMAGENET_MEAN)), std=tuple(obj.get("std", IMAGENET_STD)),
@@ -488,7 +488,7 @@ def load_encoder(spec: str | Path, device: str | torch.device = "cpu",
             if name is None:
                 raise CheckpointError(f"{path}: encoder keys match none of the backbones {', '.join(BACKBONES)}")
             bb = Backbone(name)
-            _load_into(bb.net, bstate, path, "backbone")
+            load_into(bb.net, bstate, path, "backbone")
             enc = LoadedEncoder(bb, name, bb.dim, state_dict_hash(bb.net.state_dict()), source="simsiam-official")
     enc.backbone.to(device).eval()
     for p in enc.backbone.parameters():

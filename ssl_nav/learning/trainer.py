@@ -38,13 +38,10 @@ Run directory: ``model.pt`` (see :func:`ssl_nav.learning.backbones.save_model`),
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import io
 import json
 import math
 import os
-import random
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -56,24 +53,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_nav.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ssl_nav.atomic import atomic_write_json, atomic_write_text
 from ssl_nav.config import LearningConfig, PipelineConfig, to_dict
 from ssl_nav.device import resolve_device
 from ssl_nav.energy.meter import EnergyMeter, append_ledger
 from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
-from ssl_nav.learning.backbones import (Backbone, FrozenStem, backbone_state_from_model, build_backbone,
-                                        is_model_file, official_simsiam_parts, read_model, read_official_simsiam, safe_load,
-                                        save_model, _load_into)
+from ssl_nav.learning.backbones import Backbone, FrozenStem, build_backbone, save_model
+from ssl_nav.learning.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, load_init_checkpoint, rng_state,
+                                         save_checkpoint, seed_everything, set_rng_state)
 from ssl_nav.learning.crossia import DomainDiscriminator, InstanceClassifier
 from ssl_nav.learning.data import StoreViews
-from ssl_nav.learning.moco import (KeyQueue, MoCoProjectionHead, gather_from_ranks, info_nce_per_sample,
-                                   momentum_update, queue_size)
-from ssl_nav.learning.objectives import barlow_twins_loss, nt_xent_loss
+from ssl_nav.learning.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from ssl_nav.learning.moco import KeyQueue
+from ssl_nav.learning.objectives import ForwardOut, Objective, get_objective, instance_ce, resolve_recipe
 from ssl_nav.learning.outlier_exposure import outlier_exposure_loss, recolour
-from ssl_nav.learning.simsiam import (SimSiamPredictionHead, SimSiamProjectionHead, negative_cosine,
-                                      simsiam_loss_per_sample)
 
-CHECKPOINT_FORMAT = "ssl_nav.checkpoint/1"
 #: learning fields a resumed run must share with its checkpoint
 RESUME_KEYS = ("backbone", "trainable", "objective", "proj_dim", "pred_hidden_dim", "batch_size", "image_size",
                "crossia", "ce_weight", "domain_adversarial", "hard_views", "seed", "augment", "holdout_fraction",
@@ -85,52 +79,39 @@ RESUME_KEYS = ("backbone", "trainable", "objective", "proj_dim", "pred_hidden_di
 
 
 class FinetuneModel(nn.Module):
-    """Backbone + the objective's heads (+ CrossIA classifier, domain discriminator, MoCo key encoder).
+    """Backbone + the objective's heads (:mod:`ssl_nav.learning.objectives`) + CrossIA's instance classifier
+    (+ the optional domain discriminator).
 
-    ``objective``: ``simsiam`` (SimSiam projector + predictor), ``simclr`` / ``barlow`` (SimSiam projector),
-    ``moco`` (MoCo v2 MLP head, a momentum copy of backbone and head, a key queue of ``queue_len``), ``none``.
-    The classifier exists when ``ce_weight > 0`` and there are at least 2 instances.
+    The heads are attributes of the model, named as the official SimSiam code names them, so checkpoints load
+    unchanged: ``projector`` (SimSiam, SimCLR, Barlow Twins, MoCo's MLP head), ``predictor`` (SimSiam), and MoCo's
+    ``key_encoder`` and ``queue``. The classifier exists when ``ce_weight > 0`` and there are at least 2 instances.
     """
 
-    def __init__(self, backbone: Backbone, lc: LearningConfig, n_classes: int, queue_len: int = 0) -> None:
+    def __init__(self, backbone: Backbone, lc: LearningConfig, n_classes: int, n_train_views: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
-        self.objective = lc.objective
+        self.method: Objective = get_objective(lc.objective)
         self.projector: nn.Module | None = None
-        if lc.objective == "moco":
-            self.projector = MoCoProjectionHead(backbone.dim, lc.moco_dim)
-        elif lc.objective != "none":
-            self.projector = SimSiamProjectionHead(backbone.dim, lc.proj_dim)
-        self.predictor = SimSiamPredictionHead(lc.proj_dim, lc.pred_hidden_dim) if lc.objective == "simsiam" else None
-        self.classifier = InstanceClassifier(backbone.dim, n_classes) if lc.ce_weight > 0 and n_classes > 1 else None
-        self.discriminator = DomainDiscriminator(backbone.dim) if lc.domain_adversarial else None
+        self.predictor: nn.Module | None = None
         self.key_encoder: nn.Sequential | None = None
         self.queue: KeyQueue | None = None
+        self.method.build_heads(self, lc, n_train_views)
+        self.classifier = InstanceClassifier(backbone.dim, n_classes) if lc.ce_weight > 0 and n_classes > 1 else None
+        self.discriminator = DomainDiscriminator(backbone.dim) if lc.domain_adversarial else None
         #: the BatchNorm-folded copy of a frozen stem (:meth:`fuse_frozen_stem`); not a submodule, not saved
         self.frozen_stem: FrozenStem | None = None
-        if lc.objective == "moco":
-            self.key_encoder = nn.Sequential(copy.deepcopy(backbone), copy.deepcopy(self.projector))
-            self.key_encoder.requires_grad_(False)
-            self.queue = KeyQueue(max(2, queue_len), lc.moco_dim, lc.seed)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, outliers: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, outliers: torch.Tensor | None = None) -> ForwardOut:
         stem = self.frozen_stem or self.backbone.stem
         h1, h2 = stem(x1), stem(x2)
-        f1, f2 = self.backbone.head(h1), self.backbone.head(h2)
-        out = {"f1": f1, "f2": f2}
-        if outliers is not None and self.classifier is not None:  # outlier exposure (recoloured views)
-            out["c_out"] = self.classifier(self.backbone.head(stem(outliers)))
-        if self.projector is not None:
-            out["z1"], out["z2"] = self.projector(f1), self.projector(f2)
-        if self.predictor is not None:
-            out["p1"], out["p2"] = self.predictor(out["z1"]), self.predictor(out["z2"])
-        if self.key_encoder is not None:
-            out["k1"], out["k2"] = self.keys(x1, h1), self.keys(x2, h2)
+        out = ForwardOut(self.backbone.head(h1), self.backbone.head(h2))
+        self.method.project(self, out, x1, x2, h1, h2)
         if self.classifier is not None:
-            out["c1"], out["c2"] = self.classifier(f1), self.classifier(f2)
+            out.c1, out.c2 = self.classifier(out.f1), self.classifier(out.f2)
+            if outliers is not None:  # outlier exposure (recoloured views)
+                out.c_out = self.classifier(self.backbone.head(stem(outliers)))
         if self.discriminator is not None:
-            out["d1"], out["d2"] = self.discriminator(f1), self.discriminator(f2)
+            out.d1, out.d2 = self.discriminator(out.f1), self.discriminator(out.f2)
         return out
 
     @torch.no_grad()
@@ -163,14 +144,10 @@ class FinetuneModel(nn.Module):
         if self.key_encoder is not None:
             self.key_encoder.load_state_dict(nn.Sequential(self.backbone, self.projector).state_dict())
 
-    @torch.no_grad()
-    def after_step(self, out: dict[str, torch.Tensor], labels: torch.Tensor, momentum: float) -> None:
-        """MoCo, after the optimiser step: momentum update of the key encoder, enqueue the keys of all ranks."""
-        if self.key_encoder is None:
-            return
-        momentum_update(self.key_encoder, nn.Sequential(self.backbone, self.projector), momentum)
-        keys = gather_from_ranks(torch.cat([out["k1"], out["k2"]]).float())
-        self.queue.enqueue(keys, gather_from_ranks(torch.cat([labels, labels])))
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters outside the backbone: what a heads-only warm-up trains."""
+        own = {id(p) for p in self.backbone.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in own]
 
     def export_state(self) -> dict[str, torch.Tensor]:
         """What ``model.pt`` keeps: the encoder, the objective's heads and the instance classifier (its rows are
@@ -183,65 +160,39 @@ class FinetuneModel(nn.Module):
 # losses
 
 
-def pair_losses(out: dict[str, torch.Tensor], labels: torch.Tensor, lc: LearningConfig,
-                queue: KeyQueue | None = None) -> dict[str, torch.Tensor]:
-    """Per-pair (B,) terms: ``ssl`` (the objective's per-pair loss; SimCLR and Barlow Twins are batch losses, so
-    their per-pair term is -cos(z1, z2)) and ``ce`` (the mean cross-entropy of the two views)."""
-    terms: dict[str, torch.Tensor] = {}
-    if lc.objective == "simsiam":
-        terms["ssl"] = simsiam_loss_per_sample(out["p1"], out["p2"], out["z1"], out["z2"])
-    elif lc.objective == "moco":
-        t, qk, ql = lc.moco_temperature, queue.keys, queue.labels
-        terms["ssl"] = 0.5 * (info_nce_per_sample(out["z1"], out["k2"], qk, t, labels, ql)
-                              + info_nce_per_sample(out["z2"], out["k1"], qk, t, labels, ql))
-    elif "z1" in out:
-        terms["ssl"] = negative_cosine(out["z1"].float(), out["z2"].float())
-    if "c1" in out and lc.ce_weight > 0:
-        ce = lambda c: F.cross_entropy(c.float(), labels, reduction="none")  # noqa: E731
-        terms["ce"] = 0.5 * (ce(out["c1"]) + ce(out["c2"]))
-    return terms
-
-
-def hardness(out: dict[str, torch.Tensor], labels: torch.Tensor, lc: LearningConfig,
-             queue: KeyQueue | None = None) -> torch.Tensor:
+def hardness(model: FinetuneModel, out: ForwardOut, labels: torch.Tensor, lc: LearningConfig) -> torch.Tensor:
     """The per-pair training loss Hard View Selection ranks candidates by: objective + weighted cross-entropy."""
-    terms = pair_losses(out, labels, lc, queue)
     h = torch.zeros(len(labels), device=labels.device)
-    if "ssl" in terms:
-        h = h + terms["ssl"].float()
-    if "ce" in terms:
-        h = h + lc.ce_weight * terms["ce"]
+    ssl = model.method.pair_loss(model, out, labels, lc)
+    if ssl is not None:
+        h = h + ssl.float()
+    if out.c1 is not None and lc.ce_weight > 0:
+        h = h + lc.ce_weight * 0.5 * (instance_ce(out.c1, labels) + instance_ce(out.c2, labels))
     return h
 
 
-def total_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lc: LearningConfig,
-               queue: KeyQueue | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Objective + ``ce_weight`` x instance cross-entropy + ``recolour_oe_weight`` x outlier exposure on recoloured
-    views + ``domain_weight`` x domain loss, and the parts."""
-    terms = pair_losses(out, batch["label"], lc, queue)
+def total_loss(model: FinetuneModel, out: ForwardOut, batch: dict[str, torch.Tensor], lc: LearningConfig
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The objective's loss + ``ce_weight`` x instance cross-entropy + ``recolour_oe_weight`` x outlier exposure on
+    recoloured views + ``domain_weight`` x domain loss, and the parts."""
+    labels = batch["label"]
     parts: dict[str, torch.Tensor] = {}
-    loss = torch.zeros((), device=batch["label"].device)
-    if lc.objective == "simclr":
-        terms["ssl"] = nt_xent_loss(out["z1"], out["z2"], lc.temperature)
-    elif lc.objective == "barlow":
-        scale = 1.0 / out["z1"].shape[1] if lc.barlow_per_dimension else 1.0
-        terms["ssl"] = barlow_twins_loss(out["z1"], out["z2"], lc.barlow_lambda, scale=scale)
-    if "ssl" in terms:
-        parts["loss_ssl"] = terms["ssl"].mean()
-        loss = loss + parts["loss_ssl"]
-    if "ce" in terms:
-        parts["loss_ce"] = terms["ce"].mean()
-        loss = loss + lc.ce_weight * parts["loss_ce"]
-    if "c_out" in out:
-        parts["loss_oe"] = outlier_exposure_loss(out["c_out"])
-        loss = loss + lc.recolour_oe_weight * parts["loss_oe"]
-    if "d1" in out:
+    ssl = model.method.batch_loss(model, out, labels, lc)
+    if ssl is not None:
+        parts["loss_ssl"] = ssl
+    if out.c1 is not None and lc.ce_weight > 0:
+        parts["loss_ce"] = 0.5 * (instance_ce(out.c1, labels) + instance_ce(out.c2, labels)).mean()
+    if out.c_out is not None:
+        parts["loss_oe"] = outlier_exposure_loss(out.c_out)
+    if out.d1 is not None:
         dom = lambda d, y: F.cross_entropy(d.float(), y)  # noqa: E731
-        parts["loss_domain"] = 0.5 * (dom(out["d1"], batch["dom1"]) + dom(out["d2"], batch["dom2"]))
-        loss = loss + lc.domain_weight * parts["loss_domain"]
+        parts["loss_domain"] = 0.5 * (dom(out.d1, batch["dom1"]) + dom(out.d2, batch["dom2"]))
     if not parts:
         raise ConfigError("learning: nothing to train: objective is 'none' and there is no instance classifier "
                           "(ce_weight 0, or a store with a single instance)")
+    weights = {"loss_ssl": 1.0, "loss_ce": lc.ce_weight, "loss_oe": lc.recolour_oe_weight,
+               "loss_domain": lc.domain_weight}
+    loss = sum(weights[k] * v for k, v in parts.items())
     return loss, {k: v.detach() for k, v in parts.items()}
 
 
@@ -280,7 +231,7 @@ def select_hard_views(model: FinetuneModel, batch: dict[str, torch.Tensor], lc: 
     labels = batch["label"].repeat_interleave(n)
     with bn_stats_kept(model), autocast():
         out = model(x1.flatten(0, 1), x2.flatten(0, 1))
-        scores = hardness(out, labels, lc, model.queue).float().view(b, n)
+        scores = hardness(model, out, labels, lc).float().view(b, n)
     pick = scores.argmax(dim=1)
     rows = torch.arange(b, device=x1.device)
     return x1[rows, pick], x2[rows, pick], dom2[rows, pick]
@@ -299,128 +250,16 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
 
 
 def make_optimizer(model: FinetuneModel, lc: LearningConfig) -> tuple[torch.optim.SGD, float]:
+    """SGD over the objective's parameter groups, lr = ``base_lr * batch_size / 256``."""
     init_lr = lc.base_lr * lc.batch_size / 256
-    pred_ids = {id(p) for p in model.predictor.parameters()} if model.predictor is not None else set()
-    main = [p for p in model.parameters() if p.requires_grad and id(p) not in pred_ids]
-    groups = [{"params": main, "fix_lr": False}]
-    if pred_ids:
-        groups.append({"params": [p for p in model.predictor.parameters() if p.requires_grad],
-                       "fix_lr": lc.fix_pred_lr})
-    opt = torch.optim.SGD(groups, lr=init_lr, momentum=lc.momentum, weight_decay=lc.weight_decay)
-    return opt, init_lr
+    groups = [g for g in model.method.param_groups(model, lc) if g["params"]]
+    return torch.optim.SGD(groups, lr=init_lr, momentum=lc.momentum, weight_decay=lc.weight_decay), init_lr
 
 
 def set_lr(opt: torch.optim.Optimizer, init_lr: float, factor: float) -> float:
     for g in opt.param_groups:
         g["lr"] = init_lr if g.get("fix_lr") else init_lr * factor
     return init_lr * factor
-
-
-# ---------------------------------------------------------------------------------------------------------
-# RNG state, checkpoints
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state(legacy=False)
-    py = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                      "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                      "gauss": float(np_state["gauss"])},
-            "python": {"version": py[0], "state": list(py[1]), "gauss": py[2]}}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
-                                                               "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Read ``checkpoint.pt``; a corrupt or foreign file raises CheckpointError naming it."""
-    ckpt = safe_load(path, "checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an ssl_nav checkpoint (missing format '{CHECKPOINT_FORMAT}')")
-    for key in ("model", "optimizer", "epoch", "step", "rng", "sampler", "config"):
-        if key not in ckpt:
-            raise CheckpointError(f"{path}: missing key '{key}'")
-    return ckpt
-
-
-def load_init_checkpoint(model: FinetuneModel, spec: str) -> str:
-    """Start from an official SimSiam checkpoint or our model.pt: backbone always, heads when their shapes fit."""
-    path = Path(spec)
-    obj = safe_load(path, "init checkpoint")
-    if is_model_file(obj):
-        obj = read_model(path)
-        if obj["backbone"] != model.backbone.name:
-            raise ConfigError(f"learning.init_checkpoint: {path} is a {obj['backbone']} model, "
-                              f"but learning.backbone is {model.backbone.name}")
-        bstate = backbone_state_from_model(obj)
-        heads = {h: {k[len(h) + 1:]: v for k, v in obj["state_dict"].items() if k.startswith(h + ".")}
-                 for h in ("projector", "predictor")}
-        kind = "model.pt"
-    else:
-        bstate, proj, pred = official_simsiam_parts(read_official_simsiam(path), path)
-        heads, kind = {"projector": proj, "predictor": pred}, "official SimSiam checkpoint"
-    _load_into(model.backbone.net, bstate, path, "backbone")
-    loaded = ["backbone"]
-    for name, state in heads.items():
-        mod = getattr(model, name)
-        if mod is None or not state:
-            continue
-        own = mod.state_dict()
-        if set(own) == set(state) and all(own[k].shape == v.shape for k, v in state.items()):
-            mod.load_state_dict(state)
-            loaded.append(name)
-        else:
-            warnings.warn(f"{path}: {name} weights do not fit this objective's head; {name} starts fresh")
-    return f"{kind} ({', '.join(loaded)})"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# distributed
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-
-def _init_distributed(device_kind: str) -> _Dist:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), False)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    backend = "nccl" if device_kind == "cuda" else "gloo"
-    dist.init_process_group(backend=backend)
-    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -460,7 +299,7 @@ class Run:
     lc: LearningConfig
     store: Path
     run_dir: Path
-    dd: _Dist
+    dd: DistInfo
     device: torch.device
     data: TrainData
     model: FinetuneModel
@@ -471,6 +310,7 @@ class Run:
     total_steps: int
     warmup_steps: int
     init_from: str
+    head_warmup_steps: int = 0
     step: int = 0
     start_epoch: int = 0
     metrics: list[dict] = field(default_factory=list)
@@ -500,7 +340,7 @@ class Run:
         return self.run_dir / "metrics.jsonl"
 
 
-def prepare_data(store: Path, lc: LearningConfig, dd: _Dist, on_cuda: bool, progress: bool,
+def prepare_data(store: Path, lc: LearningConfig, dd: DistInfo, on_cuda: bool, progress: bool,
                  meter: EnergyMeter) -> TrainData:
     """Phase *data*: read the store, keep ``view_fraction`` of its robot views, split them, decode them into the
     cache (counted as images), build the loaders."""
@@ -539,8 +379,7 @@ def build_model(lc: LearningConfig, sv: StoreViews) -> tuple[FinetuneModel, str]
     """The seeded model: ImageNet (or random) backbone, heads, ``init_checkpoint`` when given."""
     seed_everything(lc.seed)
     backbone, imagenet = build_backbone(lc.backbone, pretrained=lc.pretrained)
-    qlen = queue_size(lc.moco_queue, len(sv.train), 2 * lc.batch_size) if lc.objective == "moco" else 0
-    model = FinetuneModel(backbone, lc, sv.n_classes, qlen)
+    model = FinetuneModel(backbone, lc, sv.n_classes, len(sv.train))
     if model.projector is None and model.classifier is None:
         raise ConfigError("learning.objective: 'none' trains only the instance classifier, which needs "
                           "learning.ce_weight > 0 and a store with at least 2 instances")
@@ -555,7 +394,7 @@ def build_model(lc: LearningConfig, sv: StoreViews) -> tuple[FinetuneModel, str]
     return model, init_from
 
 
-def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: _Dist, device: torch.device, progress: bool,
+def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: DistInfo, device: torch.device, progress: bool,
               meter: EnergyMeter) -> Run:
     """Set-up: data (phase *data*), model, optimiser, schedule (no resume yet)."""
     lc = cfg.learning
@@ -573,7 +412,8 @@ def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: _Dist, device: to
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                           else None)
     return Run(cfg, lc, store, out, dd, device, data, model, train_model, opt, init_lr, scaler,
-               total_steps=spe * lc.epochs, warmup_steps=spe * lc.warmup_epochs, init_from=init_from)
+               total_steps=spe * lc.epochs, warmup_steps=spe * lc.warmup_epochs, init_from=init_from,
+               head_warmup_steps=spe * lc.head_warmup_epochs)
 
 
 def resume_run(run: Run) -> bool:
@@ -623,13 +463,16 @@ def train_step(run: Run, batch: dict[str, torch.Tensor], should_stop: Callable[[
         outliers = recolour(x1, torch.Generator().manual_seed(run.lc.seed * 1_000_003 + run.step * 97 + run.dd.rank))
     with run.autocast():
         out = run.train_model(x1, x2, outliers)
-        loss, parts = total_loss(out, batch, run.lc, run.model.queue)
+        loss, parts = total_loss(run.model, out, batch, run.lc)
     loss_v, stop = reduce_and_check(run, loss, should_stop)  # raises on a non-finite loss, before the step
     run.opt.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
+    if run.step < run.head_warmup_steps:  # heads-only warm-up: the backbone gets no update (nor weight decay)
+        for p in run.model.backbone.parameters():
+            p.grad = None
     run.scaler.step(run.opt)
     run.scaler.update()
-    run.model.after_step(out, batch["label"], run.lc.moco_momentum)
+    run.model.method.after_step(run.model, out, batch["label"], run.lc)
     run.step += 1
     return StepResult(loss_v, parts, x1.shape[0], stop)
 
@@ -669,12 +512,8 @@ def reduce_and_check(run: Run, loss: torch.Tensor, should_stop: Callable[[], boo
     """The loss averaged over ranks and whether any rank asked to stop; a non-finite loss raises TrainingError."""
     stop_local = float(bool(should_stop and should_stop()))
     red = torch.stack([loss.detach().float(), torch.tensor(stop_local, device=loss.device)])
-    if run.dd.active:
-        import torch.distributed as dist
-
-        dist.all_reduce(red)
-        red[0] /= run.dd.world
-    loss_v = float(red[0])
+    all_reduce_sum(run.dd, red)
+    loss_v = float(red[0]) / run.dd.world
     if not math.isfinite(loss_v):
         raise TrainingError(f"non-finite loss ({loss_v}) at step {run.step + 1}: lower learning.base_lr "
                             f"(now {run.lc.base_lr}) or check the views in {run.store}")
@@ -792,13 +631,6 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _barrier(run: Run) -> None:
-    if run.dd.active:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume: bool = False, progress: bool = True,
              on_epoch: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
              ledger: str | Path | None = None) -> FinetuneResult:
@@ -812,9 +644,10 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
     covers the whole fine-tune in phases ``data``, ``train``, ``monitor``, ``checkpoint`` (and ``other``:
     model building, start-up); ``energy.json`` and the ledger line are written after it closes.
     """
+    cfg = dataclasses.replace(cfg, learning=resolve_recipe(cfg.learning))  # the objective's recipe where left at -1
     lc = cfg.learning
     out = Path(out)
-    dd = _init_distributed("cuda" if lc.device == "cuda" or (lc.device == "auto" and torch.cuda.is_available())
+    dd = init_distributed("cuda" if lc.device == "cuda" or (lc.device == "auto" and torch.cuda.is_available())
                            else "cpu")
     try:
         t_start = time.monotonic()
@@ -857,10 +690,7 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
         summary = _summary(run, status, time.monotonic() - t_start, train_s, images, energy, model_hash)
         return FinetuneResult(run.run_dir, model_path, run.metrics, energy, summary, run.model)
     finally:
-        if dd.owns_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        shutdown(dd)
 
 
 @contextlib.contextmanager
@@ -896,7 +726,7 @@ def _epochs(run: Run, meter: EnergyMeter, on_epoch, should_stop, bar) -> tuple[s
                 if (epoch + 1) % lc.checkpoint_every == 0 or last:
                     write_checkpoint(run, epoch + 1)
         run.metrics.append(line)
-        _barrier(run)
+        barrier(run.dd)
         if on_epoch is not None and run.is_main:
             on_epoch(line)
     return "completed", train_s, images

@@ -77,7 +77,7 @@ def test_keys_from_the_shared_frozen_stem_equal_a_full_key_encoder_pass(learning
 
     lc = learning_config(objective="moco", moco_dim=16, trainable="last").learning
     torch.manual_seed(0)
-    model = FinetuneModel(Backbone("resnet18"), lc, n_classes=3, queue_len=8)
+    model = FinetuneModel(Backbone("resnet18"), lc, n_classes=3, n_train_views=8)
     model.backbone.set_trainable("last")
     model.sync_key_encoder()
     model.key_encoder[0].set_trainable("last")

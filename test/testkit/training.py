@@ -20,7 +20,7 @@ def sgd_steps(model, lc, x1, x2, batch, n: int, lr: float = 0.05) -> list[dict]:
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
     parts = []
     for _ in range(n):
-        loss, p = total_loss(model(x1, x2), batch, lc)
+        loss, p = total_loss(model, model(x1, x2), batch, lc)
         parts.append({k: float(v) for k, v in p.items()})
         opt.zero_grad()
         loss.backward()

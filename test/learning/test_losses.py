@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_nav.learning.objectives import barlow_twins_loss, nt_xent_loss
+from ssl_nav.learning.barlow import barlow_twins_loss
+from ssl_nav.learning.simclr import nt_xent_loss
 
 
 def test_nt_xent_matches_a_hand_computation():
