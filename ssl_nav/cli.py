@@ -18,6 +18,7 @@ import sys
 import ssl_nav.commands as pkg
 from ssl_nav import __version__
 from ssl_nav.errors import SslNavError
+from ssl_nav.learning.catalog import describe
 
 
 def command_modules() -> list:
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssl-nav",
         description="Find a specific object from a photo: map instances, collect multi-view crops, "
-                    "fine-tune SimSiam/CrossIA, and retrieve instances with a FAISS index.",
+                    f"fine-tune an encoder on them (default: {describe()}), and retrieve instances with a FAISS "
+                    "index.",
     )
     parser.add_argument("--version", action="version", version=f"ssl-nav {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

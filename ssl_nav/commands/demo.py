@@ -3,7 +3,7 @@
   ssl-nav demo [--out out/demo] [--quick] [--seed N] [--config YAML]
 
 Simulate a room with fixed seeds, map it, collect multi-view crops, add user photos, fine-tune the backbone
-(SimSiam + CrossIA), index the store's robot views (the user photos are training data) with the ImageNet
+(``learning.objective``; ``ssl-nav demo --help`` prints the default), index the store's robot views (the user photos are training data) with the ImageNet
 baseline and with the fine-tuned backbone, and evaluate the episodes' goal images on both; the last rows give
 top-1 and open-set AUROC with the user photos indexed too. Prints baseline vs fine-tuned top-1, mAP and
 open-set AUROC, the energy record and the time per stage; writes OUT/report.json, OUT/report.png, the model
@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 
 from ssl_nav.commands import add_config_argument
+from ssl_nav.learning.catalog import describe
 
 NAME = "demo"
-HELP = "run the whole pipeline on the embedded simulator and print baseline vs fine-tuned"
+HELP = f"run the whole pipeline on the embedded simulator and print baseline vs fine-tuned ({describe()})"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,6 @@
-"""Fine-tune the instance encoder on a ViewStore (SimSiam + CrossIA), metered for energy.
+"""Fine-tune the instance encoder on a ViewStore with a self-supervised objective and CrossIA's instance
+classifier and pairing, metered for energy. The objective is ``learning.objective`` (``--objective``), each
+with its own recipe (lr, weight decay, warm-up: ``-1`` in the configuration takes it; docs/finetuning.md).
 
   ssl-nav finetune --store STORE --out RUN [--config YAML] [--resume] [--device auto|cpu|cuda]
                    [--backbone NAME] [--epochs N] [--batch-size N] [--image-size PX] [--objective NAME]
@@ -20,9 +22,11 @@ import os
 from pathlib import Path
 
 from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.config import LearningConfig
+from ssl_nav.learning.catalog import TITLES, describe
 
 NAME = "finetune"
-HELP = "fine-tune the SimSiam/CrossIA encoder on a view store (writes model.pt, metrics, energy)"
+HELP = f"fine-tune the encoder on a view store (default: {describe()}; writes model.pt, metrics, energy)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="overrides learning.epochs")
     p.add_argument("--batch-size", type=int, default=None, help="overrides learning.batch_size (global, all ranks)")
     p.add_argument("--image-size", type=int, default=None, help="overrides learning.image_size")
-    p.add_argument("--objective", default=None, help="overrides learning.objective (simsiam, simclr, barlow, moco, none)")
+    p.add_argument("--objective", default=None, choices=tuple(TITLES),
+                   help=f"overrides learning.objective (default {LearningConfig().objective}), with that "
+                        "objective's recipe unless the configuration sets base_lr, weight_decay or the warm-ups")
     p.add_argument("--ledger", default=None,
                    help="energy ledger to append to (default: energy.ledger next to OUT); 'none' to skip")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

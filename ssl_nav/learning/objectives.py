@@ -40,6 +40,7 @@ from torch import nn
 from ssl_nav.config import LearningConfig
 from ssl_nav.errors import ConfigError
 from ssl_nav.learning.barlow import barlow_twins_loss
+from ssl_nav.learning.catalog import TITLES
 from ssl_nav.learning.moco import (KeyQueue, MoCoProjectionHead, gather_from_ranks, info_nce_per_sample,
                                    momentum_update, queue_size)
 from ssl_nav.learning.simclr import nt_xent_loss
@@ -90,7 +91,7 @@ class Objective:
     """Base class: no heads, no loss (``none``). Subclasses override what their method changes."""
 
     name: ClassVar[str] = "none"
-    title: ClassVar[str] = "instance classifier only"
+    title: ClassVar[str] = TITLES["none"]
     uses_labels: ClassVar[bool] = False
     recipe: ClassVar[Recipe] = Recipe(base_lr=0.05, weight_decay=1e-4, source="ssl_nav's CE-only recipe")
 
@@ -124,7 +125,7 @@ class Objective:
 class SimSiam(Objective):
     """SimSiam (Chen & He, arXiv 2011.10566) with CrossIA's recipe (arXiv 2404.09645)."""
 
-    name, title = "simsiam", "SimSiam"
+    name, title = "simsiam", TITLES["simsiam"]
     recipe = Recipe(base_lr=0.8, weight_decay=1.5e-6, source="CrossIA's code: lr 0.1 at batch 32, wd 1.5e-6")
 
     def build_heads(self, model, lc, n_train_views):
@@ -148,7 +149,7 @@ class SimSiam(Objective):
 class MoCoV2(Objective):
     """MoCo v2 (He et al., arXiv 1911.05722; Chen et al., arXiv 2003.04297), as published: no labels."""
 
-    name, title = "moco", "MoCo v2"
+    name, title = "moco", TITLES["moco"]
     recipe = Recipe(base_lr=0.03, weight_decay=1e-4, source="MoCo v2: lr 0.03 at batch 256, wd 1e-4")
 
     def build_heads(self, model, lc, n_train_views):
@@ -183,7 +184,7 @@ class MoCoMasked(MoCoV2):
     ids as labels, so it is a label-aware contrastive loss, not MoCo v2 (compare the false-negative elimination
     of Huynh et al., arXiv 2011.11765, with the ids known instead of guessed)."""
 
-    name, title, uses_labels = "moco_masked", "MoCo v2 + instance-id masking (uses map ids)", True
+    name, title, uses_labels = "moco_masked", TITLES["moco_masked"], True
     recipe = Recipe(base_lr=0.05, weight_decay=1e-4, source="ssl_nav's default before SimSiam trained")
 
     def _masks(self, labels, model):
@@ -193,7 +194,7 @@ class MoCoMasked(MoCoV2):
 class SimCLR(Objective):
     """SimCLR's NT-Xent (Chen et al., arXiv 2002.05709) on the SimSiam projector, a batch loss."""
 
-    name, title = "simclr", "SimCLR"
+    name, title = "simclr", TITLES["simclr"]
     recipe = Recipe(base_lr=0.3, weight_decay=1e-6, source="SimCLR: lr 0.3 at batch 256, wd 1e-6 (SGD, not LARS)")
 
     def build_heads(self, model, lc, n_train_views):
@@ -212,7 +213,7 @@ class SimCLR(Objective):
 class BarlowTwins(SimCLR):
     """Barlow Twins (Zbontar et al., arXiv 2103.03230) on the SimSiam projector, a batch loss."""
 
-    name, title = "barlow", "Barlow Twins"
+    name, title = "barlow", TITLES["barlow"]
     recipe = Recipe(base_lr=0.2, weight_decay=1.5e-6, source="Barlow Twins: lr 0.2 (weights), wd 1.5e-6 (SGD)")
 
     def batch_loss(self, model, out, labels, lc):
@@ -236,14 +237,6 @@ def resolve_recipe(lc: LearningConfig) -> LearningConfig:
     """``lc`` with every recipe field left at -1 (any negative value) set from its objective's :class:`Recipe`."""
     recipe = get_objective(lc.objective).recipe
     return dataclasses.replace(lc, **{f: getattr(recipe, f) for f in RECIPE_FIELDS if getattr(lc, f) < 0})
-
-
-def describe(lc: LearningConfig) -> str:
-    """The objective in words, with the classifier when it trains: 'SimSiam + instance CE', 'MoCo v2 only'."""
-    obj = OBJECTIVES[lc.objective]
-    if obj is Objective:
-        return "instance classifier (CE) only"
-    return f"{obj.title} + instance CE" if lc.ce_weight > 0 else f"{obj.title} only"
 
 
 def instance_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

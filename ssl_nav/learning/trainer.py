@@ -1,14 +1,17 @@
 """``finetune``: fine-tuning of an instance encoder on a ViewStore (docs/finetuning.md).
 
-Recipe (CrossIA, arXiv 2404.09645; SimSiam, arXiv 2011.10566; SimView, arXiv 2404.09647; MoCo v2,
-arXiv 2003.04297):
+Recipe (SimSiam, arXiv 2011.10566, with CrossIA, arXiv 2404.09645, on SimView's views, arXiv 2404.09647):
 
-- SGD, momentum 0.9, weight decay 1e-4, lr = ``base_lr * batch_size / 256`` (``batch_size`` is the global
-  batch across DDP ranks); linear warm-up for ``warmup_epochs`` then cosine decay to 0, set every step; the
-  SimSiam predictor keeps the initial lr when ``fix_pred_lr`` (SimSiam §4.1).
-- Loss: CrossIA's instance cross-entropy on the backbone features of both views (weight ``ce_weight``), plus a
-  self-supervised objective on the projections (``objective``: SimSiam, SimCLR, Barlow Twins, MoCo v2, or none),
-  plus outlier exposure on recoloured copies of the anchor views (weight ``recolour_oe_weight``,
+- The objective (``learning.objective``) is one class of :mod:`ssl_nav.learning.objectives`: its heads, losses,
+  parameter groups, after-step hook and its :class:`~ssl_nav.learning.objectives.Recipe`, which fills
+  ``base_lr``, ``weight_decay``, ``warmup_epochs`` and ``head_warmup_epochs`` where the configuration leaves -1
+  (:func:`~ssl_nav.learning.objectives.resolve_recipe`; ``model.pt`` records the values that ran).
+- SGD, momentum 0.9, lr = ``base_lr * batch_size / 256`` (``batch_size`` is the global batch across DDP ranks);
+  linear warm-up for ``warmup_epochs`` then cosine decay to 0, set every step; the SimSiam predictor keeps the
+  initial lr when ``fix_pred_lr`` (SimSiam §4.1). For the first ``head_warmup_epochs`` only the heads train
+  (projector, predictor, classifier): the backbone's gradients are dropped before each step.
+- Loss: the objective's loss on the projections, plus CrossIA's instance cross-entropy on the backbone features of
+  both views (weight ``ce_weight``), plus outlier exposure on recoloured copies of the anchor views (weight ``recolour_oe_weight``,
   :mod:`ssl_nav.learning.outlier_exposure`), plus the optional LQ/HQ domain loss behind gradient reversal.
 - Hard View Selection (arXiv 2310.03940): with ``hard_views = N > 1`` each anchor gets N candidate pairs; the
   current model scores them in train mode, without gradient and with its BatchNorm statistics restored

@@ -1,7 +1,8 @@
-"""``finetuner``: on-robot SimSiam / CrossIA fine-tuning on the collected views, energy-metered.
+"""``finetuner``: on-robot fine-tuning on the collected views, energy-metered.
 
-Runs :func:`ssl_nav.learning.trainer.finetune` (the function behind ``ssl-nav finetune``; SimSiam, Chen & He,
-arXiv 2011.10566, with CrossIA pairing and classifier, Sakaguchi et al., arXiv 2404.09645) in a worker thread
+Runs :func:`ssl_nav.learning.trainer.finetune` (the function behind ``ssl-nav finetune``; by default SimSiam,
+Chen & He, arXiv 2011.10566, with CrossIA pairing and classifier, Sakaguchi et al., arXiv 2404.09645: the
+``learning.objective`` parameter picks another objective of :mod:`ssl_nav.learning.objectives`) in a worker thread
 off the executor, so the node answers ``~/start`` / ``~/cancel`` while it trains.
 
 - ``~/start`` (Trigger): start a run on DATA/store into DATA/runs/<run_id>; refused while one runs or when the
