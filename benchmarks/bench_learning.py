@@ -67,10 +67,11 @@ class _Trainer:
         import torch
 
         from ssl_nav.energy.meter import EnergyMeter
-        from ssl_nav.learning.trainer import _Dist, setup_run
+        from ssl_nav.learning.distributed import DistInfo
+        from ssl_nav.learning.trainer import setup_run
 
         self.meter = EnergyMeter(cfg.energy).__enter__()
-        self.run = setup_run(store, out, cfg, _Dist(), torch.device("cpu"), False, self.meter)
+        self.run = setup_run(store, out, cfg, DistInfo(), torch.device("cpu"), False, self.meter)
         if cfg.learning.fuse_frozen_stem:
             self.run.model.fuse_frozen_stem(torch.channels_last if self.run.channels_last else torch.contiguous_format)
         self.epoch = 0
@@ -165,7 +166,7 @@ class _Bare:
         t = time.perf_counter()
         for _ in range(self.steps):
             out = run.train_model(self.x1, self.x2)
-            loss, _ = total_loss(out, self.batch, run.lc)
+            loss, _ = total_loss(run.model, out, self.batch, run.lc)
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
             run.opt.step()

@@ -58,6 +58,8 @@ def _fmt(v, spec: str = ".4f") -> str:
 def summary_table(s: dict) -> str:
     rows = [
         ("status", s["status"]),
+        ("objective", f"{s['objective']}: lr {_fmt(s['lr'], 'g')}, weight decay {_fmt(s['weight_decay'], 'g')}, "
+                      f"warm-up {s['warmup_epochs']} epoch(s), heads-only warm-up {s['head_warmup_epochs']}"),
         ("epochs", f"{s['epochs_done']}/{s['epochs']}"),
         ("time", f"{s['wall_s']:.1f} s (training {s['train_s']:.1f} s)"),
         ("images/s", _fmt(s["images_per_s"], ".1f")),

@@ -62,6 +62,7 @@ from ssl_nav.device import resolve_device
 from ssl_nav.energy.meter import EnergyMeter, append_ledger
 from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
 from ssl_nav.learning.backbones import Backbone, FrozenStem, build_backbone, save_model
+from ssl_nav.learning.catalog import describe
 from ssl_nav.learning.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, load_init_checkpoint, rng_state,
                                          save_checkpoint, seed_everything, set_rng_state)
 from ssl_nav.learning.crossia import DomainDiscriminator, InstanceClassifier
@@ -399,7 +400,9 @@ def build_model(lc: LearningConfig, sv: StoreViews) -> tuple[FinetuneModel, str]
 
 def setup_run(store: Path, out: Path, cfg: PipelineConfig, dd: DistInfo, device: torch.device, progress: bool,
               meter: EnergyMeter) -> Run:
-    """Set-up: data (phase *data*), model, optimiser, schedule (no resume yet)."""
+    """Set-up: data (phase *data*), model, optimiser, schedule (no resume yet). The objective's recipe fills the
+    learning fields left at -1 (:func:`~ssl_nav.learning.objectives.resolve_recipe`); ``run.cfg`` holds the result."""
+    cfg = dataclasses.replace(cfg, learning=resolve_recipe(cfg.learning))
     lc = cfg.learning
     with meter.phase("data"):
         data = prepare_data(store, lc, dd, device.type == "cuda", progress, meter)
@@ -647,7 +650,6 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
     covers the whole fine-tune in phases ``data``, ``train``, ``monitor``, ``checkpoint`` (and ``other``:
     model building, start-up); ``energy.json`` and the ledger line are written after it closes.
     """
-    cfg = dataclasses.replace(cfg, learning=resolve_recipe(cfg.learning))  # the objective's recipe where left at -1
     lc = cfg.learning
     out = Path(out)
     dd = init_distributed("cuda" if lc.device == "cuda" or (lc.device == "auto" and torch.cuda.is_available())
@@ -739,7 +741,9 @@ def _summary(run: Run, status: str, wall_s: float, train_s: float, images: int, 
              model_hash: str | None) -> dict:
     last = run.metrics[-1] if run.metrics else {}
     monitored = next((m for m in reversed(run.metrics) if "eff_rank" in m), {})
-    return {"status": status, "run_dir": str(run.run_dir), "epochs": run.lc.epochs, "epochs_done": len(run.metrics),
+    return {"status": status, "run_dir": str(run.run_dir), "objective": describe(run.lc), "lr": run.init_lr,
+            "weight_decay": run.lc.weight_decay, "warmup_epochs": run.lc.warmup_epochs,
+            "head_warmup_epochs": run.lc.head_warmup_epochs, "epochs": run.lc.epochs, "epochs_done": len(run.metrics),
             "wall_s": round(wall_s, 2),
             "train_s": round(train_s, 2), "images": images, "images_per_s": (images / train_s) if train_s > 0 else None,
             "final_loss": last.get("loss"), "emb_std_sqrt_d": monitored.get("emb_std_sqrt_d"),
