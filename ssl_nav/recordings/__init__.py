@@ -11,3 +11,30 @@ from ssl_nav.errors import FormatError
 
 class RecordingError(FormatError):
     """A recording (bag, TUM sequence) cannot be converted; the message names the file, topic or frame."""
+
+
+def convert_recording(kind: str, source, out_dir, cfg, progress: bool = False) -> dict:
+    """Convert a recording (``kind`` ``bag`` or ``tum``) into a new frames directory ``out_dir``.
+
+    Returns the conversion summary (``frames``, ``images``, ``skipped`` by reason, ``examples``). On any error
+    ``out_dir`` is removed, so nothing is left behind.
+    """
+    import shutil
+    from pathlib import Path
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FormatError(f"{out}: exists and is not empty; the converted frames directory must be new")
+    try:
+        if kind == "bag":
+            from ssl_nav.recordings.bag import bag_to_frames_dir
+
+            return bag_to_frames_dir(source, out, cfg, progress)
+        if kind == "tum":
+            from ssl_nav.recordings.tum import tum_to_frames_dir
+
+            return tum_to_frames_dir(source, out, cfg)
+        raise ValueError(f"unknown recording kind {kind!r}")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise

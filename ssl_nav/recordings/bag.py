@@ -82,7 +82,10 @@ class BagScan:
     depth: list[_Image] = field(default_factory=list)
     mask: list[_Image] = field(default_factory=list)
     infos: list[tuple[float, np.ndarray, int, int]] = field(default_factory=list)  #: (stamp, K, w, h)
-    tree: TransformTree = field(default_factory=TransformTree)
+    tree: TransformTree = field(default_factory=TransformTree)  #: /tf + /tf_static (only /tf_static with a pose topic)
+    pose_tree: TransformTree | None = None  #: the pose topic's poses (recordings.pose_source: topic)
+    pose_frames: tuple[str, str] = ("", "")  #: (parent, child) of the pose topic's poses
+    world_frame: str = "map"
     camera_frame: str = ""
     image_size: tuple[int, int] | None = None  #: (h, w) of raw colour images
     messages: int = 0
@@ -203,7 +206,8 @@ def scan_bag(bag: BagReader, cfg: PipelineConfig, progress: bool = False) -> Bag
     topics = {rc.rgb_topic, rc.depth_topic, rc.camera_info_topic} | pose_topics
     if use_mask:
         topics.add(rc.instance_topic)
-    pending_poses: list[tuple[str, str, float, np.ndarray]] = []
+    pending_poses: list[tuple[str, str, float, np.ndarray, bool]] = []
+    pending_topic: list[tuple[str, str, float, np.ndarray]] = []
     depth_size = None
     bar = _bar(progress, bag.message_count, "scan bag")
     for topic, msg in bag.messages(topics):
@@ -252,7 +256,7 @@ def scan_bag(bag: BagReader, cfg: PipelineConfig, progress: bool = False) -> Bag
                 parent, child, T = _pose_of(msg, pose_t)
             except MessageError:
                 continue
-            pending_poses.append((parent, child, _stamp(msg.header), T, False))
+            pending_topic.append((parent, child, _stamp(msg.header), T))
     if bar is not None:
         bar.close()
     if not scan.rgb:
@@ -269,16 +273,32 @@ def scan_bag(bag: BagReader, cfg: PipelineConfig, progress: bool = False) -> Bag
     if not scan.camera_frame:
         raise RecordingError(f"{path}: topic {rc.rgb_topic!r} has an empty header.frame_id; set "
                              f"recordings.camera_frame")
+    scan.world_frame = rc.world_frame
     try:
         for parent, child, s, T, static in pending_poses:
-            scan.tree.add(parent, child or scan.camera_frame, s, T, static=static)
+            scan.tree.add(parent, child, s, T, static=static)
+        if rc.pose_source == "topic":
+            if not pending_topic:
+                raise RecordingError(f"{path}: topic {rc.pose_topic!r} holds no usable pose")
+            parent, child = pending_topic[0][0].lstrip("/"), (pending_topic[0][1] or scan.camera_frame).lstrip("/")
+            scan.pose_frames = (parent, child)
+            scan.pose_tree = TransformTree(tolerance=cfg.ros.sync_tolerance_s)
+            for _p, _c, s, T in pending_topic:
+                scan.pose_tree.add(parent, child, s, T)
     except ValueError as e:
         raise RecordingError(f"{path}: transforms: {e}") from None
-    if not scan.tree.can_connect(rc.world_frame, scan.camera_frame):
+    if scan.pose_tree is None:
+        joined = scan.tree.can_connect(rc.world_frame, scan.camera_frame)
+    else:
+        parent, child = scan.pose_frames
+        joined = (parent == rc.world_frame or scan.tree.can_connect(rc.world_frame, parent)) and (
+            child == scan.camera_frame or scan.tree.can_connect(child, scan.camera_frame))
+    if not joined:
         src = "/tf + /tf_static" if rc.pose_source == "tf" else f"{rc.pose_topic} + /tf_static"
+        seen = set(scan.tree.frames) | ({f for f in scan.pose_frames if f} if scan.pose_tree is not None else set())
         raise RecordingError(f"{path}: no chain of transforms in {src} joins the world frame {rc.world_frame!r} "
                              f"and the camera frame {scan.camera_frame!r}; frames seen: "
-                             f"{', '.join(scan.tree.frames) or 'none'} (recordings.world_frame, "
+                             f"{', '.join(sorted(seen)) or 'none'} (recordings.world_frame, "
                              f"recordings.camera_frame)")
     return scan
 
@@ -387,7 +407,7 @@ def iter_bag_frames(path: str | os.PathLike, cfg: PipelineConfig, progress: bool
                                      f"{mask.shape[0]} but colour is {rgb.shape[1]}x{rgb.shape[0]}")
             s = rgb_stamps[r]
             try:
-                T_world_cam = scan.tree.lookup(rc.world_frame, scan.camera_frame, s)
+                T_world_cam = camera_pose(scan, s)
             except LookupError as e:
                 yield skip(r, f"no pose at the image stamp ({_first_clause(str(e))})")
                 continue
@@ -408,6 +428,19 @@ def iter_bag_frames(path: str | os.PathLike, cfg: PipelineConfig, progress: bool
             yield frame
         if bar is not None:
             bar.close()
+
+
+def camera_pose(scan: BagScan, t: float) -> np.ndarray:
+    """``T_world_cam`` at ``t``: the transform chain, or the pose topic chained with /tf_static."""
+    if scan.pose_tree is None:
+        return scan.tree.lookup(scan.world_frame, scan.camera_frame, t)
+    parent, child = scan.pose_frames
+    T = scan.pose_tree.lookup(parent, child, t)
+    if parent != scan.world_frame:
+        T = scan.tree.lookup(scan.world_frame, parent, t) @ T
+    if child != scan.camera_frame:
+        T = T @ scan.tree.lookup(child, scan.camera_frame, t)
+    return T
 
 
 def _first_clause(msg: str) -> str:
