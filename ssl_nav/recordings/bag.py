@@ -109,7 +109,8 @@ class BagReader:
             raise RecordingError(f"{self.path}: not a rosbag2 recording ({e})") from None
         except _errors() as e:
             raise RecordingError(f"{self.path}: cannot open the bag: truncated or corrupt? "
-                                 f"({type(e).__name__}: {e})") from None
+                                 f"({type(e).__name__}: {e}; a recording cut by a crash can often be repaired "
+                                 f"with `ros2 bag reindex` or `mcap recover`)") from None
         self.topics = {c.topic: c.msgtype for c in self.reader.connections}
 
     def close(self) -> None:
