@@ -260,6 +260,14 @@ def scan_bag(bag: BagReader, cfg: PipelineConfig, progress: bool = False) -> Bag
             pending_topic.append((parent, child, _stamp(msg.header), T))
     if bar is not None:
         bar.close()
+    _finish_scan(scan, cfg, pending_poses, pending_topic, depth_size)
+    return scan
+
+
+def _finish_scan(scan: BagScan, cfg: PipelineConfig, pending_poses: list, pending_topic: list,
+                 depth_size: tuple[int, int] | None) -> None:
+    """The checks after pass 1 (empty topics, sizes, camera frame) and the transform trees."""
+    rc, path = cfg.recordings, scan.path
     if not scan.rgb:
         raise RecordingError(f"{path}: topic {rc.rgb_topic!r} holds no messages")
     if not scan.depth:
@@ -301,7 +309,6 @@ def scan_bag(bag: BagReader, cfg: PipelineConfig, progress: bool = False) -> Bag
                              f"and the camera frame {scan.camera_frame!r}; frames seen: "
                              f"{', '.join(sorted(seen)) or 'none'} (recordings.world_frame, "
                              f"recordings.camera_frame)")
-    return scan
 
 
 def pair_by_stamp(ref: list[float], other: list[float], tolerance: float) -> list[int | None]:
