@@ -17,14 +17,15 @@ def convert_recording(kind: str, source, out_dir, cfg, progress: bool = False) -
     """Convert a recording (``kind`` ``bag`` or ``tum``) into a new frames directory ``out_dir``.
 
     Returns the conversion summary (``frames``, ``images``, ``skipped`` by reason, ``examples``). On any error
-    ``out_dir`` is removed, so nothing is left behind.
+    what was written is removed (``out_dir`` too, unless it existed before, empty), so nothing is left behind.
     """
     import shutil
     from pathlib import Path
 
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise FormatError(f"{out}: exists and is not empty; the converted frames directory must be new")
+    existed = out.is_dir()
+    if out.exists() and (not existed or any(out.iterdir())):
+        raise FormatError(f"{out}: exists and is not an empty directory; the converted frames directory must be new")
     try:
         if kind == "bag":
             from ssl_nav.recordings.bag import bag_to_frames_dir
@@ -33,8 +34,12 @@ def convert_recording(kind: str, source, out_dir, cfg, progress: bool = False) -
         if kind == "tum":
             from ssl_nav.recordings.tum import tum_to_frames_dir
 
-            return tum_to_frames_dir(source, out, cfg)
+            return tum_to_frames_dir(source, out, cfg, progress)
         raise ValueError(f"unknown recording kind {kind!r}")
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        if existed:  # an empty directory the caller made (mkdtemp, or --keep-frames): empty it again
+            for p in out.iterdir():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        else:
+            shutil.rmtree(out, ignore_errors=True)
         raise

@@ -168,7 +168,8 @@ def iter_tum_frames(seq_dir: str | os.PathLike, cfg: PipelineConfig,
         yield frame
 
 
-def tum_to_frames_dir(seq_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: PipelineConfig) -> dict:
+def tum_to_frames_dir(seq_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: PipelineConfig,
+                      progress: bool = False) -> dict:
     """Convert a TUM sequence into a frames directory; ``{"frames", "images", "skipped", "examples", "camera"}``."""
     from ssl_nav.recordings.bag import write_frames_dir
 
@@ -179,7 +180,12 @@ def tum_to_frames_dir(seq_dir: str | os.PathLike, out_dir: str | os.PathLike, cf
         if len(examples) < 3:
             examples.append(s.reason)
 
-    n = write_frames_dir(iter_tum_frames(seq_dir, cfg, stats), out_dir, on_skip)
+    frames = iter_tum_frames(seq_dir, cfg, stats)
+    if progress:
+        from tqdm import tqdm
+
+        frames = tqdm(frames, desc="read TUM", unit="frame", leave=False)
+    n = write_frames_dir(frames, out_dir, on_skip)
     skipped = {k: v for k, v in stats.items() if k != "frames"}
     if n == 0:
         raise RecordingError(f"{seq_dir}: none of its {sum(skipped.values())} colour images became a frame "

@@ -180,10 +180,11 @@ def test_reads_every_documented_encoding(tmp_path, rgb, depth, big):
         assert np.array_equal(got[0].rgb[:, :, 0], fr[0].rgb[:, :, 1])
 
 
-def test_reads_a_lone_mcap_file_and_compressed_images(tmp_path):
+@pytest.mark.parametrize("storage,suffix", [("mcap", "*.mcap"), ("sqlite3", "*.db3")])
+def test_reads_a_lone_storage_file_and_compressed_images(tmp_path, storage, suffix):
     fr = _frames(3)
-    bag = write_bag(tmp_path / "b", fr, compressed=True)
-    _assert_same(fr, _read(next(bag.glob("*.mcap"))))
+    bag = write_bag(tmp_path / "b", fr, compressed=True, storage=storage)
+    _assert_same(fr, _read(next(bag.glob(suffix))))
 
 
 def test_pose_is_interpolated_between_tf_samples(tmp_path):
@@ -315,6 +316,10 @@ def test_stamps_that_go_backwards(tmp_path, cli):
 def test_no_usable_frame_is_an_error(tmp_path, cli):
     bag = write_bag(tmp_path / "b", _frames(2), depth_offset=0.5)
     _fails(cli, bag, expect=("none of its 2 colour images became a frame", "no depth within"))
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    _fails(cli, bag, "--keep-frames", str(keep), expect=("none of its 2 colour images",))
+    assert keep.is_dir() and not list(keep.iterdir())  # made by the user: left, and left empty
 
 
 def test_not_a_bag(tmp_path, cli):
