@@ -7,7 +7,7 @@ import pytest
 
 from ssl_nav.cli import main
 from ssl_nav.config import PipelineConfig
-from ssl_nav.frames import SkippedFrame, read_frames_dir, write_png
+from ssl_nav.frames import SkippedFrame, write_png
 from ssl_nav.geometry import matrix_to_quaternion
 from ssl_nav.recordings import RecordingError
 from ssl_nav.recordings.tum import INTRINSICS, associate, camera_for, iter_tum_frames
