@@ -365,7 +365,7 @@ def iter_bag_frames(path: str | os.PathLike, cfg: PipelineConfig, progress: bool
         mask_for = pair_by_stamp(rgb_stamps, [i.stamp for i in scan.mask], tol) if scan.mask else [None] * len(
             rgb_stamps)
         want_depth = {d: r for r, d in enumerate(depth_for) if d is not None}
-        want_mask = {m: r for r, m in enumerate(mask_for) if m is not None}
+        want_mask = {m: r for r, m in enumerate(mask_for) if m is not None and depth_for[r] is not None}
         rgb_t, depth_t = scan.topics[rc.rgb_topic], scan.topics[rc.depth_topic]
         have: dict[int, dict[str, Any]] = {}
         counters = {rc.rgb_topic: 0, rc.depth_topic: 0, rc.instance_topic: 0}
