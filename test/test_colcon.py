@@ -40,7 +40,9 @@ def install(tmp_path_factory) -> Path:
             shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(p, src / name)
-    colcon = Path(sys.executable).parent / "colcon"
+    colcon = Path(sys.executable).parent / "colcon"  # the venv's (requirements.txt), else the one on PATH
+    if not colcon.is_file():
+        colcon = Path(shutil.which("colcon") or pytest.fail("colcon-common-extensions is installed, but no colcon"))
     env = dict(os.environ, PATH=f"{colcon.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     r = subprocess.run([str(colcon), "--log-base", "log", "build", "--base-paths", "src", "--build-base", "build",
                         "--install-base", "install", "--event-handlers", "console_direct-"],
