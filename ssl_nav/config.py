@@ -399,6 +399,29 @@ class RosConfig:
 
 
 @dataclass
+class RecordingsConfig:
+    """Recordings read by ``ssl-nav collect --bag`` (rosbag2) and ``--tum`` (TUM RGB-D); docs/formats.md."""
+
+    rgb_topic: str = _f("/camera/camera/color/image_raw", "bag: colour topic (sensor_msgs/Image or "
+                        "CompressedImage); the default is realsense2_camera's")
+    depth_topic: str = _f("/camera/camera/aligned_depth_to_color/image_raw", "bag: depth topic registered to the "
+                          "colour camera (Image 16UC1 mm / 32FC1 m, or CompressedImage compressedDepth); "
+                          "realsense2_camera with align_depth.enable:=true")
+    camera_info_topic: str = _f("/camera/camera/color/camera_info", "bag: CameraInfo of the colour camera")
+    instance_topic: str = _f("/ssl_nav/instance_mask", "bag: optional instance-mask topic (Image 16UC1/32SC1), "
+                             "used when the bag has it (ssl-nav simulate --bag writes it)")
+    pose_source: str = _f("tf", "bag: camera pose from /tf + /tf_static, or from pose_topic (PoseStamped or "
+                          "Odometry)", choices=("tf", "topic"))
+    pose_topic: str = _f("/camera_pose", "bag with pose_source topic: PoseStamped or Odometry topic")
+    world_frame: str = _f("map", "bag: world frame of the poses", choices=("map", "odom"))
+    camera_frame: str = _f("", "bag: the camera's optical frame (empty = the colour image's header.frame_id)")
+    tum_max_difference: float = _f(0.02, "TUM: largest stamp difference when associating rgb, depth and "
+                                   "groundtruth (s; associate.py's default)", range=(0.0, 1.0))
+    tum_camera: str = _f("auto", "TUM: intrinsics (auto: from the sequence name freiburg1/2/3, else default)",
+                         choices=("auto", "freiburg1", "freiburg2", "freiburg3", "default"))
+
+
+@dataclass
 class PipelineConfig:
     """Every stage, as one YAML file (``config/pipeline.yaml``)."""
 
@@ -409,6 +432,7 @@ class PipelineConfig:
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ros: RosConfig = field(default_factory=RosConfig)
+    recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
 
 
 #: section name -> section dataclass, in file order

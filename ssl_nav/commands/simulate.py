@@ -3,11 +3,14 @@
   ssl-nav simulate --seed 7 --out /tmp/s7
   ssl-nav simulate --preset demo --seed 7 --out /tmp/s7      # the scene `ssl-nav demo --seed 7` uses
   ssl-nav simulate --seed 3 --out DIR --positions 4 --turns 6 --width 320 --height 240
+  ssl-nav simulate --seed 7 --out /tmp/s7 --bag /tmp/s7.bag     # and the robot frames as a rosbag2 (MCAP)
 
 Writes frames.jsonl + rgb/ depth/ instance/ (LQ robot frames), photos.jsonl + photos/ (square crops around the
 object, as a user frames a photo), queries.jsonl + queries/ (the test queries), calibration.jsonl +
 calibration/ (other viewpoints and a disjoint open set, for `ssl-nav calibrate`) and scene.json (see
-docs/simulator.md). The same seed and configuration give byte-identical files. Flags override single
+docs/simulator.md). ``--bag PATH`` also writes the robot frames as a rosbag2 recording (a bag directory, MCAP
+or sqlite3) with realsense2_camera's topics, /tf and /tf_static (:mod:`ssl_nav.recordings.bag_writer`), for
+``ros2 bag play`` and ``ssl-nav collect --bag``. The same seed and configuration give byte-identical files. Flags override single
 ``sim.*`` keys of --config or of the preset.
 """
 
@@ -36,6 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hard-cases", action="store_true",
                    help="add segmentation hard cases and RealSense-like robot depth (sim.hard_cases, "
                         "sim.depth_model: realsense)")
+    p.add_argument("--bag", metavar="PATH", default=None,
+                   help="also write the robot frames as a rosbag2 recording at PATH (a bag directory; replaced when "
+                        "it exists): colour rgb8, depth 16UC1 mm, camera info, instance masks, /tf + /tf_static on "
+                        "the recordings.* topics")
+    p.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap",
+                   help="storage of --bag (default mcap)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_argument(p)
 
@@ -68,5 +77,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  calibration.jsonl  {s['calibration_queries']} calibration queries "
               f"({s['calibration_open_set_queries']} open-set, none shared with queries.jsonl)")
     print(f"  scene.json         objects, boxes, categories, open sets, room, camera")
+    if args.bag is not None:
+        from ssl_nav.recordings.bag_writer import frames_dir_to_bag
+
+        b = frames_dir_to_bag(args.out, args.bag, cfg, args.bag_storage)
+        print(f"  bag                {b['path']} ({b['storage']}): {b['frames']} frames on "
+              f"{cfg.recordings.rgb_topic}, {cfg.recordings.depth_topic}, {cfg.recordings.camera_info_topic}, "
+              f"{cfg.recordings.instance_topic}, /tf, /tf_static")
     print(f"  done in {s['seconds']:.1f} s")
     return 0

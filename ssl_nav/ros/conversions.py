@@ -13,7 +13,6 @@ camera *optical* frame in the map frame.
 
 from __future__ import annotations
 
-import array
 import math
 import sys
 from typing import Iterable
@@ -25,27 +24,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ssl_nav.errors import FrameError
 from ssl_nav.geometry import matrix_to_quaternion, quaternion_to_matrix
+from ssl_nav.recordings.images import ENCODINGS, MessageError, array_to_depth, array_to_rgb, decode_compressed_rgb
+from ssl_nav.recordings.images import decode_image
 
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
 
 
-class MessageError(FrameError):
-    """A ROS message is unusable (wrong encoding, size mismatch, NaN pose, bad layout); names topic and field."""
-
-
-#: encoding -> (numpy dtype (little-endian), channels)
-ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3),
-    "bgr8": (np.dtype(np.uint8), 3),
-    "rgba8": (np.dtype(np.uint8), 4),
-    "mono8": (np.dtype(np.uint8), 1),
-    "16UC1": (np.dtype("<u2"), 1),
-    "mono16": (np.dtype("<u2"), 1),
-    "32FC1": (np.dtype("<f4"), 1),
-    "32SC1": (np.dtype("<i4"), 1),
-}
+# MessageError and ENCODINGS live in the ROS-free module the bag reader shares (ssl_nav.recordings.images)
 
 
 # ------------------------------------------------------------------------------------------------ stamps
@@ -78,34 +64,7 @@ def image_to_numpy(msg: Image, topic: str = "image", expect: Iterable[str] | Non
     ``expect`` restricts the accepted encodings. Raises :class:`MessageError` for an unknown or unexpected
     encoding, a zero size, a ``step`` shorter than a row, or ``data`` shorter/longer than ``height * step``.
     """
-    enc = msg.encoding
-    if enc not in ENCODINGS:
-        raise MessageError(f"{topic}: field 'encoding' is {enc!r}; supported: {', '.join(ENCODINGS)}")
-    if expect is not None:
-        expect = tuple(expect)
-        if enc not in expect:
-            raise MessageError(f"{topic}: field 'encoding' is {enc!r}, expected one of {', '.join(expect)}")
-    dtype, ch = ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise MessageError(f"{topic}: image size {w}x{h} is empty (fields 'width', 'height')")
-    row = w * ch * dtype.itemsize
-    if step < row:
-        raise MessageError(f"{topic}: field 'step' {step} is shorter than a row of {w} {enc} pixels ({row} bytes)")
-    data = msg.data
-    n = len(data)
-    if n != h * step:
-        raise MessageError(f"{topic}: field 'data' has {n} bytes, expected height*step = {h}*{step} = {h * step}")
-    # rclpy gives array.array('B'), which numpy reads without a copy; lists (hand-made messages) are copied
-    buf = np.frombuffer(data if isinstance(data, (bytes, bytearray, memoryview, array.array, np.ndarray))
-                        else bytes(data), dtype=np.uint8)
-    rows = buf.reshape(h, step)[:, :row]
-    if dtype.itemsize > 1:
-        dt = dtype.newbyteorder(">") if msg.is_bigendian else dtype.newbyteorder("<")
-        arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, ch).astype(dtype.newbyteorder("="))
-    else:
-        arr = np.array(rows).reshape(h, w, ch)
-    return arr[:, :, 0] if ch == 1 else arr
+    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data, topic, expect)
 
 
 def numpy_to_image(arr: np.ndarray, encoding: str, frame_id: str = "", stamp: float | Time = 0.0) -> Image:
@@ -130,22 +89,12 @@ def numpy_to_image(arr: np.ndarray, encoding: str, frame_id: str = "", stamp: fl
 
 def image_to_rgb(msg: Image, topic: str = "rgb") -> np.ndarray:
     """Colour or mono ``Image`` -> uint8 HxWx3 RGB."""
-    arr = image_to_numpy(msg, topic, expect=("rgb8", "bgr8", "rgba8", "mono8"))
-    if msg.encoding == "rgb8":
-        return arr
-    if msg.encoding == "bgr8":
-        return np.ascontiguousarray(arr[:, :, ::-1])
-    if msg.encoding == "rgba8":
-        return np.ascontiguousarray(arr[:, :, :3])
-    return np.repeat(arr[:, :, None], 3, axis=2)
+    return array_to_rgb(image_to_numpy(msg, topic, expect=("rgb8", "bgr8", "rgba8", "mono8")), msg.encoding)
 
 
 def image_to_depth(msg: Image, topic: str = "depth", depth_scale_16u: float = 0.001) -> np.ndarray:
     """Depth ``Image`` (``32FC1`` metres or ``16UC1`` millimetres) -> float32 HxW metres (0/NaN = invalid)."""
-    arr = image_to_numpy(msg, topic, expect=("32FC1", "16UC1", "mono16"))
-    if arr.dtype == np.float32:
-        return arr.astype(np.float32, copy=False)
-    return arr.astype(np.float32) * np.float32(depth_scale_16u)
+    return array_to_depth(image_to_numpy(msg, topic, expect=("32FC1", "16UC1", "mono16")), depth_scale_16u)
 
 
 def image_to_mask(msg: Image, topic: str = "instance_mask") -> np.ndarray:
@@ -158,15 +107,7 @@ def image_to_mask(msg: Image, topic: str = "instance_mask") -> np.ndarray:
 
 def compressed_to_rgb(msg: CompressedImage, topic: str = "query_image/compressed") -> np.ndarray:
     """``CompressedImage`` (JPEG/PNG bytes) -> uint8 HxWx3 RGB, decoded with OpenCV."""
-    import cv2
-
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size == 0:
-        raise MessageError(f"{topic}: field 'data' is empty")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        raise MessageError(f"{topic}: field 'data' cannot be decoded as an image (format {msg.format!r})")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return decode_compressed_rgb(msg.data, msg.format, topic)
 
 
 def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", frame_id: str = "", stamp: float | Time = 0.0,
