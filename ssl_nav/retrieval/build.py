@@ -22,7 +22,7 @@ from pathlib import Path
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
 from ssl_nav.retrieval.embedder import Embedder, embed_store
-from ssl_nav.retrieval.index import InstanceIndex
+from ssl_nav.retrieval.index import InstanceIndex, check_replaceable
 
 INDEX_QUALITIES: tuple[str, ...] = ("low", "all")
 
@@ -45,6 +45,8 @@ def build_index(store, model: "str | os.PathLike | Embedder", cfg: RetrievalConf
     if quality not in INDEX_QUALITIES:
         raise RetrievalIndexError(f"retrieval.index_quality must be one of {', '.join(INDEX_QUALITIES)}, "
                                   f"got {quality!r}")
+    if out is not None:
+        check_replaceable(out)  # before the minutes of embedding: never a store, '.', or a foreign directory
     if not hasattr(store, "views"):
         store = ViewStore(store)
     embedder = model if isinstance(model, Embedder) else Embedder.load(model, cfg, models_dir=models_dir)

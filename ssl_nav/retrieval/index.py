@@ -359,6 +359,7 @@ class InstanceIndex:
         """Write the index directory with an atomic directory swap (see the module docstring)."""
         faiss = _faiss()
         dest = Path(directory).absolute()
+        check_replaceable(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-", dir=dest.parent))
         try:
@@ -604,6 +605,33 @@ def recover_interrupted_save(d: str | os.PathLike) -> Path | None:
                     + (f"; these leftovers can be deleted: {rest}" if rest else ""))
         return d
     return None
+
+
+#: what an index directory holds (besides hidden files)
+INDEX_ENTRIES = (INDEX_FILE, META_FILE, INSTANCES_FILE)
+
+
+def check_replaceable(dest: str | os.PathLike) -> None:
+    """Refuse to replace ``dest`` unless it is missing, an empty directory, or an index that ssl_nav wrote
+    (a ``meta.json`` of :data:`INDEX_FORMAT` and nothing but index files): ``--out STORE`` or ``--out .`` must
+    never delete a view store or a working directory."""
+    d = Path(dest)
+    if d.is_symlink():
+        raise RetrievalIndexError(f"{d}: is a symbolic link; give the index directory itself")
+    if not d.exists():
+        return
+    if not d.is_dir():
+        raise RetrievalIndexError(f"{d}: exists and is not a directory; not replaced")
+    if d.resolve() == Path.cwd().resolve() or Path.cwd().resolve().is_relative_to(d.resolve()):
+        raise RetrievalIndexError(f"{d}: is the current directory (or holds it); give a new directory for the index")
+    entries = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+    if not entries:
+        return
+    other = [n for n in entries if n not in INDEX_ENTRIES]
+    if other or not _complete(d):
+        what = f"holds {other[0]!r}" if other else "holds no complete ssl_nav index (meta.json)"
+        raise RetrievalIndexError(f"{d}: is not an index that ssl_nav wrote ({what}); an index directory is "
+                                  f"replaced as a whole, so nothing else is deleted: give a new or empty directory")
 
 
 def read_meta(directory: str | os.PathLike) -> dict:

@@ -73,3 +73,23 @@ def test_a_store_without_robot_views_is_an_error(tmp_path, embedder):
     assert build_index(s, embedder, CFG, quality="all", progress=False).ntotal == 1
     with pytest.raises(RetrievalIndexError, match="index_quality must be one of low, all"):
         build_index(s, embedder, CFG, quality="high", progress=False)
+
+
+def test_out_that_is_not_an_index_is_refused_and_kept(store, embedder, tmp_path, monkeypatch):
+    """issue 24 case 1: ``index --out STORE`` and ``--out .`` deleted what they held."""
+    before = {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file()}
+    with pytest.raises(RetrievalIndexError, match="not an index that ssl_nav wrote"):
+        build_index(store, embedder, CFG, store.root, progress=False)
+    assert {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file()} == before
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    with pytest.raises(RetrievalIndexError):
+        build_index(store, embedder, CFG, ".", progress=False)
+    assert (work / "notes.txt").read_text() == "mine"
+    # an index ssl_nav wrote is replaced; an empty directory is used
+    (tmp_path / "empty").mkdir()
+    build_index(store, embedder, CFG, tmp_path / "empty", progress=False)
+    build_index(store, embedder, CFG, tmp_path / "empty", progress=False)
+    assert InstanceIndex.load(tmp_path / "empty").ntotal == 4
