@@ -135,13 +135,26 @@ def check_image_size(path: str | os.PathLike, error: type[Exception] = FrameErro
                     f"not decoded")
 
 
+def decode_image_file(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """``cv2.imdecode`` of the file's bytes (None when they are no image). ``cv2.imread`` is never given the path:
+    it crashes the process (SIGSEGV) on a name that is not valid UTF-8, such as ``q\\xff.png``."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB; raise :class:`FrameError` naming the file."""
     p = Path(path)
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
     check_image_size(p)
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    try:
+        img = decode_image_file(p, cv2.IMREAD_COLOR)
+    except OSError as e:
+        raise FrameError(f"{p}: cannot read image ({e.strerror})") from None
     if img is None:
         raise FrameError(f"{p}: cannot decode image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -166,7 +179,10 @@ def _read_unchanged(p: Path) -> np.ndarray:
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
     check_image_size(p)
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    try:
+        img = decode_image_file(p, cv2.IMREAD_UNCHANGED)
+    except OSError as e:
+        raise FrameError(f"{p}: cannot read image ({e.strerror})") from None
     if img is None:
         raise FrameError(f"{p}: cannot decode image")
     return img

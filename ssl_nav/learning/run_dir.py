@@ -10,6 +10,7 @@ the ledger (by default ``energy.jsonl`` next to the run directory).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from types import EllipsisType
@@ -18,6 +19,7 @@ from typing import Callable
 from ssl_nav.config import PipelineConfig
 from ssl_nav.errors import TrainingError
 from ssl_nav.learning.trainer import finetune  # torch: kept out of the CLI's start-up
+from ssl_nav.locking import DirLock
 from ssl_nav.views.store import ViewStore
 
 #: the files of a run directory; any of them in it means a run is there already
@@ -48,6 +50,29 @@ def check_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> None
             (out / name).unlink()
 
 
+@contextlib.contextmanager
+def lock_run_dir(out: str | os.PathLike):
+    """Hold the run directory's writer lock (:mod:`ssl_nav.locking`; rank 0 only: the ranks of one DDP run
+    write one directory together). A second ``finetune --out`` of the same directory gets a
+    :class:`~ssl_nav.locking.LockedError` naming the holder's PID. A directory made here and left empty is
+    removed again."""
+    out = Path(out)
+    if _rank() != 0:
+        yield
+        return
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out}: exists and is not a directory")
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with DirLock(out, "finetune"):
+            yield
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+
+
 def store_warning(store_dir: str | os.PathLike) -> str | None:
     """A warning when the store is too small for fine-tuning to mean anything (one instance, a single view)."""
     views = ViewStore(store_dir).views()
@@ -74,10 +99,13 @@ def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: Pipeline
     ``ledger``: the ``energy.jsonl`` to append the EnergyRecord to; ``...`` (the default) is
     :func:`default_ledger`, ``None`` appends nowhere. Returns :class:`ssl_nav.learning.trainer.FinetuneResult`.
     """
-    check_run_dir(out, resume, overwrite)
-    warning = store_warning(store)
-    if warning and warn is not None and _rank() == 0:
-        warn(warning)
-    if ledger is ...:
-        ledger = default_ledger(out, cfg)
-    return finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger)
+    if resume and overwrite:
+        raise TrainingError("--resume and --overwrite exclude each other")
+    with lock_run_dir(out):
+        check_run_dir(out, resume, overwrite)
+        warning = store_warning(store)
+        if warning and warn is not None and _rank() == 0:
+            warn(warning)
+        if ledger is ...:
+            ledger = default_ledger(out, cfg)
+        return finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger)

@@ -98,6 +98,7 @@ class ViewCollectorNode(Node):
         self._lock = threading.RLock()
         self._views_lock = threading.RLock()
         self.store = ViewStore(self.data.store, create=True)
+        self.store.acquire_lock()  # the store's one writer while the node runs (ssl_nav.locking)
         self.collector = self._new_collector()
         self.gate = KeyframeGate(self.cfg.views.keyframe_translation, self.cfg.views.keyframe_rotation_deg)
         self._gate_lock = threading.Lock()
@@ -484,8 +485,12 @@ class ViewCollectorNode(Node):
             old = None
             if len(self.store) or self.store.instances():
                 old = self.data.root / f"store.cleared-{time.strftime('%Y%m%d-%H%M%S')}"
+                self.store.release_lock()
                 Path(self.data.store).rename(old)
+            else:
+                self.store.release_lock()
             self.store = self._ViewStore(self.data.store, create=True)
+            self.store.acquire_lock()
             self.collector = self._new_collector()
             self._lagging.clear()
             self.builder, self.segmenter = None, UNDECIDED
@@ -517,6 +522,7 @@ class ViewCollectorNode(Node):
             self._queue_cv.notify_all()
         self._worker.join(timeout=5)
         self._views_worker.join(timeout=5)
+        self.store.release_lock()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm  # progress bars only; kept out of the CLI's start-up
 
-from ssl_nav.atomic import atomic_write_bytes, replace_dir
 from ssl_nav.config import PipelineConfig
 from ssl_nav.errors import FormatError, FrameError, StoreError
 from ssl_nav.frames import count_frames, read_frames_dir, read_image_rgb, read_jsonl
@@ -223,18 +222,11 @@ def _map_to_continue(store: ViewStore, map_dir: Path, cfg: PipelineConfig) -> In
 
 def _commit_map_and_source(store: ViewStore, new_map: Path, map_dir: Path, record: dict) -> None:
     """Append the ``sources.jsonl`` record and move the map written to ``new_map`` into place, last of all;
-    the record is taken back if the move fails."""
+    both are undone with the store's transaction (:meth:`ViewStore.replace_file`, :meth:`ViewStore.replace_dir`)."""
     sources = store.root / "sources.jsonl"
-    old_sources = sources.read_bytes() if sources.is_file() else None
-    atomic_write_bytes(sources, (old_sources or b"") + (json.dumps(record) + "\n").encode())
-    try:
-        replace_dir(new_map, map_dir)
-    except BaseException:
-        if old_sources is None:
-            sources.unlink(missing_ok=True)
-        else:
-            atomic_write_bytes(sources, old_sources)
-        raise
+    old_sources = sources.read_bytes() if sources.is_file() else b""
+    store.replace_file("sources.jsonl", old_sources + (json.dumps(record) + "\n").encode())
+    store.replace_dir(map_dir.name, new_map)
 
 
 def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLike, cfg: PipelineConfig, *,
@@ -256,6 +248,18 @@ def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLik
     photo_records = read_photo_records(frames_dir) if photos else []  # before anything is written
     categories = read_categories(frames_dir) if cfg.mapping.id_mode == "stable" else {}
     store = ViewStore(store_dir, create=True)
+    try:
+        with store.writing():  # one writer at a time (ssl_nav.locking), from the first read to the last write
+            return _collect_locked(store, frames_dir, digest, total, photo_records, categories, cfg, append=append,
+                                   progress=progress)
+    except BaseException:
+        store.remove_if_created()
+        raise
+
+
+def _collect_locked(store: ViewStore, frames_dir: Path, digest: str, total: int, photo_records: list,
+                    categories: dict, cfg: PipelineConfig, *, append: bool, progress: bool) -> CollectResult:
+    frames_file = frames_dir / "frames.jsonl"
     map_dir = store.root / "map"
     if (len(store) or store.instances()) and not append:
         raise StoreError(f"{store.root}: already holds {len(store)} views of {len(store.instances())} instances; "
