@@ -181,3 +181,28 @@ def test_fault_injection_loop_of_50(two_recordings, tmp_path):
             shutil.rmtree(two_recordings[3])
             assert main(["collect", "--frames", str(two_recordings[0]), "--store", str(two_recordings[3]),
                          "--config", str(two_recordings[2]), "--quiet", "--no-photos"]) == 0
+
+
+def test_paths_with_a_non_utf8_byte_are_read_not_a_segfault(tmp_path):
+    """case 6: cv2.imread crashed the process (exit 139) on $'q\\xff.png' in query, collect and add-photos;
+    collect then left an empty store behind."""
+    import numpy as np
+
+    from ssl_nav.frames import write_png
+
+    frames = Path(os.fsdecode(bytes(tmp_path) + b"/f\xff"))
+    _frames_dir(frames)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY_VIEWS)
+    store = tmp_path / "s"
+    r = subprocess.run([os.fsencode(sys.executable), b"-m", b"ssl_nav", b"collect", b"--frames", os.fsencode(frames),
+                        b"--store", os.fsencode(store), b"--config", os.fsencode(cfg), b"--quiet"], env=_env(),
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(ViewStore(store)) > 0
+    photo = os.fsdecode(bytes(tmp_path) + b"/q\xff.png")
+    write_png(photo, np.full((20, 30, 3), 7, np.uint8))
+    r = subprocess.run([os.fsencode(sys.executable), b"-m", b"ssl_nav", b"add-photos", b"--store", os.fsencode(store),
+                        b"--instance", b"1", os.fsencode(photo)], env=_env(), capture_output=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert b"q\xff.png" in r.stdout
