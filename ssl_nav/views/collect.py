@@ -55,6 +55,10 @@ class Candidate:
 def skip_category(reason: str) -> str:
     """Short class of a skip reason, for summaries."""
     r = reason.lower()
+    if "already collected" in r:
+        return "already collected"
+    if "implausible depth" in r:
+        return "implausible depth"
     if "malformed" in r or "expected a json object" in r:
         return "malformed line"
     if "missing key" in r:

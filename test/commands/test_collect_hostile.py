@@ -206,3 +206,64 @@ def test_paths_with_a_non_utf8_byte_are_read_not_a_segfault(tmp_path):
                         b"--instance", b"1", os.fsencode(photo)], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert b"q\xff.png" in r.stdout
+
+
+def _rewrite_frames(src: Path, dst: Path, keep=None, edit=None) -> Path:
+    """A copy of a frames directory whose frames.jsonl is serialised differently (a space added per line),
+    holds only the lines ``keep`` picks, or has each record changed by ``edit``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    lines = [json.loads(x) for x in (src / "frames.jsonl").read_text().splitlines() if x.startswith("{")]
+    if keep is not None:
+        lines = [r for i, r in enumerate(lines) if keep(i)]
+    if edit is not None:
+        lines = [edit(r) for r in lines]
+    (dst / "frames.jsonl").write_text("".join(json.dumps(r) + " \n" for r in lines))
+    return dst
+
+
+def test_frames_collected_twice_under_another_serialisation_are_recognised(tmp_path, capsys):
+    """case 9: the same frames with a space added per line, or an overlapping recording, gave duplicate views."""
+    a = _frames_dir(tmp_path / "a")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY_VIEWS)
+    store = tmp_path / "s"
+    first = _rewrite_frames(a, tmp_path / "first", keep=lambda i: i < 4)  # frames 0-3
+    assert main(["collect", "--frames", str(first), "--store", str(store), "--config", str(cfg), "--quiet",
+                 "--no-photos"]) == 0
+    n_first = len(ViewStore(store))
+    capsys.readouterr()
+    spaced = _rewrite_frames(first, tmp_path / "spaced")
+    before = _snapshot(store)
+    assert main(["collect", "--frames", str(spaced), "--store", str(store), "--config", str(cfg), "--quiet",
+                 "--no-photos", "--append"]) == 0
+    assert "already collected" in capsys.readouterr().out
+    assert _snapshot(store) == before
+    # frames 0-5: only 4 and 5 are new
+    assert main(["collect", "--frames", str(a), "--store", str(store), "--config", str(cfg), "--quiet",
+                 "--no-photos", "--append"]) == 0
+    out = capsys.readouterr().out
+    assert "frames: 7 read, 2 used" in out and "already collected" in out
+    s = ViewStore(store)
+    assert s.check() == [] and len(s) > n_first
+    frames = [v["frame_id"] for v in s.views()]
+    assert sorted(set(frames)) == [f"f{i}" for i in range(6)]
+    assert len(s) - n_first == sum(1 for f in frames if f in ("f4", "f5"))
+
+
+def test_depth_in_the_wrong_units_is_refused_with_the_likely_cause(tmp_path, capsys):
+    """case 10: "depth_scale": 1.0 on millimetre PNGs gave exit 0 and an empty store, blamed the views section,
+    and the recording counted as collected, so the fixed re-run said "nothing to do"."""
+    a = _frames_dir(tmp_path / "a")
+    wrong = _rewrite_frames(a, tmp_path / "wrong", edit=lambda r: {**r, "depth_scale": 1.0})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY_VIEWS)
+    store = tmp_path / "s"
+    assert main(["collect", "--frames", str(wrong), "--store", str(store), "--config", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "implausible depth" in err and "depth_scale 1 m per unit is likely wrong" in err and "0.001" in err
+    assert not store.exists()
+    fixed = _rewrite_frames(a, tmp_path / "fixed", edit=lambda r: {**r, "depth_scale": 0.001})
+    assert main(["collect", "--frames", str(fixed), "--store", str(store), "--config", str(cfg), "--quiet"]) == 0
+    assert "nothing to do" not in capsys.readouterr().out and len(ViewStore(store)) > 0
