@@ -17,6 +17,7 @@ from types import EllipsisType
 from typing import Callable
 
 from ssl_nav.config import PipelineConfig
+from ssl_nav.energy.ledger import check_ledger_path
 from ssl_nav.errors import TrainingError
 from ssl_nav.learning.trainer import finetune  # torch: kept out of the CLI's start-up
 from ssl_nav.locking import DirLock
@@ -108,4 +109,6 @@ def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: Pipeline
             warn(warning)
         if ledger is ...:
             ledger = default_ledger(out, cfg)
+        if ledger is not None:
+            check_ledger_path(ledger)  # before training, not after it
         return finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger)

@@ -112,3 +112,30 @@ def test_a_second_finetune_of_the_same_run_is_refused_with_the_holders_pid(tmp_p
     assert list(out.iterdir()) == []
     assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 0
     assert not (out / ".lock").exists()
+
+
+def test_energy_of_a_resumed_run_covers_the_whole_run_and_a_bad_ledger_fails_first(tmp_path, capsys):
+    """issue 24 case 16: energy.json of a resumed run covered only the resumed part; --ledger DIR failed only
+    after training."""
+    store = write_store(tmp_path / "store")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML)
+    common = ["--store", str(store), "--config", str(cfg), "--device", "cpu", "--no-progress", "--epochs", "1"]
+    out = tmp_path / "runs" / "r"
+    assert main(["finetune", *common, "--out", str(out), "--ledger", str(tmp_path)]) == 2
+    assert "is a directory; the energy ledger is a file" in capsys.readouterr().err
+    assert not out.exists()
+    ledger = tmp_path / "energy.jsonl"
+    assert main(["finetune", *common, "--out", str(out), "--ledger", str(ledger)]) == 0
+    first = json.loads((out / "energy.json").read_text())
+    assert main(["finetune", *common, "--out", str(out), "--ledger", str(ledger), "--resume"]) == 0
+    e = json.loads((out / "energy.json").read_text())
+    assert e["resumed"]["steps_before"] == first["steps"] > 0 and not e["resumed"]["missing"]
+    assert [p["run_id"] for p in e["resumed"]["parts"]] == [first["run_id"], e["run_id"]]
+    assert e["resumed"]["whole_run"]["wall_s"] == round(first["wall_s"] + e["wall_s"], 3)
+    # the part before the resume killed before it wrote its record: flagged, not silently dropped
+    (out / "energy.json").unlink()
+    ledger.unlink()
+    assert main(["finetune", *common, "--out", str(out), "--ledger", "none", "--resume"]) == 0
+    e = json.loads((out / "energy.json").read_text())
+    assert e["resumed"]["missing"] and e["resumed"]["whole_run"]["joules_total"] is None
