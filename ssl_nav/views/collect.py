@@ -191,7 +191,13 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
     elif gt_objects:
         names = {str(k): v for k, v in (categories or {}).items()}
         names.update({str(o["instance_id"]): o.get("category") for o in gt_objects if o.get("category")})
+        earlier = store.instances()
         for iid, gt in match_instances_to_objects(imap, gt_objects).items():
+            prev = earlier.get(str(iid))
+            if prev is not None and "gt_instance_id" in prev:  # labelled by an earlier recording (maybe of
+                imap.set_gt_instance_id(iid, prev["gt_instance_id"])  # another room, whose objects these are
+                imap.set_category(iid, prev.get("category"))  # not): its labels stay as they were
+                continue
             imap.set_gt_instance_id(iid, gt)
             if gt is not None and names.get(gt) is not None:
                 imap.set_category(iid, names[gt])

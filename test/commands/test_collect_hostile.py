@@ -267,3 +267,33 @@ def test_depth_in_the_wrong_units_is_refused_with_the_likely_cause(tmp_path, cap
     fixed = _rewrite_frames(a, tmp_path / "fixed", edit=lambda r: {**r, "depth_scale": 0.001})
     assert main(["collect", "--frames", str(fixed), "--store", str(store), "--config", str(cfg), "--quiet"]) == 0
     assert "nothing to do" not in capsys.readouterr().out and len(ViewStore(store)) > 0
+
+
+def test_a_per_frame_append_of_another_room_keeps_the_old_labels(tmp_path):
+    """case 14: an old instance got the new room's category, and old ground-truth ids were cleared."""
+    from testkit import scenes
+
+    def room(d: Path, shift: float, names: dict, prefix: str) -> Path:
+        _frames_dir(d, shift=shift, prefix=prefix)
+        objs = [{"instance_id": b.instance_id, "category": names[b.instance_id],
+                 "aabb": [[b.lo[0] + shift, *b.lo[1:]], [b.hi[0] + shift, *b.hi[1:]]]}
+                for b in scenes.default_boxes()]
+        (d / "scene.json").write_text(json.dumps({"scene_id": d.name, "objects": objs}))
+        return d
+
+    a = room(tmp_path / "room_a", 0.0, {1: "red_box", 2: "green_box", 3: "blue_box"}, "f")
+    b = room(tmp_path / "room_b", 10.0, {1: "kettle", 2: "lamp", 3: "sofa"}, "g")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY_VIEWS)
+    store = tmp_path / "s"
+    common = ["--store", str(store), "--config", str(cfg), "--quiet", "--no-photos", "--id-mode", "per_frame"]
+    assert main(["collect", "--frames", str(a), *common]) == 0
+    old = ViewStore(store).instances()
+    assert {v["category"] for v in old.values()} == {"red_box", "green_box", "blue_box"}
+    assert all(v["gt_instance_id"] is not None for v in old.values())
+    assert main(["collect", "--frames", str(b), *common, "--append"]) == 0
+    now = ViewStore(store).instances()
+    for iid, v in old.items():
+        assert (now[iid]["category"], now[iid]["gt_instance_id"]) == (v["category"], v["gt_instance_id"])
+    new = {k: v for k, v in now.items() if k not in old}
+    assert {v["category"] for v in new.values()} == {"kettle", "lamp", "sofa"}
