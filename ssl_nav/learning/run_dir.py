@@ -87,6 +87,32 @@ def store_warning(store_dir: str | os.PathLike) -> str | None:
     return None
 
 
+def duplicate_views_warning(store_dir: str | os.PathLike) -> str | None:
+    """A warning when views of one instance hold the same image (a recording collected twice before ssl_nav
+    recognised frames by content, a copied view): training weighs them double and the held-out views may
+    repeat training views."""
+    import hashlib
+
+    store = ViewStore(store_dir)
+    seen: dict[tuple[str, str], str] = {}
+    dups: list[tuple[str, str]] = []
+    for v in store.views():
+        try:
+            digest = hashlib.sha256(store.image_path(v).read_bytes()).hexdigest()
+        except OSError:
+            continue  # a missing image is the trainer's error to report
+        key = (v["instance_id"], digest)
+        if key in seen:
+            dups.append((v["view_id"], seen[key]))
+        else:
+            seen[key] = v["view_id"]
+    if not dups:
+        return None
+    return (f"{store_dir}: {len(dups)} duplicate view(s): the same image stored twice for one instance (e.g. "
+            f"{dups[0][0]} = {dups[0][1]}); they weigh double in training. Remove them (`ssl-nav store check "
+            f"{store_dir}` lists views collected twice) or collect into a new store")
+
+
 def default_ledger(out: str | os.PathLike, cfg: PipelineConfig) -> Path:
     """The energy ledger of a run: ``energy.ledger`` (``energy.jsonl``) in the directory that holds the run."""
     return Path(out).resolve().parent / cfg.energy.ledger
@@ -104,9 +130,9 @@ def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: Pipeline
         raise TrainingError("--resume and --overwrite exclude each other")
     with lock_run_dir(out):
         check_run_dir(out, resume, overwrite)
-        warning = store_warning(store)
-        if warning and warn is not None and _rank() == 0:
-            warn(warning)
+        for warning in (store_warning(store), duplicate_views_warning(store)):
+            if warning and warn is not None and _rank() == 0:
+                warn(warning)
         if ledger is ...:
             ledger = default_ledger(out, cfg)
         if ledger is not None:

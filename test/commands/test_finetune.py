@@ -139,3 +139,35 @@ def test_energy_of_a_resumed_run_covers_the_whole_run_and_a_bad_ledger_fails_fir
     assert main(["finetune", *common, "--out", str(out), "--ledger", "none", "--resume"]) == 0
     e = json.loads((out / "energy.json").read_text())
     assert e["resumed"]["missing"] and e["resumed"]["whole_run"]["joules_total"] is None
+
+
+def test_duplicate_views_are_warned_about_and_a_plain_state_dict_is_accepted(tmp_path, capsys):
+    """issue 24 case 15: a store with duplicate views trained without a warning; a backbone saved with
+    torch.save(model.state_dict()), as the refused-pickle message advises, was refused."""
+    import shutil
+
+    import torch
+    import torchvision
+
+    store = write_store(tmp_path / "store")
+    lines = [json.loads(x) for x in (store / "views.jsonl").read_text().splitlines()]
+    extra = []
+    for rec in lines[:3]:  # three views stored a second time under new ids
+        vid = rec["view_id"] + "_again"
+        shutil.copy(store / rec["image"], store / "views" / rec["instance_id"] / f"{vid}.png")
+        extra.append({**rec, "view_id": vid, "image": f"views/{rec['instance_id']}/{vid}.png"})
+    with open(store / "views.jsonl", "a") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in extra))
+    weights = tmp_path / "resnet18_weights.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML.replace("trainable: last}", f"trainable: last, init_checkpoint: '{weights}'}}"))
+    rc = main(["finetune", "--store", str(store), "--out", str(tmp_path / "run"), "--config", str(cfg),
+               "--epochs", "1", "--device", "cpu", "--no-progress", "--ledger", "none"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "3 duplicate view(s)" in captured.err
+    assert "(backbone" in captured.out  # started from the state dict's backbone
+    from ssl_nav.learning.backbones import load_encoder
+
+    assert load_encoder(str(weights)).name == "resnet18"
