@@ -38,10 +38,10 @@ def _holder(path: Path) -> str:
 class DirLock:
     """An exclusive, non-blocking lock on ``directory/.lock`` (module docstring); re-entrant in one object."""
 
-    def __init__(self, directory: str | os.PathLike, what: str) -> None:
+    def __init__(self, directory: str | os.PathLike, what: str, name: str = LOCK_FILE) -> None:
         self.directory = Path(directory)
         self.what = what
-        self.path = self.directory / LOCK_FILE
+        self.path = self.directory / name
         self._fd: int | None = None
         self._depth = 0
 
@@ -82,7 +82,8 @@ class DirLock:
                     same = False
             except BlockingIOError:
                 os.close(fd)
-                raise LockedError(f"{self.directory}: another process is writing it ({_holder(self.path)}; lock "
+                what = self.directory if self.path.name == LOCK_FILE else self.path
+                raise LockedError(f"{what}: another process is writing it ({_holder(self.path)}; lock "
                                   f"file {self.path}); wait for it to finish or stop it, then try again") from None
             except BaseException:
                 os.close(fd)

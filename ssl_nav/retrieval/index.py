@@ -55,6 +55,7 @@ import numpy as np
 
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.locking import DirLock
 from ssl_nav.retrieval.structures import KINDS, IndexStructure, choose_structure, describe
 
 log = logging.getLogger(__name__)
@@ -362,6 +363,10 @@ class InstanceIndex:
         dest = Path(directory).absolute()
         check_replaceable(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        with index_lock(dest):
+            return self._save_locked(dest, faiss)
+
+    def _save_locked(self, dest: Path, faiss) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-", dir=dest.parent))
         try:
             with self._lock:  # index.faiss and meta.json from the same moment
@@ -726,6 +731,21 @@ def recover_interrupted_save(d: str | os.PathLike) -> Path | None:
                     + (f"; these leftovers can be deleted: {rest}" if rest else ""))
         return d
     return None
+
+
+_INDEX_LOCKS: dict[Path, DirLock] = {}
+_INDEX_LOCKS_LOCK = threading.Lock()
+
+
+def index_lock(dest: str | os.PathLike) -> DirLock:
+    """The writer's lock of the index directory ``dest``: ``.<name>.lock`` next to it (the directory itself is
+    swapped whole). One per process and path, re-entrant (``build_index`` holds it from the first embedding to
+    the save); another process gets a :class:`~ssl_nav.locking.LockedError` naming the holder's PID."""
+    d = Path(dest).absolute()
+    with _INDEX_LOCKS_LOCK:
+        if d not in _INDEX_LOCKS:
+            _INDEX_LOCKS[d] = DirLock(d.parent, "index writer", name=f".{d.name}.lock")
+        return _INDEX_LOCKS[d]
 
 
 #: what an index directory holds (besides hidden files)
