@@ -4,8 +4,9 @@ Appends are whole lines written with one ``write`` under an exclusive ``flock`` 
 fine-tunes never interleave or truncate each other's records. A partial last line (a writer killed mid-write,
 a full disk) is cut off under the lock before the next record is appended, so it never swallows that record;
 readers skip it. :func:`check_ledger_path` refuses a path that cannot be a ledger (a directory) before a
-fine-tune starts. :func:`with_earlier_parts` makes the record of a resumed run cover the whole run. A record is stored as it is: an unmeasured
-figure stays ``null``; a non-finite number (NaN, inf: not JSON) is written as ``null``, as on the ROS topic.
+fine-tune starts. :func:`with_earlier_parts` makes the record of a resumed run cover the whole run. A record
+is stored as it is: an unmeasured figure stays ``null``; a non-finite number (NaN, inf: not JSON) is written as
+``null``, as on the ROS topic.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ import threading
 import time
 from contextlib import contextmanager
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -790,7 +790,8 @@ def _check_vectors(vectors: Any, meta_path: str) -> list[tuple[int, str, str]]:
     out = []
     for n, v in enumerate(vectors):
         if (not isinstance(v, list) or len(v) != 3 or not isinstance(v[0], int) or isinstance(v[0], bool)
-                or not 0 <= v[0] <= MAX_FAISS_ID or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v[1:])):
+                or not 0 <= v[0] <= MAX_FAISS_ID
+                or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v[1:])):
             raise RetrievalIndexError(f"{meta_path}: key 'vectors'[{n}] must be [faiss_id (int64 >= 0), view_id, "
                                       f"instance_id], got {json.dumps(v)[:80]}")
         out.append((v[0], str(v[1]), str(v[2])))

@@ -14,7 +14,10 @@ arXiv 2404.09645) and ``queries.jsonl``. :func:`collect_recording` is the stage 
 
 All of it runs in one :meth:`ViewStore.transaction`: a failure (a bad line, no usable frame, a full disk,
 Ctrl-C) leaves the store as it found it. With ``append`` the store's map is continued, so instance ids keep
-counting; a recording already collected (same ``frames.jsonl`` bytes) is not collected twice.
+counting; a recording already collected (same ``frames.jsonl`` bytes, or frames of the same content:
+:func:`ssl_nav.frames.frame_fingerprint` in ``sources.jsonl`` ``frame_hashes``) is not collected twice, and
+an overlapping recording adds only its new frames. The whole stage holds the store's writer lock
+(:mod:`ssl_nav.locking`).
 :func:`add_user_photos` is the ``ssl-nav add-photos`` stage: photo files of one instance, all or none.
 """
 
@@ -260,7 +263,7 @@ def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLik
 
 def _collect_locked(store: ViewStore, frames_dir: Path, digest: str, total: int, photo_records: list,
                     categories: dict, cfg: PipelineConfig, *, append: bool, progress: bool) -> CollectResult:
-    frames_file = frames_dir / "frames.jsonl"
+    """:func:`collect_recording` under the store's lock: refuse or skip what was collected, then the transaction."""
     map_dir = store.root / "map"
     if (len(store) or store.instances()) and not append:
         raise StoreError(f"{store.root}: already holds {len(store)} views of {len(store.instances())} instances; "

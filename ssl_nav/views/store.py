@@ -31,7 +31,13 @@ PNGs are encoded losslessly with fast Huffman-only compression (:func:`encode_vi
 
 :meth:`ViewStore.transaction` makes a whole command all-or-nothing: when its block raises (a bad input file,
 a full disk, Ctrl-C), ``views.jsonl`` and ``instances.json`` get their old bytes back, the images written in
-the block are deleted, and a store the same object created is removed again.
+the block are deleted, and a store the same object created is removed again. The undo writes no data (a
+truncate and renames of hidden hard-link backups), and a rollback journal (:data:`JOURNAL`) lets the next
+writer undo the transaction of a process killed with SIGKILL (:meth:`ViewStore.recover`).
+
+One writer at a time: every write takes the store's advisory lock (``STORE/.lock``, :mod:`ssl_nav.locking`);
+another process writing the store gets a :class:`~ssl_nav.locking.LockedError` naming its PID. Writers refuse
+symbolic links among the store's own files and directories (:meth:`ViewStore.check_links`).
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ def test_a_second_writer_is_refused_with_the_holders_pid(two_recordings, capsys)
     a, b, cfg, store = two_recordings
     holder = subprocess.Popen([sys.executable, "-c", "import sys; from ssl_nav.views.store import ViewStore; "
                                f"s = ViewStore({str(store)!r}); s.acquire_lock(); print('held', flush=True); "
-                               "sys.stdin.read(); s.release_lock()"], env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+                               "sys.stdin.read(); s.release_lock()"], env=_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         before = _snapshot(store)
