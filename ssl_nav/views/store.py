@@ -880,6 +880,9 @@ class ViewStore:
         a bad instances.json, views of unknown instances, missing, oversized or undecodable images, and the same
         image stored twice for one instance and frame (a view collected twice)."""
         problems = list(self._problems) + self._links()
+        if (self.root / JOURNAL).is_file():
+            problems.append(f"{self.root / JOURNAL}: a write was interrupted (its process was killed); the next "
+                            f"writer undoes it, or `ssl-nav store recover {self.root}` now")
         try:
             inst = self.instances()
         except StoreError as e:
