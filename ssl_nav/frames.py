@@ -24,6 +24,7 @@ other unusable frame. Lines must be UTF-8. Unknown keys are ignored. Images whos
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -135,13 +136,26 @@ def check_image_size(path: str | os.PathLike, error: type[Exception] = FrameErro
                     f"not decoded")
 
 
+def decode_image_file(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """``cv2.imdecode`` of the file's bytes (None when they are no image). ``cv2.imread`` is never given the path:
+    it crashes the process (SIGSEGV) on a name that is not valid UTF-8, such as ``q\\xff.png``."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB; raise :class:`FrameError` naming the file."""
     p = Path(path)
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
     check_image_size(p)
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    try:
+        img = decode_image_file(p, cv2.IMREAD_COLOR)
+    except OSError as e:
+        raise FrameError(f"{p}: cannot read image ({e.strerror})") from None
     if img is None:
         raise FrameError(f"{p}: cannot decode image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -166,7 +180,10 @@ def _read_unchanged(p: Path) -> np.ndarray:
     if not p.is_file():
         raise FrameError(f"{p}: file not found")
     check_image_size(p)
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    try:
+        img = decode_image_file(p, cv2.IMREAD_UNCHANGED)
+    except OSError as e:
+        raise FrameError(f"{p}: cannot read image ({e.strerror})") from None
     if img is None:
         raise FrameError(f"{p}: cannot decode image")
     return img
@@ -187,6 +204,42 @@ def read_depth(path: str | os.PathLike, depth_scale: float = 0.001) -> np.ndarra
     if d.ndim != 2 or d.dtype != np.uint16:
         raise FrameError(f"{p}: depth PNG must be single-channel 16-bit, got {d.dtype} {d.shape}")
     return d.astype(np.float32) * np.float32(depth_scale)
+
+
+#: the median valid depth of a frame must lie in this range (metres): far outside it the depth is in other units
+DEPTH_MEDIAN_RANGE_M = (0.05, 50.0)
+
+
+def check_depth_range(depth: np.ndarray, depth_scale: float | None, where: str) -> None:
+    """Refuse depth whose median valid value is implausible for an RGB-D camera (:data:`DEPTH_MEDIAN_RANGE_M`),
+    naming the likely cause: a wrong ``depth_scale`` (``1.0`` on millimetre PNGs gives kilometres)."""
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    if not valid.size:
+        return
+    med = float(np.median(valid))
+    lo, hi = DEPTH_MEDIAN_RANGE_M
+    if lo <= med <= hi:
+        return
+    if depth_scale is None:
+        cause = "a .npy depth must hold metres"
+    else:
+        likely = 10.0 ** round(math.log10(depth_scale * 2.0 / med))  # a typical indoor median of about 2 m
+        cause = (f"depth_scale {depth_scale:g} m per unit is likely wrong; {likely:g} would give a median of "
+                 f"{med * likely / depth_scale:.2f} m" + (" (millimetre PNGs need 0.001)" if likely == 0.001 else ""))
+    raise FrameError(f"{where}: implausible depth: median {med:.4g} m (expected {lo:g}-{hi:g} m); {cause}")
+
+
+def frame_fingerprint(frame: "Frame") -> str:
+    """A frame by its content: the sha256 of its RGB and depth pixels and its stamp (16 hex digits). The same
+    recording serialised differently (whitespace in ``frames.jsonl``, re-encoded PNGs, a longer recording that
+    holds it) gives the same fingerprints."""
+    h = hashlib.sha256()
+    for a in (frame.rgb, frame.depth):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(repr(float(frame.stamp)).encode())
+    return h.hexdigest()[:16]
 
 
 def read_instance(path: str | os.PathLike) -> np.ndarray:
@@ -309,6 +362,7 @@ def frame_from_record(root: Path, rec: dict, line: int = 0) -> Frame:
             raise FrameError(f"{where}: K or T_world_cam is not a numeric matrix") from None
         rgb = read_image_rgb(rgb_p)
         depth = read_depth(depth_p, depth_scale)
+        check_depth_range(depth, None if depth_p.suffix == ".npy" else depth_scale, f"{where}: key 'depth'")
         mask = read_instance(inst_p) if inst_p is not None else None
         frame = Frame(rgb=rgb, depth=depth, K=K, T_world_cam=T, instance_mask=mask, stamp=stamp, frame_id=fid,
                       quality=quality)

@@ -48,4 +48,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the threshold into {args.index}/meta.json")
     print(f"calibrated {score} on {t['n_in_map']} in-map + {t['n_open_set']} not-in-map queries: "
           f"balanced accuracy {t['balanced_accuracy']:.3f}")
+    import sys
+
+    for w in t.get("warnings", []):
+        print(f"ssl-nav calibrate: WARNING: {w}", file=sys.stderr)
     return 0

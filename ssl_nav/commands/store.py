@@ -2,6 +2,7 @@
 
   ssl-nav store check STORE    list missing, corrupt or malformed files by path; exit 1 when there is any
   ssl-nav store stats STORE    instances, views per instance, low/high-quality split
+  ssl-nav store recover STORE  undo the write of a killed process now (any writer does it first anyway)
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import argparse
 import json
 
 NAME = "store"
-HELP = "check a view store or show its statistics"
+HELP = "check a view store, show its statistics, or undo a killed writer's changes"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("check", "stats"), help="check files, or show statistics")
+    p.add_argument("action", choices=("check", "stats", "recover"),
+                   help="check files, show statistics, or roll back what a killed writer left (under the lock)")
     p.add_argument("store", metavar="STORE", help="view store directory")
     p.add_argument("--json", action="store_true", help="stats: print JSON instead of a table")
     p.add_argument("--no-decode", action="store_true", help="check: only test that images exist (faster)")
@@ -23,6 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ssl_nav.views.store import ViewStore
 
+    if args.action == "recover":
+        store = ViewStore(args.store)
+        with store.writing():  # recovers when it takes the lock
+            pass
+        print(f"{args.store}: no interrupted write left ({len(store)} views)")
+        return 0
     if args.action == "check":
         store = ViewStore(args.store, strict=False)
         problems = store.check(decode=not args.no_decode)

@@ -344,11 +344,19 @@ def guess_backbone_name(backbone_state: dict[str, torch.Tensor]) -> str | None:
 
 
 def read_official_simsiam(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` of an official SimSiam checkpoint file (or a bare state_dict with those keys)."""
+    """The ``state_dict`` of an official SimSiam checkpoint file (or a bare state_dict with those keys), or of a
+    plain torchvision backbone (``torch.save(model.state_dict())``, the advice :func:`safe_load` gives for a
+    pickled model), whose ImageNet head (``classifier.*``, ``fc.*``) is dropped and whose keys are put under
+    ``module.encoder.``; the caller then checks them against the backbone."""
     ckpt = safe_load(path, "SimSiam checkpoint")
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()) \
+            and not any(str(k).startswith("module.") for k in state):
+        return {f"module.encoder.{k}": v for k, v in state.items() if not str(k).startswith(("classifier.", "fc."))}
     if not isinstance(state, dict) or not any(str(k).startswith("module.encoder.") for k in state):
-        raise CheckpointError(f"{path}: not an official SimSiam checkpoint (no state_dict with 'module.encoder.*' keys)")
+        raise CheckpointError(f"{path}: neither an official SimSiam checkpoint (a state_dict with 'module.encoder.*' "
+                              f"keys) nor a backbone's state_dict (torch.save(model.state_dict()) of a torchvision "
+                              f"{' / '.join(BACKBONES)}), nor a model.pt of `ssl-nav finetune`")
     return state
 
 

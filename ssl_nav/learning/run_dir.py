@@ -10,14 +10,17 @@ the ledger (by default ``energy.jsonl`` next to the run directory).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from types import EllipsisType
 from typing import Callable
 
 from ssl_nav.config import PipelineConfig
+from ssl_nav.energy.ledger import check_ledger_path
 from ssl_nav.errors import TrainingError
 from ssl_nav.learning.trainer import finetune  # torch: kept out of the CLI's start-up
+from ssl_nav.locking import DirLock
 from ssl_nav.views.store import ViewStore
 
 #: the files of a run directory; any of them in it means a run is there already
@@ -48,6 +51,29 @@ def check_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> None
             (out / name).unlink()
 
 
+@contextlib.contextmanager
+def lock_run_dir(out: str | os.PathLike):
+    """Hold the run directory's writer lock (:mod:`ssl_nav.locking`; rank 0 only: the ranks of one DDP run
+    write one directory together). A second ``finetune --out`` of the same directory gets a
+    :class:`~ssl_nav.locking.LockedError` naming the holder's PID. A directory made here and left empty is
+    removed again."""
+    out = Path(out)
+    if _rank() != 0:
+        yield
+        return
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out}: exists and is not a directory")
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with DirLock(out, "finetune"):
+            yield
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+
+
 def store_warning(store_dir: str | os.PathLike) -> str | None:
     """A warning when the store is too small for fine-tuning to mean anything (one instance, a single view)."""
     views = ViewStore(store_dir).views()
@@ -59,6 +85,32 @@ def store_warning(store_dir: str | os.PathLike) -> str | None:
                 f"instances apart from several views of each: collect at least 2 instances with 2+ views each "
                 f"(the kNN monitor needs 3+)")
     return None
+
+
+def duplicate_views_warning(store_dir: str | os.PathLike) -> str | None:
+    """A warning when views of one instance hold the same image (a recording collected twice before ssl_nav
+    recognised frames by content, a copied view): training weighs them double and the held-out views may
+    repeat training views."""
+    import hashlib
+
+    store = ViewStore(store_dir)
+    seen: dict[tuple[str, str], str] = {}
+    dups: list[tuple[str, str]] = []
+    for v in store.views():
+        try:
+            digest = hashlib.sha256(store.image_path(v).read_bytes()).hexdigest()
+        except OSError:
+            continue  # a missing image is the trainer's error to report
+        key = (v["instance_id"], digest)
+        if key in seen:
+            dups.append((v["view_id"], seen[key]))
+        else:
+            seen[key] = v["view_id"]
+    if not dups:
+        return None
+    return (f"{store_dir}: {len(dups)} duplicate view(s): the same image stored twice for one instance (e.g. "
+            f"{dups[0][0]} = {dups[0][1]}); they weigh double in training. Remove them (`ssl-nav store check "
+            f"{store_dir}` lists views collected twice) or collect into a new store")
 
 
 def default_ledger(out: str | os.PathLike, cfg: PipelineConfig) -> Path:
@@ -74,10 +126,15 @@ def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: Pipeline
     ``ledger``: the ``energy.jsonl`` to append the EnergyRecord to; ``...`` (the default) is
     :func:`default_ledger`, ``None`` appends nowhere. Returns :class:`ssl_nav.learning.trainer.FinetuneResult`.
     """
-    check_run_dir(out, resume, overwrite)
-    warning = store_warning(store)
-    if warning and warn is not None and _rank() == 0:
-        warn(warning)
-    if ledger is ...:
-        ledger = default_ledger(out, cfg)
-    return finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger)
+    if resume and overwrite:
+        raise TrainingError("--resume and --overwrite exclude each other")
+    with lock_run_dir(out):
+        check_run_dir(out, resume, overwrite)
+        for warning in (store_warning(store), duplicate_views_warning(store)):
+            if warning and warn is not None and _rank() == 0:
+                warn(warning)
+        if ledger is ...:
+            ledger = default_ledger(out, cfg)
+        if ledger is not None:
+            check_ledger_path(ledger)  # before training, not after it
+        return finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger)

@@ -688,6 +688,10 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
                                 "backbone": lc.backbone, "objective": lc.objective, "trainable": lc.trainable,
                                 "view_fraction": lc.view_fraction, "status": status})
         energy = meter.record or {}
+        if run.is_main and resume:  # energy.json covers the whole run (issue 24): the parts before the resume too
+            from ssl_nav.energy.ledger import with_earlier_parts
+
+            energy = with_earlier_parts(energy, run.run_dir, run.step - int(energy.get("steps") or 0), ledger)
         if run.is_main:
             atomic_write_json(run.run_dir / "energy.json", energy)
             if ledger is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
 from ssl_nav.retrieval.embedder import Embedder, embed_store
-from ssl_nav.retrieval.index import InstanceIndex
+from ssl_nav.retrieval.index import InstanceIndex, check_replaceable, index_lock
 
 INDEX_QUALITIES: tuple[str, ...] = ("low", "all")
 
@@ -37,14 +37,23 @@ def build_index(store, model: "str | os.PathLike | Embedder", cfg: RetrievalConf
     overrides ``cfg.index_quality``. With ``out`` the index directory is written there (atomic swap) and the
     returned index is the one on disk.
     """
-    from ssl_nav.learning.backbones import BACKBONES
-    from ssl_nav.views.store import ViewStore
-
     cfg = cfg or RetrievalConfig()
     quality = quality or cfg.index_quality
     if quality not in INDEX_QUALITIES:
         raise RetrievalIndexError(f"retrieval.index_quality must be one of {', '.join(INDEX_QUALITIES)}, "
                                   f"got {quality!r}")
+    if out is None:
+        return _build(store, model, cfg, None, quality, progress, models_dir)
+    check_replaceable(out)  # before the minutes of embedding: never a store, '.', or a foreign directory
+    Path(out).absolute().parent.mkdir(parents=True, exist_ok=True)
+    with index_lock(out):  # one writer of OUT at a time, from the first embedding to the save
+        return _build(store, model, cfg, out, quality, progress, models_dir)
+
+
+def _build(store, model, cfg, out, quality, progress, models_dir) -> InstanceIndex:
+    from ssl_nav.learning.backbones import BACKBONES
+    from ssl_nav.views.store import ViewStore
+
     if not hasattr(store, "views"):
         store = ViewStore(store)
     embedder = model if isinstance(model, Embedder) else Embedder.load(model, cfg, models_dir=models_dir)

@@ -264,6 +264,31 @@ def calibrate(values: Sequence[float], in_map: Sequence[bool], max_candidates: i
             "n_open_set": int((~y).sum())}
 
 
+#: ``calibrate`` refuses to store a threshold fitted on fewer queries than this on either side (in map / not)
+MIN_CALIBRATION_QUERIES = 3
+#: and warns below this many per side: the threshold then moves with every query added
+FEW_CALIBRATION_QUERIES = 10
+
+
+def check_calibration(t: dict, queries_file: str | os.PathLike, index_dir: str | os.PathLike) -> list[str]:
+    """Refuse a fit that cannot mean anything (:class:`SslNavError`; the index keeps its threshold): fewer than
+    :data:`MIN_CALIBRATION_QUERIES` queries on a side, or a balanced accuracy at chance level (0.5). Returns
+    warnings for a fit on fewer than :data:`FEW_CALIBRATION_QUERIES` queries per side."""
+    n_in, n_out = t["n_in_map"], t["n_open_set"]
+    keep = f"{index_dir} keeps its previous threshold"
+    if min(n_in, n_out) < MIN_CALIBRATION_QUERIES:
+        raise SslNavError(f"{queries_file}: {n_in} in-map + {n_out} not-in-map queries; calibration needs at least "
+                          f"{MIN_CALIBRATION_QUERIES} of each (better {FEW_CALIBRATION_QUERIES}+): a threshold "
+                          f"fitted on fewer is chance. {keep}")
+    if t["balanced_accuracy"] <= 0.5 + 1e-9:
+        raise SslNavError(f"{queries_file}: the best threshold separates in-map from not-in-map queries no better "
+                          f"than chance (balanced accuracy {t['balanced_accuracy']:.3f}); {keep}")
+    if min(n_in, n_out) < FEW_CALIBRATION_QUERIES:
+        return [f"{queries_file}: only {n_in} in-map + {n_out} not-in-map queries: the threshold is unreliable; "
+                f"calibrate on {FEW_CALIBRATION_QUERIES}+ of each"]
+    return []
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes (which calibration file the thresholds were fitted on)."""
     h = hashlib.sha256()
@@ -379,6 +404,23 @@ def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: 
 
 # ------------------------------------------------------------------------------------------------ the eval stage
 
+def unknown_query_instances(index, queries_file: str | os.PathLike) -> list[str]:
+    """A warning per query whose ``instance_id`` names no instance with views in ``index``: it can never be
+    found (top-1 0), which says more about the queries file or the index than about the model."""
+    indexed = set(index.instance_ids())
+    out = []
+    for q in load_queries(queries_file):
+        gt = q["instance_id"]
+        if gt is not None and gt not in indexed:
+            why = "has no indexed view" if gt in index.instances else "is in no instance of the index"
+            out.append(f"{queries_file}:{q['line']}: instance_id {gt} {why}; this query cannot be answered right "
+                       f"(is the queries file of another scene or store?)")
+    if len(out) > 5:
+        out = out[:5] + [f"{queries_file}: {len(out) - 5} more queries name instances not in the index"]
+    return out
+
+
+
 @dataclass
 class IndexEvaluation:
     """What :func:`evaluate_index` measured: one metrics column per model (``baseline`` first when there is
@@ -402,7 +444,7 @@ def evaluate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike
     (:func:`ssl_nav.retrieval.query.baseline_retriever`: ``auto``, ``none`` or an index directory) on a queries
     file. ``cfg`` is the ``retrieval`` section. Warns when the queries are the calibration file of the index."""
     retriever = Retriever.open(index_dir, cfg, model=model, is_navigable=is_navigable)
-    warnings = list(retriever.warnings)
+    warnings = list(retriever.warnings) + unknown_query_instances(retriever.index, queries_file)
     if retriever.thresholds.calibrated and fitted_on(retriever.index, queries_file):
         warnings.append(f"{queries_file} is the file the open-set threshold of {index_dir} was calibrated on: "
                         f"open-set accuracy is optimistic; evaluate on queries apart from the calibration split "
@@ -431,6 +473,7 @@ def calibrate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLik
         t = calibrate([r.open_set_value for r in results], [r.gt_instance_id is not None for r in results])
     except ValueError as e:
         raise SslNavError(f"{queries_file}: {e}") from None
+    t["warnings"] = check_calibration(t, queries_file, index_dir)
     if write:
         index = retriever.index
         q = Path(queries_file)

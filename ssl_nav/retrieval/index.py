@@ -46,7 +46,8 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,6 +55,7 @@ import numpy as np
 
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
+from ssl_nav.locking import DirLock
 from ssl_nav.retrieval.structures import KINDS, IndexStructure, choose_structure, describe
 
 log = logging.getLogger(__name__)
@@ -347,19 +349,24 @@ class InstanceIndex:
 
     # ------------------------------------------------------------------------------------------ persistence
     def meta(self) -> dict:
+        """``meta.json`` of this index (:class:`IndexMeta`)."""
         with self._lock:
-            vectors = [[i, v, inst] for i, (v, inst) in sorted(self._meta.items())]
-            return {"format": INDEX_FORMAT, "model_hash": self.model_hash, "model_spec": self.model_spec,
-                    "model_name": self.model_name, "dim": self.dim, "metric": METRIC, "index_type": self.index_type,
-                    "structure": self.structure.to_json(), "ntotal": int(self._index.ntotal),
-                    "next_id": self._next_id, "vectors": vectors, "removed": sorted(self._removed),
-                    "thresholds": self.thresholds, "extra": self.extra}
+            return IndexMeta(
+                model_hash=self.model_hash, dim=self.dim, structure=self.structure, model_spec=self.model_spec,
+                model_name=self.model_name, ntotal=int(self._index.ntotal), next_id=self._next_id,
+                vectors=[(i, v, inst) for i, (v, inst) in sorted(self._meta.items())], removed=sorted(self._removed),
+                thresholds=self.thresholds, extra=self.extra).to_json()
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the index directory with an atomic directory swap (see the module docstring)."""
         faiss = _faiss()
         dest = Path(directory).absolute()
+        check_replaceable(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        with index_lock(dest):
+            return self._save_locked(dest, faiss)
+
+    def _save_locked(self, dest: Path, faiss) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-", dir=dest.parent))
         try:
             with self._lock:  # index.faiss and meta.json from the same moment
@@ -389,98 +396,219 @@ class InstanceIndex:
     @classmethod
     def load(cls, directory: str | os.PathLike, expected_model_hash: str | None = None,
              cfg: RetrievalConfig | None = None) -> "InstanceIndex":
-        """Read an index directory; check the sidecar against ``ntotal`` and the FAISS structure and, when
-        given, the model hash."""
-        faiss = _faiss()
+        """Read an index directory; check ``meta.json`` (:meth:`IndexMeta.from_json`), the FAISS file against it
+        (:func:`_read_faiss`) and, when given, the model hash."""
         d = Path(directory)
-        _wait_for_swap(d)
-        if not d.is_dir():
-            raise RetrievalIndexError(f"{d}: index directory not found")
-        meta_path, index_path = d / META_FILE, d / INDEX_FILE
-        if not meta_path.is_file():
-            raise RetrievalIndexError(f"{meta_path}: missing (not an index directory){_leftovers_hint(d)}")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RetrievalIndexError(f"{meta_path}: malformed JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
-            raise RetrievalIndexError(f"{meta_path}: not an ssl_nav index (format must be {INDEX_FORMAT!r})")
-        for key in ("model_hash", "dim", "metric", "index_type", "vectors"):
-            if key not in meta:
-                raise RetrievalIndexError(f"{meta_path}: missing key '{key}'")
-        if meta["metric"] != METRIC:
-            raise RetrievalIndexError(f"{meta_path}: key 'metric' must be {METRIC!r}, got {meta['metric']!r}")
-        if expected_model_hash is not None and meta["model_hash"] != expected_model_hash:
-            raise RetrievalIndexError(
-                f"{meta_path}: index was built by model {str(meta['model_hash'])[:12]}… "
-                f"({meta.get('model_spec')}), not by the loaded model {expected_model_hash[:12]}…; rebuild it "
-                f"with `ssl-nav index`")
         cfg = cfg or RetrievalConfig()
-        structure = _structure_of(meta, meta_path, cfg)
-        if not index_path.is_file():
-            raise RetrievalIndexError(f"{index_path}: missing")
-        try:
-            raw = faiss.read_index(str(index_path))
-        except Exception as e:  # faiss raises RuntimeError on truncated / corrupt files
-            raise RetrievalIndexError(f"{index_path}: cannot read FAISS index ({str(e).splitlines()[0][:200]})") \
-                from None
-        if raw.d != int(meta["dim"]):
-            raise RetrievalIndexError(f"{index_path}: dimension {raw.d} does not match meta.json dim {meta['dim']}")
-        vectors = _check_vectors(meta.get("vectors"), meta_path)
-        if len(vectors) != raw.ntotal:
-            raise RetrievalIndexError(f"{meta_path}: key 'vectors' lists {len(vectors)} vectors but "
-                                      f"{index_path.name} holds ntotal={raw.ntotal}")
-        try:
-            ids = faiss.vector_to_array(raw.id_map).astype(np.int64) if hasattr(raw, "id_map") else None
-        except Exception:
-            ids = None
-        if ids is None:
-            raise RetrievalIndexError(f"{index_path}: not an IndexIDMap2 index")
-        found = describe(raw.index)
-        if found != structure.build_fields():
-            raise RetrievalIndexError(f"{index_path}: holds a {_fmt_structure(found)} index but {meta_path.name} "
-                                      f"key 'structure' says {_fmt_structure(structure.build_fields())}")
-        listed = np.asarray([v[0] for v in vectors], dtype=np.int64)
-        if not np.array_equal(np.sort(ids), np.sort(listed)):
-            raise RetrievalIndexError(f"{meta_path}: vector ids do not match the ids stored in {index_path.name}")
-        removed = meta.get("removed", [])
-        if not isinstance(removed, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in removed):
-            raise RetrievalIndexError(f"{meta_path}: key 'removed' must be a list of integer vector ids")
-        next_id = meta.get("next_id", (int(listed.max()) + 1) if len(listed) else 0)
-        if not isinstance(next_id, int) or isinstance(next_id, bool) or (len(listed) and next_id <= listed.max()):
-            raise RetrievalIndexError(f"{meta_path}: key 'next_id' must be an integer above every vector id, "
-                                      f"got {next_id!r}")
-        thresholds = meta.get("thresholds")
-        if thresholds is not None and not isinstance(thresholds, dict):
-            raise RetrievalIndexError(f"{meta_path}: key 'thresholds' must be an object or null")
-        extra = meta.get("extra") or {}
-        if not isinstance(extra, dict):
-            raise RetrievalIndexError(f"{meta_path}: key 'extra' must be an object")
-        obj = cls(int(meta["dim"]), meta["model_hash"], cfg, structure=structure,
-                  model_spec=meta.get("model_spec"), model_name=meta.get("model_name"))
-        inst_path = d / INSTANCES_FILE
-        obj.instances_file = inst_path if inst_path.is_file() else None
-        if obj.instances_file is not None:
-            try:
-                instances = json.loads(inst_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise RetrievalIndexError(f"{inst_path}: malformed JSON ({e})") from None
-            if not isinstance(instances, dict) or not all(isinstance(v, dict) for v in instances.values()):
-                raise RetrievalIndexError(f"{inst_path}: must map instance ids to objects")
-            obj.instances = {str(k): v for k, v in instances.items()}
+        meta = IndexMeta.read(d, cfg)
+        if expected_model_hash is not None and meta.model_hash != expected_model_hash:
+            raise RetrievalIndexError(
+                f"{d / META_FILE}: index was built by model {meta.model_hash[:12]}… ({meta.model_spec}), not by the "
+                f"loaded model {expected_model_hash[:12]}…; rebuild it with `ssl-nav index`")
+        raw = _read_faiss(d, meta)
+        obj = cls(meta.dim, meta.model_hash, cfg, structure=meta.structure, model_spec=meta.model_spec,
+                  model_name=meta.model_name)
+        obj.instances_file, obj.instances = _read_instances(d / INSTANCES_FILE)
         obj._index = raw
         if raw.index.is_trained:
-            structure.configure(raw.index)
-        obj._removed = set(removed)
-        for i, v, inst in vectors:
+            meta.structure.configure(raw.index)
+        obj._removed = set(meta.removed)
+        for i, v, inst in meta.vectors:
             obj._meta[i] = (v, inst)
             if i not in obj._removed:
                 obj._by_instance.setdefault(inst, []).append(i)
                 obj._view_ids.add(v)
-        obj._next_id = next_id
-        obj.thresholds = thresholds
-        obj.extra = extra
+        obj._next_id, obj.thresholds, obj.extra = meta.next_id, meta.thresholds, meta.extra
         return obj
+
+
+#: the largest FAISS id (an int64)
+MAX_FAISS_ID = 2**63 - 1
+#: ``extra.embedding.quality`` values (:data:`ssl_nav.retrieval.build.INDEX_QUALITIES`)
+EMBEDDING_QUALITIES = ("low", "all")
+
+
+def _bad(where: str, key: str, want: str, got: Any) -> RetrievalIndexError:
+    return RetrievalIndexError(f"{where}: key {key!r} must be {want}, got {json.dumps(got, default=str)[:80]}")
+
+
+def _int(d: dict, key: str, where: str, lo: int = 0, hi: int = MAX_FAISS_ID, *, default: Any = ...) -> Any:
+    v = d.get(key, default)
+    if v is ...:
+        raise RetrievalIndexError(f"{where}: missing key '{key}'")
+    if v is None and default is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise _bad(where, key, f"an integer in [{lo}, {hi}]", v)
+    return v
+
+
+def _str(d: dict, key: str, where: str, *, optional: bool = False) -> str | None:
+    v = d.get(key)
+    if v is None and optional:
+        return None
+    if not isinstance(v, str) or not v:
+        raise _bad(where, key, "a non-empty string" + (" or null" if optional else ""), v)
+    return v
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class IndexMeta:
+    """``IDX/meta.json``, checked field by field with the strictness of the configuration: the one place that
+    writes it (:meth:`to_json`, :meth:`InstanceIndex.save`) and reads it (:meth:`from_json`, :meth:`InstanceIndex.load`,
+    :func:`read_meta`). A wrong type or range is a :class:`RetrievalIndexError` naming the key (``extra.embedding.
+    flip_tta`` must be true or false: the string ``"no"`` is not taken as true)."""
+
+    model_hash: str
+    dim: int
+    structure: IndexStructure
+    model_spec: str | None = None
+    model_name: str | None = None
+    ntotal: int | None = None
+    next_id: int = 0
+    vectors: list[tuple[int, str, str]] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    thresholds: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"format": INDEX_FORMAT, "model_hash": self.model_hash, "model_spec": self.model_spec,
+                "model_name": self.model_name, "dim": self.dim, "metric": METRIC, "index_type": self.structure.kind,
+                "structure": self.structure.to_json(), "ntotal": self.ntotal, "next_id": self.next_id,
+                "vectors": [list(v) for v in self.vectors], "removed": list(self.removed),
+                "thresholds": self.thresholds, "extra": self.extra}
+
+    @classmethod
+    def read(cls, directory: Path, cfg: RetrievalConfig | None = None) -> "IndexMeta":
+        """``directory/meta.json`` parsed and checked (a missing directory or file is named)."""
+        _wait_for_swap(directory)
+        p = directory / META_FILE
+        if not p.is_file():
+            if not directory.is_dir():
+                raise RetrievalIndexError(f"{directory}: index directory not found")
+            raise RetrievalIndexError(f"{p}: missing (not an index directory){_leftovers_hint(directory)}")
+        try:
+            d = json.loads(p.read_bytes())
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise RetrievalIndexError(f"{p}: malformed JSON ({e})") from None
+        return cls.from_json(d, str(p), cfg)
+
+    @classmethod
+    def from_json(cls, d: Any, where: str, cfg: RetrievalConfig | None = None) -> "IndexMeta":
+        """Parse and check every field (``where`` names the file in errors)."""
+        if not isinstance(d, dict) or d.get("format") != INDEX_FORMAT:
+            raise RetrievalIndexError(f"{where}: not an ssl_nav index (format must be {INDEX_FORMAT!r})")
+        for key in ("model_hash", "dim", "metric", "index_type", "vectors"):
+            if key not in d:
+                raise RetrievalIndexError(f"{where}: missing key '{key}'")
+        if d["metric"] != METRIC:
+            raise RetrievalIndexError(f"{where}: key 'metric' must be {METRIC!r}, got {d['metric']!r}")
+        if d["index_type"] not in KINDS:
+            raise _bad(where, "index_type", f"one of {', '.join(KINDS)}", d["index_type"])
+        vectors = _check_vectors(d["vectors"], where)
+        removed = d.get("removed", [])
+        if not isinstance(removed, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in removed):
+            raise RetrievalIndexError(f"{where}: key 'removed' must be a list of integer vector ids")
+        top = max((v[0] for v in vectors), default=-1)
+        next_id = _int(d, "next_id", where, top + 1, default=top + 1)
+        return cls(model_hash=_str(d, "model_hash", where), dim=_int(d, "dim", where, 1, 65536),
+                   structure=_structure_of(d, where, cfg or RetrievalConfig()),
+                   model_spec=_str(d, "model_spec", where, optional=True),
+                   model_name=_str(d, "model_name", where, optional=True),
+                   ntotal=_int(d, "ntotal", where, default=None), next_id=next_id, vectors=vectors,
+                   removed=removed, thresholds=_check_thresholds(d.get("thresholds"), where),
+                   extra=_check_extra(d.get("extra"), where))
+
+
+def _check_thresholds(t: Any, where: str) -> dict | None:
+    """``thresholds``: null, or the calibrated rule (``score``, a finite ``threshold``, ``reject_margin``)."""
+    if t is None:
+        return None
+    if not isinstance(t, dict):
+        raise _bad(where, "thresholds", "an object or null", t)
+    if "score" in t and (not isinstance(t["score"], str) or not t["score"]):
+        raise _bad(where, "thresholds.score", "the name of an open-set score", t["score"])
+    key = "threshold" if "threshold" in t or "reject_score" not in t else "reject_score"
+    if not _number(t.get(key)):
+        raise _bad(where, f"thresholds.{key}", "a finite number", t.get(key))
+    if "reject_margin" in t and not _number(t["reject_margin"]):
+        raise _bad(where, "thresholds.reject_margin", "a finite number", t["reject_margin"])
+    if t.get("fit_on") is not None and not isinstance(t["fit_on"], dict):
+        raise _bad(where, "thresholds.fit_on", "an object", t["fit_on"])
+    return t
+
+
+def _check_extra(extra: Any, where: str) -> dict:
+    """``extra``: how the index was built; the embedding settings are checked like the configuration's."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise _bad(where, "extra", "an object", extra)
+    emb = extra.get("embedding")
+    if emb is not None:
+        if not isinstance(emb, dict):
+            raise _bad(where, "extra.embedding", "an object", emb)
+        lo, hi = RetrievalConfig.__dataclass_fields__["image_size"].metadata["range"]
+        if "image_size" in emb:
+            _int(emb, "image_size", f"{where}: extra.embedding", lo, hi)
+        if "flip_tta" in emb and not isinstance(emb["flip_tta"], bool):
+            raise _bad(f"{where}: extra.embedding", "flip_tta", "true or false", emb["flip_tta"])
+        if emb.get("quality") is not None and emb["quality"] not in EMBEDDING_QUALITIES:
+            raise _bad(f"{where}: extra.embedding", "quality", f"one of {', '.join(EMBEDDING_QUALITIES)}",
+                       emb["quality"])
+    for key in ("store", "model_spec_relative"):
+        if extra.get(key) is not None:
+            _str(extra, key, f"{where}: extra")
+    return extra
+
+
+def _read_faiss(d: Path, meta: IndexMeta):
+    """``index.faiss``, checked against ``meta.json``: dimension, vector count and ids, structure."""
+    faiss = _faiss()
+    index_path = d / INDEX_FILE
+    if not index_path.is_file():
+        raise RetrievalIndexError(f"{index_path}: missing")
+    try:
+        raw = faiss.read_index(str(index_path))
+    except Exception as e:  # faiss raises RuntimeError on truncated / corrupt files
+        raise RetrievalIndexError(f"{index_path}: cannot read FAISS index ({str(e).splitlines()[0][:200]})") \
+            from None
+    if raw.d != meta.dim:
+        raise RetrievalIndexError(f"{index_path}: dimension {raw.d} does not match meta.json dim {meta.dim}")
+    if len(meta.vectors) != raw.ntotal:
+        raise RetrievalIndexError(f"{d / META_FILE}: key 'vectors' lists {len(meta.vectors)} vectors but "
+                                  f"{index_path.name} holds ntotal={raw.ntotal}")
+    try:
+        ids = faiss.vector_to_array(raw.id_map).astype(np.int64) if hasattr(raw, "id_map") else None
+    except Exception:
+        ids = None
+    if ids is None:
+        raise RetrievalIndexError(f"{index_path}: not an IndexIDMap2 index")
+    found = describe(raw.index)
+    if found != meta.structure.build_fields():
+        raise RetrievalIndexError(f"{index_path}: holds a {_fmt_structure(found)} index but {META_FILE} key "
+                                  f"'structure' says {_fmt_structure(meta.structure.build_fields())}")
+    listed = np.asarray([v[0] for v in meta.vectors], dtype=np.int64)
+    if not np.array_equal(np.sort(ids), np.sort(listed)):
+        raise RetrievalIndexError(f"{d / META_FILE}: vector ids do not match the ids stored in {index_path.name}")
+    return raw
+
+
+def _read_instances(p: Path) -> tuple[Path | None, dict[str, dict]]:
+    """``IDX/instances.json`` (None and no instances when absent)."""
+    if not p.is_file():
+        return None, {}
+    try:
+        instances = json.loads(p.read_bytes())
+    except (OSError, ValueError) as e:
+        raise RetrievalIndexError(f"{p}: malformed JSON ({e})") from None
+    if not isinstance(instances, dict) or not all(isinstance(v, dict) for v in instances.values()):
+        raise RetrievalIndexError(f"{p}: must map instance ids to objects")
+    return p, {str(k): v for k, v in instances.items()}
 
 
 @contextmanager
@@ -506,9 +634,8 @@ def _idmap(inner):
     return out
 
 
-def _structure_of(meta: dict, meta_path: Path, cfg: RetrievalConfig) -> IndexStructure:
+def _structure_of(meta: dict, where: str, cfg: RetrievalConfig) -> IndexStructure:
     """``meta.json``'s ``structure`` (indexes written before it existed: flat, or HNSW with its ``hnsw`` key)."""
-    where = str(meta_path)
     if "structure" in meta:
         s = IndexStructure.from_json(meta["structure"], where)
         if s.kind != meta["index_type"]:
@@ -606,30 +733,66 @@ def recover_interrupted_save(d: str | os.PathLike) -> Path | None:
     return None
 
 
+_INDEX_LOCKS: dict[Path, DirLock] = {}
+_INDEX_LOCKS_LOCK = threading.Lock()
+
+
+def index_lock(dest: str | os.PathLike) -> DirLock:
+    """The writer's lock of the index directory ``dest``: ``.<name>.lock`` next to it (the directory itself is
+    swapped whole). One per process and path, re-entrant (``build_index`` holds it from the first embedding to
+    the save); another process gets a :class:`~ssl_nav.locking.LockedError` naming the holder's PID."""
+    d = Path(dest).absolute()
+    with _INDEX_LOCKS_LOCK:
+        if d not in _INDEX_LOCKS:
+            _INDEX_LOCKS[d] = DirLock(d.parent, "index writer", name=f".{d.name}.lock")
+        return _INDEX_LOCKS[d]
+
+
+#: what an index directory holds (besides hidden files)
+INDEX_ENTRIES = (INDEX_FILE, META_FILE, INSTANCES_FILE)
+
+
+def check_replaceable(dest: str | os.PathLike) -> None:
+    """Refuse to replace ``dest`` unless it is missing, an empty directory, or an index that ssl_nav wrote
+    (a ``meta.json`` of :data:`INDEX_FORMAT` and nothing but index files): ``--out STORE`` or ``--out .`` must
+    never delete a view store or a working directory."""
+    d = Path(dest)
+    if d.is_symlink():
+        raise RetrievalIndexError(f"{d}: is a symbolic link; give the index directory itself")
+    if not d.exists():
+        return
+    if not d.is_dir():
+        raise RetrievalIndexError(f"{d}: exists and is not a directory; not replaced")
+    if d.resolve() == Path.cwd().resolve() or Path.cwd().resolve().is_relative_to(d.resolve()):
+        raise RetrievalIndexError(f"{d}: is the current directory (or holds it); give a new directory for the index")
+    entries = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+    if not entries:
+        return
+    other = [n for n in entries if n not in INDEX_ENTRIES]
+    if other or not _complete(d):
+        what = f"holds {other[0]!r}" if other else "holds no complete ssl_nav index (meta.json)"
+        raise RetrievalIndexError(f"{d}: is not an index that ssl_nav wrote ({what}); an index directory is "
+                                  f"replaced as a whole, so nothing else is deleted: give a new or empty directory")
+
+
 def read_meta(directory: str | os.PathLike) -> dict:
-    """``meta.json`` of an index directory (to learn its model before loading the model)."""
+    """``meta.json`` of an index directory, checked (:meth:`IndexMeta.from_json`), as a dict (to learn its model
+    before loading the model)."""
     d = Path(directory)
-    _wait_for_swap(d)
-    p = d / META_FILE
-    if not p.is_file():
-        if not d.is_dir():
-            raise RetrievalIndexError(f"{d}: index directory not found")
-        raise RetrievalIndexError(f"{p}: missing (not an index directory){_leftovers_hint(d)}")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise RetrievalIndexError(f"{p}: malformed JSON ({e})") from None
+    meta = IndexMeta.read(d)
+    return {**meta.to_json(), "structure": meta.structure.to_json()}
 
 
-def _check_vectors(vectors: Any, meta_path: Path) -> list[tuple[int, str, str]]:
+def _check_vectors(vectors: Any, meta_path: str) -> list[tuple[int, str, str]]:
     """``meta.json``'s ``vectors`` as (faiss_id, view_id, instance_id) triples, or an error naming the entry."""
     if not isinstance(vectors, list):
         raise RetrievalIndexError(f"{meta_path}: key 'vectors' must be a list of [faiss_id, view_id, instance_id]")
     out = []
     for n, v in enumerate(vectors):
         if (not isinstance(v, list) or len(v) != 3 or not isinstance(v[0], int) or isinstance(v[0], bool)
-                or v[0] < 0 or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v[1:])):
-            raise RetrievalIndexError(f"{meta_path}: key 'vectors'[{n}] must be [faiss_id (int >= 0), view_id, "
+                or not 0 <= v[0] <= MAX_FAISS_ID
+                or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v[1:])):
+            raise RetrievalIndexError(f"{meta_path}: key 'vectors'[{n}] must be [faiss_id (int64 >= 0), view_id, "
                                       f"instance_id], got {json.dumps(v)[:80]}")
         out.append((v[0], str(v[1]), str(v[2])))
     if len({v[0] for v in out}) != len(out):

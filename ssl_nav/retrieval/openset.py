@@ -59,6 +59,11 @@ CLASSIFIER_SCORES: tuple[str, ...] = ("max_logit", "energy", "max_softmax")
 OPEN_SET_SCORES: tuple[str, ...] = RANKING_SCORES + FEATURE_SCORES + CLASSIFIER_SCORES
 SCORE_CHOICES: tuple[str, ...] = ("auto",) + OPEN_SET_SCORES
 
+#: scores that compare the top instance with the others: with a single instance in the index they are constant
+#: (a softmax over one class is 1.0) or undefined, and :func:`decide` falls back to :data:`SINGLE_INSTANCE_SCORE`
+NEEDS_SEVERAL_INSTANCES: tuple[str, ...] = ("sim_softmax", "max_softmax", "query_z", "instance_z")
+SINGLE_INSTANCE_SCORE = "best"
+
 #: views sampled per index for the per-instance statistics of ``instance_z``
 INSTANCE_STATS_MAX_VIEWS = 4000
 
@@ -150,9 +155,29 @@ class OpenSetDecision:
     calibrated: bool  #: whether the threshold was fitted by ``ssl-nav calibrate``
 
 
+def single_instance_note(score: str, n_instances: int) -> str | None:
+    """Why :func:`decide` does not use ``score`` on an index of ``n_instances`` (None when it does)."""
+    if n_instances != 1 or score not in NEEDS_SEVERAL_INSTANCES:
+        return None
+    return (f"the index holds a single instance: the open-set score {score!r} compares instances (it is constant "
+            f"with one), so {SINGLE_INSTANCE_SCORE!r} (the best-view cosine similarity) decides, against "
+            f"retrieval.reject_threshold")
+
+
 def decide(ranked: Sequence["InstanceScore"], scores: dict[str, float | None], score: str, threshold: float,
-           reject_margin: float = 0.0, calibrated: bool = False) -> OpenSetDecision:
-    """Accept the top instance when ``scores[score] >= threshold`` and the margin ``>= reject_margin``."""
+           reject_margin: float = 0.0, calibrated: bool = False, *, n_instances: int | None = None,
+           fallback_threshold: float | None = None) -> OpenSetDecision:
+    """Accept the top instance when ``scores[score] >= threshold`` and the margin ``>= reject_margin``.
+
+    On an index of ``n_instances == 1`` a score of :data:`NEEDS_SEVERAL_INSTANCES` would accept every query;
+    :data:`SINGLE_INSTANCE_SCORE` decides instead, against ``fallback_threshold`` (uncalibrated), and the reason
+    says so."""
+    note = single_instance_note(score, n_instances or 0)
+    if note is not None:
+        d = decide(ranked, scores, SINGLE_INSTANCE_SCORE, threshold if fallback_threshold is None
+                   else fallback_threshold, reject_margin, False)
+        d.reason = f"{d.reason} (single-instance index: {SINGLE_INSTANCE_SCORE} instead of {score})"
+        return d
     value = scores.get(score)
     if not ranked:
         return OpenSetDecision(False, "empty index", score, value, threshold, calibrated)

@@ -29,7 +29,8 @@ from ssl_nav.retrieval.build import build_index  # build imports embedder/index 
 from ssl_nav.retrieval.embedder import Embedder
 from ssl_nav.retrieval.goals import goal_pose
 from ssl_nav.retrieval.index import InstanceIndex, ViewHit, read_meta
-from ssl_nav.retrieval.openset import OpenSetDecision, decide, instance_stats, open_set_scores, resolve_score
+from ssl_nav.retrieval.openset import (OpenSetDecision, decide, instance_stats, open_set_scores, resolve_score,
+                                       single_instance_note)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class Retriever:
             warnings.append(f"{where}: its calibrated threshold is for the open-set score "
                             f"{_threshold_score(t)!r}, not {self.score_name!r} (retrieval.open_set_score): using "
                             f"retrieval.reject_threshold {self.cfg.reject_threshold}; run `ssl-nav calibrate` again")
+        single = single_instance_note(self.score_name, len(index.instance_ids()))
+        if single:
+            warnings.append(f"{where}: {single}")
         stats = instance_stats(index)  # bounded: at most INSTANCE_STATS_MAX_VIEWS views
         with self._lock:
             self.index, self.warnings, self._stats = index, warnings, stats
@@ -141,7 +145,8 @@ class Retriever:
     def decide(self, ranked: list[InstanceScore], scores: dict[str, float | None]) -> OpenSetDecision:
         """The open-set decision for one query under the thresholds in force."""
         t = self.thresholds
-        return decide(ranked, scores, t.score, t.threshold, t.reject_margin, t.calibrated)
+        return decide(ranked, scores, t.score, t.threshold, t.reject_margin, t.calibrated,
+                      n_instances=len(self.index.instance_ids()), fallback_threshold=self.cfg.reject_threshold)
 
     def check_image(self, image: np.ndarray, what: str = "query") -> np.ndarray:
         """``image`` as uint8 RGB of at least ``retrieval.min_query_px``, or a ValueError naming ``what``."""

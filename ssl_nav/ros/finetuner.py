@@ -111,9 +111,12 @@ class FinetunerNode(Node):
         def on_epoch(m: dict) -> None:
             self._progress({"run_id": run_id, "state": "running", **m})
 
+        from ssl_nav.learning.run_dir import lock_run_dir
+
         try:
-            res = finetune(self.data.store, out, self.cfg, progress=False, on_epoch=on_epoch,
-                           should_stop=self._cancel.is_set, ledger=self.data.ledger(self.cfg.energy.ledger))
+            with lock_run_dir(out):  # one writer per run directory, like `ssl-nav finetune`
+                res = finetune(self.data.store, out, self.cfg, progress=False, on_epoch=on_epoch,
+                               should_stop=self._cancel.is_set, ledger=self.data.ledger(self.cfg.energy.ledger))
         except SslNavError as e:
             log.error(f"fine-tune {run_id} failed: {e}")
             self.last_result = {"run_id": run_id, "state": "failed", "error": str(e)}

@@ -165,9 +165,12 @@ def load_params_file(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_bytes().decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"{p}: cannot read parameters file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); a parameters "
+                          f"file is UTF-8 YAML") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(data, dict):

@@ -64,7 +64,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from ssl_nav.errors import SslNavError
+from ssl_nav.errors import SslNavError, StoreError
 from ssl_nav.ros import conversions as conv
 from ssl_nav.ros.params import NODE_SECTIONS, declare_config
 from ssl_nav.ros.runtime import SENSOR_QOS, STATUS_QOS, DataDir, json_msg, run_node
@@ -98,6 +98,8 @@ class ViewCollectorNode(Node):
         self._lock = threading.RLock()
         self._views_lock = threading.RLock()
         self.store = ViewStore(self.data.store, create=True)
+        self.store.acquire_lock()  # the store's one writer while the node runs (ssl_nav.locking)
+        self.store_problem: str | None = None  #: why the last keyframe's views were not written (for ~/status)
         self.collector = self._new_collector()
         self.gate = KeyframeGate(self.cfg.views.keyframe_translation, self.cfg.views.keyframe_rotation_deg)
         self._gate_lock = threading.Lock()
@@ -329,6 +331,13 @@ class ViewCollectorNode(Node):
                 continue
             try:
                 handle(job)
+            except StoreError as e:  # the store refuses the write (a linked file or directory, ...): say which and why
+                try:
+                    self.store.check_links()  # a link is the cause to name, before what it broke
+                except StoreError as link:
+                    e = link
+                self.store_problem = str(e)
+                self._drop("rgb", f"frame unusable: the view store was not written: {e}")
             except SslNavError as e:
                 self._drop("rgb", f"frame unusable: {e}")
             except Exception as e:  # the node keeps running; the reason is logged
@@ -409,6 +418,7 @@ class ViewCollectorNode(Node):
             with self.store.batch():  # the keyframe's PNGs in parallel, its lines and instances.json once
                 added = self.collector.process(frame, imap)
             self.views_seconds.append(time.perf_counter() - t0)
+            self.store_problem = None
             self.counts["views_added"] += len(added)
             self._snap_views = (len(self.store), self.collector.summary())
 
@@ -448,7 +458,8 @@ class ViewCollectorNode(Node):
                 "counts": dict(self.counts), "pending": self.sync.pending(),
                 "keyframe_ms_p50": p50(self.keyframe_seconds), "views_ms_p50": p50(self.views_seconds),
                 "instances": len(instances), "views": n_views, "semantic_map": self.segmenter == "semantic_map",
-                "map": map_summary, "store": str(self.data.store), "collector": summary}
+                "map": map_summary, "store": str(self.data.store), "collector": summary,
+                "store_problem": self.store_problem}
 
     def publish_status(self) -> None:
         """~/status and ~/instances from the workers' last snapshots (never waits for the map lock)."""
@@ -484,8 +495,12 @@ class ViewCollectorNode(Node):
             old = None
             if len(self.store) or self.store.instances():
                 old = self.data.root / f"store.cleared-{time.strftime('%Y%m%d-%H%M%S')}"
+                self.store.release_lock()
                 Path(self.data.store).rename(old)
+            else:
+                self.store.release_lock()
             self.store = self._ViewStore(self.data.store, create=True)
+            self.store.acquire_lock()
             self.collector = self._new_collector()
             self._lagging.clear()
             self.builder, self.segmenter = None, UNDECIDED
@@ -517,6 +532,7 @@ class ViewCollectorNode(Node):
             self._queue_cv.notify_all()
         self._worker.join(timeout=5)
         self._views_worker.join(timeout=5)
+        self.store.release_lock()
 
 
 def main(args: list[str] | None = None) -> int:

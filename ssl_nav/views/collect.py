@@ -55,6 +55,10 @@ class Candidate:
 def skip_category(reason: str) -> str:
     """Short class of a skip reason, for summaries."""
     r = reason.lower()
+    if "already collected" in r:
+        return "already collected"
+    if "implausible depth" in r:
+        return "implausible depth"
     if "malformed" in r or "expected a json object" in r:
         return "malformed line"
     if "missing key" in r:
@@ -133,6 +137,23 @@ class _FrameDeblur:
         return self._last[1]
 
 
+def label_from_ground_truth(imap, gt_objects: list[dict], categories: dict | None, earlier: dict) -> None:
+    """Annotate the map's instances with the ground-truth object each one is (``gt_instance_id``) and its
+    category. Instances an earlier recording labelled (in ``earlier``, the store's instances) keep their labels:
+    a per-frame append of another room, whose objects they are not, must not relabel them."""
+    names = {str(k): v for k, v in (categories or {}).items()}
+    names.update({str(o["instance_id"]): o.get("category") for o in gt_objects if o.get("category")})
+    for iid, gt in match_instances_to_objects(imap, gt_objects).items():
+        prev = earlier.get(str(iid))
+        if prev is not None and "gt_instance_id" in prev:
+            imap.set_gt_instance_id(iid, prev["gt_instance_id"])
+            imap.set_category(iid, prev.get("category"))
+            continue
+        imap.set_gt_instance_id(iid, gt)
+        if gt is not None and names.get(gt) is not None:
+            imap.set_category(iid, names[gt])
+
+
 def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg: PipelineConfig,
                    progress: bool = True, total: int | None = None, *,
                    categories: dict[int, str] | None = None, imap: InstanceMap | None = None,
@@ -185,12 +206,7 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
             if iid in imap.instances():
                 imap.set_category(iid, cat)
     elif gt_objects:
-        names = {str(k): v for k, v in (categories or {}).items()}
-        names.update({str(o["instance_id"]): o.get("category") for o in gt_objects if o.get("category")})
-        for iid, gt in match_instances_to_objects(imap, gt_objects).items():
-            imap.set_gt_instance_id(iid, gt)
-            if gt is not None and names.get(gt) is not None:
-                imap.set_category(iid, names[gt])
+        label_from_ground_truth(imap, gt_objects, categories, store.instances())
     infos = imap.instances()
     old = store.instances()
     store.set_instances({**old, **imap.to_store_instances()})

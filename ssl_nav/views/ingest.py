@@ -14,7 +14,10 @@ arXiv 2404.09645) and ``queries.jsonl``. :func:`collect_recording` is the stage 
 
 All of it runs in one :meth:`ViewStore.transaction`: a failure (a bad line, no usable frame, a full disk,
 Ctrl-C) leaves the store as it found it. With ``append`` the store's map is continued, so instance ids keep
-counting; a recording already collected (same ``frames.jsonl`` bytes) is not collected twice.
+counting; a recording already collected (same ``frames.jsonl`` bytes, or frames of the same content:
+:func:`ssl_nav.frames.frame_fingerprint` in ``sources.jsonl`` ``frame_hashes``) is not collected twice, and
+an overlapping recording adds only its new frames. The whole stage holds the store's writer lock
+(:mod:`ssl_nav.locking`).
 :func:`add_user_photos` is the ``ssl-nav add-photos`` stage: photo files of one instance, all or none.
 """
 
@@ -32,10 +35,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm  # progress bars only; kept out of the CLI's start-up
 
-from ssl_nav.atomic import atomic_write_bytes, replace_dir
 from ssl_nav.config import PipelineConfig
 from ssl_nav.errors import FormatError, FrameError, StoreError
-from ssl_nav.frames import count_frames, read_frames_dir, read_image_rgb, read_jsonl
+from ssl_nav.frames import (Frame, SkippedFrame, count_frames, frame_fingerprint, read_frames_dir, read_image_rgb,
+                            read_jsonl)
 from ssl_nav.mapping.gt_match import gt_to_map_ids, has_gt_annotation, read_scene_objects
 from ssl_nav.mapping.instance_map import InstanceMap
 from ssl_nav.paths import resolve_inside
@@ -223,18 +226,11 @@ def _map_to_continue(store: ViewStore, map_dir: Path, cfg: PipelineConfig) -> In
 
 def _commit_map_and_source(store: ViewStore, new_map: Path, map_dir: Path, record: dict) -> None:
     """Append the ``sources.jsonl`` record and move the map written to ``new_map`` into place, last of all;
-    the record is taken back if the move fails."""
+    both are undone with the store's transaction (:meth:`ViewStore.replace_file`, :meth:`ViewStore.replace_dir`)."""
     sources = store.root / "sources.jsonl"
-    old_sources = sources.read_bytes() if sources.is_file() else None
-    atomic_write_bytes(sources, (old_sources or b"") + (json.dumps(record) + "\n").encode())
-    try:
-        replace_dir(new_map, map_dir)
-    except BaseException:
-        if old_sources is None:
-            sources.unlink(missing_ok=True)
-        else:
-            atomic_write_bytes(sources, old_sources)
-        raise
+    old_sources = sources.read_bytes() if sources.is_file() else b""
+    store.replace_file("sources.jsonl", old_sources + (json.dumps(record) + "\n").encode())
+    store.replace_dir(map_dir.name, new_map)
 
 
 def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLike, cfg: PipelineConfig, *,
@@ -256,6 +252,18 @@ def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLik
     photo_records = read_photo_records(frames_dir) if photos else []  # before anything is written
     categories = read_categories(frames_dir) if cfg.mapping.id_mode == "stable" else {}
     store = ViewStore(store_dir, create=True)
+    try:
+        with store.writing():  # one writer at a time (ssl_nav.locking), from the first read to the last write
+            return _collect_locked(store, frames_dir, digest, total, photo_records, categories, cfg, append=append,
+                                   progress=progress)
+    except BaseException:
+        store.remove_if_created()
+        raise
+
+
+def _collect_locked(store: ViewStore, frames_dir: Path, digest: str, total: int, photo_records: list,
+                    categories: dict, cfg: PipelineConfig, *, append: bool, progress: bool) -> CollectResult:
+    """:func:`collect_recording` under the store's lock: refuse or skip what was collected, then the transaction."""
     map_dir = store.root / "map"
     if (len(store) or store.instances()) and not append:
         raise StoreError(f"{store.root}: already holds {len(store)} views of {len(store.instances())} instances; "
@@ -269,21 +277,62 @@ def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLik
     imap = _map_to_continue(store, map_dir, cfg)
     n_before = len(store)
     new_map = store.root / f".map.new-{secrets.token_hex(4)}"  # the final map, moved into place last
-    with store.transaction():
-        try:
-            summary = collect_frames(read_frames_dir(frames_dir), store, cfg, progress=progress, total=total,
-                                     categories=categories, imap=imap, map_dir=new_map,
-                                     gt_objects=read_scene_objects(frames_dir))
-            if summary["frames_used"] == 0:
-                reasons = "; ".join(s["reason"] for s in summary["skipped"][:3])
-                raise FormatError(f"{frames_file}: none of its {summary['frames_total']} frames is usable "
-                                  f"({reasons})")
-            added = add_photos_from_dir(frames_dir, store, progress=progress, records=photo_records)
-            record = {"frames": str(frames_dir.resolve()), "frames_sha256": digest, "frames_total": total,
-                      "frames_used": summary["frames_used"], "views": len(store) - n_before - added["photos"],
-                      "photos": added["photos"], "id_mode": cfg.mapping.id_mode, "scene_id": scene_id,
-                      "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            _commit_map_and_source(store, new_map, map_dir, record)
-        finally:  # before the transaction's rollback, which removes a new store only when it is empty
-            shutil.rmtree(new_map, ignore_errors=True)
+    known = {h: src for src in sources for h in (src.get("frame_hashes") or []) if isinstance(h, str)}
+    fresh: list[str] = []
+    dups: list[str] = []
+    try:
+        with store.transaction():
+            try:
+                return _collect_frames_and_photos(store, frames_dir, digest, total, photo_records, categories, cfg,
+                                                  imap, new_map, n_before, scene_id, known, fresh, dups, progress)
+            finally:  # before the transaction's rollback, which removes a new store only when it is empty
+                shutil.rmtree(new_map, ignore_errors=True)
+    except _AlreadyCollected:
+        return CollectResult(store, map_dir, already=known[next(h for h in dups if h in known)])
+
+
+class _AlreadyCollected(Exception):
+    """Every usable frame of the recording is in the store already (raised inside the transaction: it undoes)."""
+
+
+def _unseen(frames, known: dict, fresh: list[str], dups: list[str]):
+    """The frames whose content (:func:`ssl_nav.frames.frame_fingerprint`) is not in the store yet nor earlier in
+    this recording; the others become skipped frames (``already collected``)."""
+    seen = set()
+    for f in frames:
+        if isinstance(f, Frame):
+            h = frame_fingerprint(f)
+            if h in known or h in seen:
+                dups.append(h)
+                src = known.get(h, {}).get("frames", "this recording")
+                yield SkippedFrame(frame_id=f.frame_id, line=0, reason=f"frame {f.frame_id}: already collected "
+                                   f"(the same images and stamp, from {src})")
+                continue
+            seen.add(h)
+            fresh.append(h)
+        yield f
+
+
+def _collect_frames_and_photos(store, frames_dir, digest, total, photo_records, categories, cfg, imap, new_map,
+                               n_before, scene_id, known, fresh, dups, progress) -> CollectResult:
+    """The body of the collect transaction: frames not collected before, then the photos, then the map and the
+    ``sources.jsonl`` record (with the frames' fingerprints)."""
+    frames_file = frames_dir / "frames.jsonl"
+    map_dir = store.root / "map"
+    summary = collect_frames(_unseen(read_frames_dir(frames_dir), known, fresh, dups), store, cfg,
+                             progress=progress, total=total, categories=categories, imap=imap,
+                             map_dir=new_map, gt_objects=read_scene_objects(frames_dir))
+    if summary["frames_used"] == 0 and any(h in known for h in dups):
+        raise _AlreadyCollected()
+    if summary["frames_used"] == 0:
+        reasons = "; ".join(s["reason"] for s in summary["skipped"][:3])
+        raise FormatError(f"{frames_file}: none of its {summary['frames_total']} frames is usable "
+                          f"({reasons})")
+    added = add_photos_from_dir(frames_dir, store, progress=progress, records=photo_records)
+    record = {"frames": str(frames_dir.resolve()), "frames_sha256": digest, "frames_total": total,
+              "frames_used": summary["frames_used"], "views": len(store) - n_before - added["photos"],
+              "photos": added["photos"], "id_mode": cfg.mapping.id_mode, "scene_id": scene_id,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "frame_hashes": fresh,
+              "frames_already_collected": len(dups)}
+    _commit_map_and_source(store, new_map, map_dir, record)
     return CollectResult(store, map_dir, summary, added)

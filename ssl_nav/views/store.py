@@ -31,7 +31,13 @@ PNGs are encoded losslessly with fast Huffman-only compression (:func:`encode_vi
 
 :meth:`ViewStore.transaction` makes a whole command all-or-nothing: when its block raises (a bad input file,
 a full disk, Ctrl-C), ``views.jsonl`` and ``instances.json`` get their old bytes back, the images written in
-the block are deleted, and a store the same object created is removed again.
+the block are deleted, and a store the same object created is removed again. The undo writes no data (a
+truncate and renames of hidden hard-link backups), and a rollback journal (:data:`JOURNAL`) lets the next
+writer undo the transaction of a process killed with SIGKILL (:meth:`ViewStore.recover`).
+
+One writer at a time: every write takes the store's advisory lock (``STORE/.lock``, :mod:`ssl_nav.locking`);
+another process writing the store gets a :class:`~ssl_nav.locking.LockedError` naming its PID. Writers refuse
+symbolic links among the store's own files and directories (:meth:`ViewStore.check_links`).
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ import numpy as np
 
 from ssl_nav.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ssl_nav.errors import FormatError, StoreError
-from ssl_nav.frames import check_image_size, encode_png
+from ssl_nav.frames import check_image_size, decode_image_file, encode_png
+from ssl_nav.locking import DirLock
 from ssl_nav.paths import resolve_inside
 
 QUALITIES = ("low", "high")
@@ -61,6 +68,9 @@ _ID_RE = re.compile(r"^-?\d+$")
 _VIEW_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: what a store directory may hold besides hidden temporary files (``collect`` adds map/ and sources.jsonl)
 STORE_ENTRIES = ("instances.json", "views.jsonl", "views", "map", "sources.jsonl")
+#: the rollback journal of a transaction in progress (a writer killed mid-transaction leaves it; the next
+#: writer rolls the store back with it, :meth:`ViewStore.recover`)
+JOURNAL = ".transaction.json"
 #: a batch is written when it holds this many new views (bounds the memory of the crops it keeps)
 BATCH_MAX_VIEWS = 64
 #: threads that encode and write the PNGs of a batch (cv2 and fsync release the GIL)
@@ -151,6 +161,26 @@ def check_view_record(rec: Any, root: Path) -> dict:
     return {**rec, "instance_id": str(iid)}
 
 
+def _writes(method):
+    """Run a writing method under the store's lock (:meth:`ViewStore.writing`)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.writing():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def _fsync_dir(d: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _json_value(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
@@ -173,6 +203,8 @@ class ViewStore:
         self._created: list[Path] = []
         self._tx: dict | None = None
         self._batch: dict | None = None  # writes waiting for the end of a batch() block (see flush)
+        self.lock = DirLock(self.root, "view store writer")  #: one writer at a time (ssl_nav.locking)
+        self._stamp: tuple = ()
         if not (self.root / "views.jsonl").is_file() or not (self.root / "instances.json").is_file():
             if not create:
                 if not self.root.exists():
@@ -214,6 +246,12 @@ class ViewStore:
                 missing = missing.parent
             root.mkdir(parents=True)
             self._created.append(missing)
+        with self.lock:
+            self._create_files()
+
+    def _create_files(self) -> None:
+        root = self.root
+        self.check_links()
         for name, write in (("instances.json", lambda p: atomic_write_json(p, {})),
                             ("views.jsonl", lambda p: atomic_write_text(p, "")), ("views", Path.mkdir)):
             p = root / name
@@ -233,6 +271,7 @@ class ViewStore:
 
     def reload(self) -> None:
         """Re-read ``views.jsonl`` (a trailing partial line is ignored); check every line (module docstring)."""
+        self._stamp = self._file_stamp()
         data = self.views_path.read_bytes()
         self._partial_tail = bool(data) and not data.endswith(b"\n")
         lines = data.split(b"\n")
@@ -285,6 +324,16 @@ class ViewStore:
                 self._next[iid] = max(self._next.get(iid, 0), int(m.group(1)) + 1)
         self._instances = None
 
+    def _file_stamp(self) -> tuple:
+        out = []
+        for p in (self.views_path, self.instances_path):
+            try:
+                st = p.stat()
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
     def instances(self) -> dict[str, dict]:
         """``instances.json`` as a dict keyed by ``str(int)`` ids."""
         if self._instances is None:
@@ -326,13 +375,64 @@ class ViewStore:
         if not p.is_file():
             raise StoreError(f"{p}: image of view {view.get('view_id')} is missing")
         check_image_size(p, StoreError)
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        img = decode_image_file(p, cv2.IMREAD_COLOR)
         if img is None:
             raise StoreError(f"{p}: image of view {view.get('view_id')} cannot be decoded")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
+    # ------------------------------------------------------------ the writer's lock
+
+    def acquire_lock(self) -> None:
+        """Become the store's one writer (:class:`~ssl_nav.locking.LockedError` naming the holder's PID when
+        another process writes it). The first acquisition rolls back what a killed writer left (:meth:`recover`),
+        refuses symbolic links (:meth:`check_links`) and re-reads files another writer changed meanwhile."""
+        first = not self.lock.held
+        self.lock.acquire()
+        if not first:
+            return
+        try:
+            self.check_links()
+            self.recover()
+            if self._batch is None and self._tx is None and self._file_stamp() != self._stamp:
+                self.reload()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def release_lock(self) -> None:
+        self.lock.release()
+
+    close = release_lock
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator["ViewStore"]:
+        """Hold the writer's lock for the block (re-entrant; every writing method takes it)."""
+        self.acquire_lock()
+        try:
+            yield self
+        finally:
+            self.release_lock()
+
+    def check_links(self) -> None:
+        """Refuse symbolic links among the store's own files and directories: a write through one would land
+        outside the store (readers already refuse linked images)."""
+        links = self._links()
+        if links:
+            raise StoreError(links[0])
+
+    def _links(self) -> list[str]:
+        """A message per symbolic link among the store's files, its ``views/`` and ``views/<id>/`` directories."""
+        names = [self.root / n for n in (*STORE_ENTRIES, JOURNAL)]
+        views = self.root / "views"
+        if views.is_dir() and not views.is_symlink():
+            names += sorted(views.iterdir())
+        return [f"{p}: is a symbolic link (to {os.readlink(p)}); a store's files and directories must lie inside "
+                f"it, so nothing is written through it. Replace the link by what it points to"
+                for p in names if p.is_symlink()]
+
     # ------------------------------------------------------------ writing
 
+    @_writes
     def set_instances(self, d: dict[str, dict]) -> None:
         """Atomically replace ``instances.json`` (inside :meth:`batch`: once, when the batch is written)."""
         out = {}
@@ -344,6 +444,7 @@ class ViewStore:
         if self._batch is not None:
             self._batch["instances"] = out  # written once, when the batch is
         else:
+            self._tx_backup("instances.json")
             atomic_write_json(self.instances_path, out)
         self._instances = out
         self._keep_created()
@@ -358,6 +459,7 @@ class ViewStore:
             atomic_write_bytes(self.views_path, keep)
         self._partial_tail = False
 
+    @_writes
     def add_view(self, instance_id: str, image: np.ndarray, quality: str, *, frame_id: str | None = None,
                  T_world_cam: np.ndarray | list | None = None, bbox: list | tuple | None = None,
                  visible_fraction: float | None = None, sharpness: float | None = None,
@@ -394,6 +496,9 @@ class ViewStore:
             raise StoreError(f"{self.views_path}: view id {view_id!r} exists already (line {self._lines[view_id]})")
         self._repair_tail()
         path = self.root / rec["image"]
+        if path.parent.is_symlink() or path.is_symlink():
+            raise StoreError(f"{path.parent if path.parent.is_symlink() else path}: is a symbolic link; nothing is "
+                             f"written through it (a store's files must lie inside it)")
         if self._tx is not None:
             self._tx["images"].append(path)
         line = (json.dumps(rec) + "\n").encode("utf-8")
@@ -450,6 +555,7 @@ class ViewStore:
         finally:
             os.close(fd)
 
+    @_writes
     def remove_views(self, view_ids: list[str] | set[str]) -> int:
         """Drop views (rewrite ``views.jsonl`` atomically, then delete their images); returns how many."""
         drop = {str(v) for v in view_ids}
@@ -497,20 +603,22 @@ class ViewStore:
         if self._batch is not None:
             yield self
             return
-        self._batch = self._new_batch()
-        try:
-            yield self
-            self.flush()
-        except BaseException:
-            self._abort_batch()
-            raise
-        finally:
-            self._batch = None
+        with self.writing():
+            self._batch = self._new_batch()
+            try:
+                yield self
+                self.flush()
+            except BaseException:
+                self._abort_batch()
+                raise
+            finally:
+                self._batch = None
 
     @staticmethod
     def _new_batch() -> dict:
         return {"new": [], "removed": [], "rewrite": False, "instances": None}
 
+    @_writes
     def flush(self) -> None:
         """Write the pending part of the current batch now: the PNGs (in parallel, each atomically), then
         ``instances.json`` (when changed), then the lines (one append + fsync, or one atomic rewrite of
@@ -522,6 +630,7 @@ class ViewStore:
         try:
             self._write_images(b["new"], written)
             if b["instances"] is not None:
+                self._tx_backup("instances.json")
                 atomic_write_json(self.instances_path, b["instances"])
             if b["rewrite"]:
                 atomic_write_bytes(self.views_path, b"".join(self._raw[v["view_id"]] for v in self._views))
@@ -549,7 +658,18 @@ class ViewStore:
                 write(e)
             return
         futures = [_writers().submit(write, e) for e in new]
-        wait(futures)
+        try:
+            wait(futures)
+        except BaseException:  # Ctrl-C: no writer may leave an image after the caller deleted what was written
+            for f in futures:
+                f.cancel()
+            while True:
+                try:
+                    wait(futures)
+                    break
+                except KeyboardInterrupt:
+                    continue
+            raise
         for f in futures:
             f.result()  # the first error, after every writer has finished
 
@@ -565,21 +685,112 @@ class ViewStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["ViewStore"]:
-        """Undo the block's writes when it raises (see the module docstring); nests into the outer one."""
+        """Undo the block's writes when it raises (see the module docstring); nests into the outer one.
+
+        The undo writes no data (a full disk cannot stop it): ``views.jsonl`` is only appended to inside a
+        transaction and is cut back to its old length; a file replaced in it (``instances.json``,
+        ``sources.jsonl``) keeps its old version under a hidden hard link, a directory (``map``) under a hidden
+        name, until the transaction ends. A rollback journal (:data:`JOURNAL`) lists them, so that the next
+        writer undoes a transaction whose process was killed (:meth:`recover`)."""
         if self._tx is not None:
             yield self
             return
-        self.flush()  # a transaction inside a batch: what came before it is kept whatever happens
-        self._repair_tail()
-        self._tx = {"views": self.views_path.read_bytes(), "instances": self.instances_path.read_bytes(),
-                    "images": []}
-        try:
-            yield self
-        except BaseException:
-            self._rollback()
-            raise
-        self._tx = None
-        self._created = []  # committed: a later failure no longer removes the store
+        with self.writing():
+            self.flush()  # a transaction inside a batch: what came before it is kept whatever happens
+            self._repair_tail()
+            self._tx = {"views_size": self.views_path.stat().st_size, "backups": {}, "images": []}
+            try:
+                self._write_journal()
+                yield self
+            except BaseException:
+                self._rollback()
+                raise
+            tx, self._tx = self._tx, None
+            (self.root / JOURNAL).unlink(missing_ok=True)  # the commit point
+            self._drop_backups(tx["backups"])
+            self._created = []  # committed: a later failure no longer removes the store
+
+    def _write_journal(self) -> None:
+        tx = self._tx
+        atomic_write_json(self.root / JOURNAL, {"pid": os.getpid(), "views_size": tx["views_size"],
+                                                "backups": tx["backups"]})
+
+    def _tx_backup(self, name: str) -> None:
+        """Inside a transaction, keep the current ``STORE/name`` (a file or a directory) before it is first
+        replaced: a hard link (a file) or the renamed directory, recorded in the journal before the change."""
+        tx = self._tx
+        if tx is None or name in tx["backups"]:
+            return
+        target = self.root / name
+        if target.is_symlink():
+            raise StoreError(f"{target}: is a symbolic link; nothing is written through it")
+        backup = f".{name}.tx-{os.getpid()}" if target.exists() else None
+        tx["backups"][name] = backup
+        self._write_journal()
+        if backup is not None and target.is_file():
+            (self.root / backup).unlink(missing_ok=True)
+            os.link(target, self.root / backup)
+
+    def replace_file(self, name: str, data: bytes) -> None:
+        """Atomically replace the store's sidecar ``name`` (``sources.jsonl``); undone with the transaction."""
+        with self.writing():
+            self._tx_backup(name)
+            atomic_write_bytes(self.root / name, data)
+
+    def replace_dir(self, name: str, new: Path) -> None:
+        """Put the finished directory ``new`` in place of ``STORE/name`` (the map); undone with the
+        transaction (the old directory is kept under a hidden name until it ends)."""
+        from ssl_nav.atomic import replace_dir
+
+        with self.writing():
+            if self._tx is None:
+                replace_dir(new, self.root / name)
+                return
+            self._tx_backup(name)
+            backup = self._tx["backups"][name]
+            if backup is not None and (self.root / name).is_dir() and not (self.root / backup).exists():
+                os.replace(self.root / name, self.root / backup)
+            os.replace(new, self.root / name)
+
+    def _drop_backups(self, backups: dict) -> None:
+        import shutil
+
+        for backup in backups.values():
+            if backup is None:
+                continue
+            p = self.root / backup
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+    def _undo(self, views_size: int, backups: dict) -> None:
+        """Cut ``views.jsonl`` back to ``views_size`` bytes and put every backed-up file or directory back
+        (no data is written: a truncate and renames)."""
+        import shutil
+
+        if self.views_path.is_file() and self.views_path.stat().st_size > views_size:
+            os.truncate(self.views_path, views_size)
+        for name, backup in backups.items():
+            target = self.root / name
+            if backup is None:  # it did not exist before the transaction
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+                continue
+            b = self.root / backup
+            if not b.exists():
+                continue
+            if b.is_dir():
+                if target.is_dir() and not target.is_symlink():
+                    trash = self.root / f".{name}.undone-{os.getpid()}"
+                    os.replace(target, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                os.replace(b, target)
+            else:
+                os.replace(b, target)
+        _fsync_dir(self.root)
 
     def _rollback(self) -> None:
         tx, self._tx = self._tx, None
@@ -589,16 +800,26 @@ class ViewStore:
             p.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 p.parent.rmdir()  # views/<instance_id>/ when it is empty now
-        created = set(self._created)
-        for path, data in ((self.views_path, tx["views"]), (self.instances_path, tx["instances"])):
-            if path not in created:
-                atomic_write_bytes(path, data)
+        self._undo(tx["views_size"], tx["backups"])
+        (self.root / JOURNAL).unlink(missing_ok=True)
+        self._remove_created()
+
+    def remove_if_created(self) -> None:
+        """Remove the store again when this object created it and nothing was written into it since (a command
+        that failed before its transaction leaves no empty store behind)."""
+        if self._created and self._tx is None and not self._views and not self.instances():
+            self._remove_created()
+
+    def _remove_created(self) -> None:
         for p in reversed(self._created):  # what this object created (a new store): remove it again
             if p.is_dir() and not p.is_symlink():
                 with contextlib.suppress(OSError):
+                    (p / ".lock").unlink(missing_ok=True)
                     for sub in sorted(p.rglob("*"), reverse=True):  # only empty directories are left in it
                         if sub.is_dir() and not sub.is_symlink():
                             sub.rmdir()
+                        elif sub.name == ".lock":
+                            sub.unlink()
                     p.rmdir()
             else:
                 p.unlink(missing_ok=True)
@@ -608,13 +829,60 @@ class ViewStore:
         else:
             self._views, self._lines, self._n_lines, self._next, self._instances = [], {}, 0, {}, None
 
+    def recover(self) -> list[str]:
+        """Under the lock: undo the transaction of a writer that was killed (its :data:`JOURNAL` is left), and
+        delete what killed writers leave: temporary files, and images that no line of ``views.jsonl`` names.
+        Returns what was done (for messages); a store with nothing left over is not touched."""
+        import shutil
+
+        done = []
+        journal = self.root / JOURNAL
+        if journal.is_file():
+            try:
+                j = json.loads(journal.read_bytes())
+                views_size, backups = int(j["views_size"]), dict(j["backups"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise StoreError(f"{journal}: unreadable rollback journal of an interrupted write ({e}); "
+                                 f"`ssl-nav store check {self.root}` lists the store's problems") from None
+            for name in backups:
+                if name not in STORE_ENTRIES or name == "views":
+                    raise StoreError(f"{journal}: names {name!r}, not a file of a store")
+            self._undo(views_size, backups)
+            journal.unlink()
+            done.append(f"rolled back an interrupted write (PID {j.get('pid')})")
+        for p in list(self.root.glob(".*.tx-*")) + list(self.root.glob(".*.tmp")) + \
+                list(self.root.glob(".map.new-*")) + list(self.root.glob(".*.undone-*")):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            done.append(f"deleted {p.name}")
+        if done and self.views_path.is_file():
+            self.reload()
+            used = {os.path.normpath(v["image"]) for v in self._views}
+            views = self.root / "views"
+            for p in sorted(views.rglob("*")) if views.is_dir() else []:
+                if p.is_symlink() or not p.is_file():
+                    continue
+                rel = os.path.normpath(p.relative_to(self.root).as_posix())
+                if rel not in used and (p.suffix == ".png" or p.name.endswith(".tmp")):
+                    p.unlink()
+            for p in sorted(views.iterdir()) if views.is_dir() else []:
+                with contextlib.suppress(OSError):
+                    if p.is_dir() and not p.is_symlink():
+                        p.rmdir()  # empty now
+        return done
+
     # ------------------------------------------------------------ checking
 
     def check(self, decode: bool = True) -> list[str]:
         """Problems by path and line: malformed or bad lines (types, paths leaving the store, duplicate ids),
         a bad instances.json, views of unknown instances, missing, oversized or undecodable images, and the same
         image stored twice for one instance and frame (a view collected twice)."""
-        problems = list(self._problems)
+        problems = list(self._problems) + self._links()
+        if (self.root / JOURNAL).is_file():
+            problems.append(f"{self.root / JOURNAL}: a write was interrupted (its process was killed); the next "
+                            f"writer undoes it, or `ssl-nav store recover {self.root}` now")
         try:
             inst = self.instances()
         except StoreError as e:

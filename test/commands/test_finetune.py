@@ -85,3 +85,89 @@ def test_finetune_warns_about_a_store_too_small_to_learn_from(tmp_path, capsys):
     store2 = write_store(tmp_path / "store2", n_instances=2, views_per_instance=3)
     assert main(["finetune", "--store", str(store2), "--out", str(tmp_path / "run2"), *_tiny(tmp_path)]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_second_finetune_of_the_same_run_is_refused_with_the_holders_pid(tmp_path, capsys):
+    """issue 24 case 4: two finetune --out R at once interleaved metrics.jsonl."""
+    import os
+    import subprocess
+    import sys
+
+    store = write_store(tmp_path / "store")
+    out = tmp_path / "run"
+    out.mkdir()
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from ssl_nav.locking import DirLock; "
+                               f"l = DirLock({str(out)!r}, 'finetune').acquire(); print('held', flush=True); "
+                               "sys.stdin.read(); l.release()"],
+                              env={**os.environ, "PYTHONPATH": str(root)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 2
+        assert f"another process is writing it (PID {holder.pid}" in capsys.readouterr().err
+        assert [p.name for p in out.iterdir()] == [".lock"]
+    finally:
+        holder.communicate("")
+    assert list(out.iterdir()) == []
+    assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 0
+    assert not (out / ".lock").exists()
+
+
+def test_energy_of_a_resumed_run_covers_the_whole_run_and_a_bad_ledger_fails_first(tmp_path, capsys):
+    """issue 24 case 16: energy.json of a resumed run covered only the resumed part; --ledger DIR failed only
+    after training."""
+    store = write_store(tmp_path / "store")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML)
+    common = ["--store", str(store), "--config", str(cfg), "--device", "cpu", "--no-progress", "--epochs", "1"]
+    out = tmp_path / "runs" / "r"
+    assert main(["finetune", *common, "--out", str(out), "--ledger", str(tmp_path)]) == 2
+    assert "is a directory; the energy ledger is a file" in capsys.readouterr().err
+    assert not out.exists()
+    ledger = tmp_path / "energy.jsonl"
+    assert main(["finetune", *common, "--out", str(out), "--ledger", str(ledger)]) == 0
+    first = json.loads((out / "energy.json").read_text())
+    assert main(["finetune", *common, "--out", str(out), "--ledger", str(ledger), "--resume"]) == 0
+    e = json.loads((out / "energy.json").read_text())
+    assert e["resumed"]["steps_before"] == first["steps"] > 0 and not e["resumed"]["missing"]
+    assert [p["run_id"] for p in e["resumed"]["parts"]] == [first["run_id"], e["run_id"]]
+    assert e["resumed"]["whole_run"]["wall_s"] == round(first["wall_s"] + e["wall_s"], 3)
+    # the part before the resume killed before it wrote its record: flagged, not silently dropped
+    (out / "energy.json").unlink()
+    ledger.unlink()
+    assert main(["finetune", *common, "--out", str(out), "--ledger", "none", "--resume"]) == 0
+    e = json.loads((out / "energy.json").read_text())
+    assert e["resumed"]["missing"] and e["resumed"]["whole_run"]["joules_total"] is None
+
+
+def test_duplicate_views_are_warned_about_and_a_plain_state_dict_is_accepted(tmp_path, capsys):
+    """issue 24 case 15: a store with duplicate views trained without a warning; a backbone saved with
+    torch.save(model.state_dict()), as the refused-pickle message advises, was refused."""
+    import shutil
+
+    import torch
+    import torchvision
+
+    store = write_store(tmp_path / "store")
+    lines = [json.loads(x) for x in (store / "views.jsonl").read_text().splitlines()]
+    extra = []
+    for rec in lines[:3]:  # three views stored a second time under new ids
+        vid = rec["view_id"] + "_again"
+        shutil.copy(store / rec["image"], store / "views" / rec["instance_id"] / f"{vid}.png")
+        extra.append({**rec, "view_id": vid, "image": f"views/{rec['instance_id']}/{vid}.png"})
+    with open(store / "views.jsonl", "a") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in extra))
+    weights = tmp_path / "resnet18_weights.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML.replace("trainable: last}", f"trainable: last, init_checkpoint: '{weights}'}}"))
+    rc = main(["finetune", "--store", str(store), "--out", str(tmp_path / "run"), "--config", str(cfg),
+               "--epochs", "1", "--device", "cpu", "--no-progress", "--ledger", "none"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "3 duplicate view(s)" in captured.err
+    assert "(backbone" in captured.out  # started from the state dict's backbone
+    from ssl_nav.learning.backbones import load_encoder
+
+    assert load_encoder(str(weights)).name == "resnet18"

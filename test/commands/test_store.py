@@ -64,3 +64,37 @@ def test_check_and_index_name_a_bad_line_instead_of_crashing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "views.jsonl:5: bad view line" in err and "ssl-nav store check" in err
     assert not (tmp_path / "idx").exists()
+
+
+def test_a_killed_writers_transaction_is_listed_and_recovered(tmp_path, capsys):
+    """issue 24 case 5: a writer killed (SIGKILL) mid-transaction; the next writer, or `store recover`, puts the
+    store back byte for byte (journal: truncate views.jsonl, restore instances.json)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from ssl_nav.views.store import ViewStore
+
+    root = tmp_path / "s"
+    s = ViewStore(root, create=True)
+    s.set_instances({"1": {"category": "a"}})
+    s.add_view("1", np.zeros((8, 8, 3), np.uint8), "low")
+    snap = {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    code = ("import os, numpy as np; from ssl_nav.views.store import ViewStore\n"
+            f"s = ViewStore({str(root)!r})\n"
+            "with s.transaction():\n"
+            "    s.set_instances({'1': {'category': 'b'}, '2': {}})\n"
+            "    s.add_view('2', np.ones((8, 8, 3), np.uint8), 'low')\n"
+            "    os.kill(os.getpid(), 9)\n")
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert r.returncode == -signal.SIGKILL
+    assert ViewStore(root).instances()["1"]["category"] == "b"  # readable, but not as it was
+    assert main(["store", "check", str(root)]) == 1
+    assert "a write was interrupted" in capsys.readouterr().out
+    assert main(["store", "recover", str(root)]) == 0
+    assert {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file()} == snap
+    assert main(["store", "check", str(root)]) == 0

@@ -73,3 +73,50 @@ def test_a_store_without_robot_views_is_an_error(tmp_path, embedder):
     assert build_index(s, embedder, CFG, quality="all", progress=False).ntotal == 1
     with pytest.raises(RetrievalIndexError, match="index_quality must be one of low, all"):
         build_index(s, embedder, CFG, quality="high", progress=False)
+
+
+def test_out_that_is_not_an_index_is_refused_and_kept(store, embedder, tmp_path, monkeypatch):
+    """issue 24 case 1: ``index --out STORE`` and ``--out .`` deleted what they held."""
+    before = {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file()}
+    with pytest.raises(RetrievalIndexError, match="not an index that ssl_nav wrote"):
+        build_index(store, embedder, CFG, store.root, progress=False)
+    assert {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file()} == before
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    with pytest.raises(RetrievalIndexError):
+        build_index(store, embedder, CFG, ".", progress=False)
+    assert (work / "notes.txt").read_text() == "mine"
+    # an index ssl_nav wrote is replaced; an empty directory is used
+    (tmp_path / "empty").mkdir()
+    build_index(store, embedder, CFG, tmp_path / "empty", progress=False)
+    build_index(store, embedder, CFG, tmp_path / "empty", progress=False)
+    assert InstanceIndex.load(tmp_path / "empty").ntotal == 4
+
+
+def test_a_second_writer_of_the_same_index_is_refused_with_the_holders_pid(store, embedder, tmp_path):
+    """issue 24 goal: two writers at once never both succeed (index --out IDX)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ssl_nav.locking import LockedError
+
+    out = tmp_path / "idx"
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from ssl_nav.retrieval.index import index_lock; "
+                               f"l = index_lock({str(out)!r}).acquire(); print('held', flush=True); "
+                               "sys.stdin.read(); l.release()"],
+                              env={**os.environ, "PYTHONPATH": str(root)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=f"PID {holder.pid}"):
+            build_index(store, embedder, CFG, out, progress=False)
+        assert not out.exists()
+    finally:
+        holder.communicate("")
+    build_index(store, embedder, CFG, out, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no lock file left behind

@@ -183,3 +183,35 @@ def test_malformed_meta_fields_name_the_key(tmp_path):
         (out / "meta.json").write_text(json.dumps(meta))
         with pytest.raises(RetrievalIndexError, match=match):
             InstanceIndex.load(out)
+
+
+def test_meta_types_are_checked_like_the_configuration(tmp_path, capsys):
+    """issue 24 cases 8 and 17: "dim": "big" and a faiss_id of 10^30 ended in tracebacks; flip_tta "no" was
+    taken as true; image_size -5 was reported against the query image; threshold "x" warned about another
+    score. Every reader (load, read_meta, so `ssl-nav query`) refuses them naming the key."""
+    from ssl_nav.cli import main
+    from ssl_nav.retrieval.index import IndexMeta, read_meta
+
+    idx, *_ = make_index()
+    out = idx.save(tmp_path / "idx")
+    good = json.loads((out / "meta.json").read_text())
+    assert IndexMeta.from_json(good, "m").to_json() == good  # the one writer and the one reader agree
+    big_id = [[10**30, "v0", "0"]] + good["vectors"][1:]
+    emb = {"image_size": 32, "flip_tta": True, "quality": "low"}
+    for change, match in (({"dim": "big"}, "key 'dim' must be an integer"),
+                          ({"vectors": big_id}, r"key 'vectors'\[0\]"),
+                          ({"extra": {"embedding": {**emb, "flip_tta": "no"}}}, "key 'flip_tta' must be true or false"),
+                          ({"extra": {"embedding": {**emb, "image_size": -5}}}, "key 'image_size' must be an integer"),
+                          ({"thresholds": {"score": "best", "threshold": "x"}}, "key 'thresholds.threshold'"),
+                          ({"model_hash": 5}, "key 'model_hash'"), ({"index_type": "cube"}, "key 'index_type'")):
+        (out / "meta.json").write_text(json.dumps({**good, **change}))
+        for read in (InstanceIndex.load, read_meta):
+            with pytest.raises(RetrievalIndexError, match=match) as e:
+                read(out)
+            assert "meta.json" in str(e.value)
+        photo = tmp_path / "q.png"
+        from ssl_nav.frames import write_png
+
+        write_png(photo, np.zeros((64, 64, 3), np.uint8))
+        assert main(["query", "--index", str(out), str(photo)]) == 2
+        assert "meta.json" in capsys.readouterr().err

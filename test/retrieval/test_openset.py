@@ -133,3 +133,31 @@ def test_read_classifier_from_model_pt(tmp_path):
     save_model(tmp_path / "plain.pt", {"backbone.net.x": torch.zeros(2)}, backbone="mobilenet_v2", embedding_dim=8,
                image_size=32, config={})
     assert read_classifier(tmp_path / "plain.pt") is None and read_classifier("mobilenet_v2") is None
+
+
+def test_a_single_instance_index_falls_back_to_a_score_that_works_with_one(tmp_path):
+    """issue 24 case 13: an index of a single instance answered every query "in map" (a softmax over one
+    instance is 1.0)."""
+    r = ranked(0.2)
+    s = open_set_scores(r, temperature=0.05)
+    assert s["sim_softmax"] == 1.0
+    assert decide(r, s, "sim_softmax", 0.5).in_map  # the trap
+    d = decide(r, s, "sim_softmax", 0.9, n_instances=1, fallback_threshold=0.5)
+    assert not d.in_map and d.score == "best" and "single-instance index: best instead of sim_softmax" in d.reason
+    assert decide(ranked(0.8), open_set_scores(ranked(0.8)), "sim_softmax", 0.9, n_instances=1,
+                  fallback_threshold=0.5).in_map
+    assert decide(r, s, "sim_softmax", 0.5, n_instances=3).in_map  # several instances: the score in force
+    # the Retriever passes the index's instance count and warns
+    from ssl_nav.retrieval.embedder import Embedder
+    from ssl_nav.retrieval.query import Retriever
+
+    cfg = RetrievalConfig(image_size=32, device="cpu")
+    emb = Embedder.load("mobilenet_v2", cfg)
+    rng = np.random.default_rng(0)
+    x = emb.encode([rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)])[0]
+    idx = InstanceIndex.build(x, ["a", "b", "c"], ["7"] * 3, model_hash=emb.model_hash, cfg=cfg,
+                              model_spec="mobilenet_v2", instances={"7": {"centroid": [0, 0, 0]}})
+    ret = Retriever(idx, emb, cfg)
+    assert any("single instance" in w for w in ret.warnings)
+    ans = ret.query_embedding(-x[0])  # the opposite direction: cosine -1
+    assert not ans["in_map"] and "single-instance index" in ans["reason"]

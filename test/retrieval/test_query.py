@@ -297,3 +297,41 @@ def test_threshold_precedence(setup, tmp_path):
     assert Retriever.open(d, cfg, use_index_thresholds=False).thresholds.threshold == cfg.reject_threshold
     with pytest.raises(SslNavError, match="open_set_score.*classifier"):
         Retriever.open(d, RetrievalConfig(image_size=SIZE, device="cpu", open_set_score="energy"))
+
+
+def test_calibrate_refuses_a_chance_fit_and_keeps_the_previous_threshold(setup, tmp_path, capsys):
+    """issue 24 case 11: with 1 + 1 queries calibrate stored a threshold at balanced accuracy 0.5."""
+    import shutil
+
+    root, store, cfg, idx = setup
+    c = str(root / "cfg.yaml")
+    own = tmp_path / "idx"
+    shutil.copytree(idx, own)
+    lines = (root / "queries.jsonl").read_text().splitlines()
+    few = root / "few.jsonl"  # one in-map and one not-in-map query
+    few.write_text(lines[0] + "\n" + lines[6] + "\n")
+    before = (own / "meta.json").read_bytes()
+    assert cli_main(["calibrate", "--index", str(own), "--queries", str(few), "--config", c, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "1 in-map + 1 not-in-map queries; calibration needs at least 3 of each" in err
+    assert "keeps its previous threshold" in err
+    assert (own / "meta.json").read_bytes() == before
+    # enough to fit, too few to trust: stored, with a loud warning
+    assert cli_main(["calibrate", "--index", str(own), "--queries", str(root / "queries.jsonl"), "--config", c,
+                     "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: " in err and "6 in-map + 3 not-in-map queries: the threshold is unreliable" in err
+
+
+def test_eval_warns_about_a_query_of_an_instance_not_in_the_index(setup, tmp_path, capsys):
+    """issue 24 case 12: a query whose instance_id is in no instance of the index scored top-1 0.0 silently."""
+    root, store, cfg, idx = setup
+    c = str(root / "cfg.yaml")
+    q = root / "stranger.jsonl"
+    q.write_text(json.dumps({"image": "queries/0.png", "instance_id": "1"}) + "\n"
+                 + json.dumps({"image": "queries/1.png", "instance_id": "99"}) + "\n")
+    assert cli_main(["eval", "--index", str(idx), "--queries", str(q), "--config", c, "--no-progress",
+                     "--baseline", "none"]) == 0
+    err = capsys.readouterr().err
+    assert "stranger.jsonl:2: instance_id 99 is in no instance of the index" in err
+    assert "stranger.jsonl:1" not in err

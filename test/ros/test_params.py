@@ -113,3 +113,15 @@ def test_params_file_errors_name_file_node_and_key(tmp_path):
                  "/robot1/finetuner:\n  ros__parameters:\n    learning:\n      epochs: 2\n")
     cfgs = check_params_file(p)
     assert all(c.ros.data_dir == "/data" for c in cfgs.values()) and cfgs["finetuner"].learning.epochs == 2
+
+
+def test_a_params_file_with_a_non_utf8_byte_is_a_config_error(tmp_path, capsys):
+    """issue 24 case 7: `ros-stack --params` on such a file raised UnicodeDecodeError."""
+    from ssl_nav.cli import main
+
+    p = tmp_path / "p.yaml"
+    p.write_bytes(b"view_collector:\n  ros__parameters:\n    views.crop_size: 64 # \xff\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: not UTF-8 text \(byte 0xff"):
+        load_params_file(p)
+    assert main(["ros-stack", "--params", str(p), "--duration", "0.1"]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err

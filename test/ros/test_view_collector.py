@@ -128,6 +128,24 @@ def test_bad_messages_are_logged_dropped_and_the_node_keeps_serving(rclpy_contex
         pause()
     spin_until(executor, lambda: status.last["views"] > 0, 30, "views from the good frames")
     assert status.last["instances"] == 1 and received_sets() >= 1
+    assert status.last["store_problem"] is None
+
+    # issue 24 case 18: a directory of the store swapped for a link: every later frame drops, and ~/status
+    # says which file and why
+    import shutil
+
+    views7 = tmp_path / "store" / "views" / "7"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(views7, elsewhere)
+    views7.symlink_to(elsewhere, target_is_directory=True)
+    n_files = len(list(elsewhere.iterdir()))
+    for k in range(6):
+        T_k = look_at(np.array([0.3, -0.1 * k - 0.05, 1.0]), np.array([2.0, 0.0, 1.0]))
+        _publish_set(pubs, now(), rgb, depth, mask, T_k, K)
+        pause()
+    spin_until(executor, lambda: status.last.get("store_problem"), 30, "the store problem in ~/status")
+    assert f"{views7}: is a symbolic link" in status.last["store_problem"]
+    assert len(list(elsewhere.iterdir())) == n_files  # nothing written through the link
 
 
 def _spin_for(executor, seconds):
