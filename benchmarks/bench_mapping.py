@@ -92,9 +92,26 @@ def segmentation_quality(frames_dir: Path, cfg) -> dict:
     under = sum(1 for p in pred if sum(1 for g, gk in gt.items() if overlap[g, p] >= 0.25 * len(gk)) >= 2)
     spurious = sum(1 for p, pk in pred.items() if max((overlap[g, p] for g in gt), default=0) <= 0.5 * len(pk))
     scene = json.loads((frames_dir / "scene.json").read_text())
+    infos = seg.instance_map().instances()
+    boxes = {}  # per observed object: its best instance's box against the object's world box
+    for o in scene.get("objects", []):
+        g = int(o["instance_id"])
+        if g not in gt or not pred:
+            continue
+        p = max(pred, key=lambda q: overlap[g, q])
+        if overlap[g, p] == 0 or p not in infos:
+            continue
+        lo, hi = np.asarray(o["aabb"][0]), np.asarray(o["aabb"][1])
+        plo, phi = infos[p].aabb_min, infos[p].aabb_max
+        inter = np.prod(np.clip(np.minimum(hi, phi) - np.maximum(lo, plo), 0, None))
+        union = np.prod(hi - lo) + np.prod(phi - plo) - inter
+        boxes[str(g)] = {"box_iou": round(float(inter / union), 3),
+                         "centroid_err": round(float(np.linalg.norm(infos[p].centroid - (lo + hi) / 2)), 4),
+                         "box_center_err": round(float(np.linalg.norm((plo + phi) / 2 - (lo + hi) / 2)), 4),
+                         "size": [round(float(x), 3) for x in hi - lo]}
     return {"placed": len(scene.get("objects", [])), "observed": len(gt), "predicted": len(pred),
             "recovered": sum(v >= 0.5 for v in best.values()), "mean_iou": float(np.mean(list(best.values()))),
-            "best_iou": {str(g): round(v, 3) for g, v in sorted(best.items())},
+            "best_iou": {str(g): round(v, 3) for g, v in sorted(best.items())}, "boxes": boxes,
             "over": over, "under": under, "spurious": spurious, "summary": seg.summary()}
 
 

@@ -69,6 +69,8 @@ SHEET_VOXELS = 3
 SHEET_MIN_WIDTH = 0.2
 #: the base of a component: its voxels this close above its lowest one (m)
 FOOT_SLICE = 0.05
+#: a voxel of the support band this far above the support's surface (m) may be the foot of an object on it
+BASE_CLEARANCE = 0.004
 
 TOO_SMALL = "too small"
 TOO_LARGE = "too large"
@@ -101,6 +103,9 @@ class Segmentation:
     structure_voxels: int = 0
     instances: dict[int, np.ndarray] = field(default_factory=dict)  #: id -> sorted voxel keys
     strip_voxels: int = 0  #: voxels removed as long planar strips
+    #: id -> (min, max) corners of the instance's box, its base at the top of what it rests on
+    boxes: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    base_voxels: int = 0  #: voxels given back to instances from the band cut below a support's surface
     #: rejected components as (reason, sorted voxel keys), kept when ``GeometricSegmenter.keep_rejected``
     rejected_components: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
@@ -212,22 +217,29 @@ class GeometricSegmenter:
         seg.voxels = len(keys)
         comp_keys: list[np.ndarray] = []
         comp_pos: list[np.ndarray] = []
+        bases: list[float | None] = []
         if len(keys):
             length = np.linalg.norm(nrm, axis=1)
             n_hat = nrm / np.maximum(length, 1e-9)[:, None]
             n_hat[length <= 0.5] = 0.0  # the samples of this voxel disagree on a normal: none
-            structure, wall = self._structure(keys, pos, n_hat, seg)
+            structure, wall, band_z = self._structure(keys, pos, n_hat, seg)
             seg.structure_voxels = int(structure.sum())
-            comp_keys, comp_pos = self._objects(keys, pos, n_hat, structure, wall, seg)
+            comp_keys, comp_pos, bases = self._objects(keys, pos, n_hat, structure, wall, seg)
+            comp_keys, comp_pos = self._recover_bases(keys, pos, n_hat, band_z, comp_keys, comp_pos, bases, seg)
         ids = self._assign_ids(comp_keys)
         seg.instances = {i: k for i, k in zip(ids, comp_keys)}
+        for i, p, base in zip(ids, comp_pos, bases):
+            lo, hi = p.min(0).astype(np.float64), p.max(0).astype(np.float64)
+            if base is not None:
+                lo[2] = min(lo[2], base)
+            seg.boxes[i] = (lo, hi)
         self.last = seg
         if comp_keys:
             points = np.concatenate(comp_pos).astype(np.float32)
             labels = np.concatenate([np.full(len(k), i, np.int32) for i, k in zip(ids, comp_keys)])
         else:
             points, labels = np.zeros((0, 3), np.float32), np.zeros(0, np.int32)
-        self._map = InstanceMap.from_points(points, labels, cfg)
+        self._map = InstanceMap.from_points(points, labels, cfg, boxes=seg.boxes)
         self._map_version = g.version
         self._since_segment = 0
         return self._map
@@ -242,9 +254,9 @@ class GeometricSegmenter:
                 has & (np.abs(n_hat[:, 2]) < math.sin(tol)))
 
     def _structure(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray,
-                   seg: Segmentation) -> tuple[np.ndarray, np.ndarray]:
-        """Find supports, ceilings and walls; return which voxels belong to them (or lie below the floor), and
-        which of those to walls."""
+                   seg: Segmentation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Find supports, ceilings and walls; return which voxels belong to them (or lie below the floor), which
+        of those to walls, and per voxel the height of the support whose band removed it (NaN: none)."""
         cfg = self.cfg
         v, tol = cfg.voxel_size, cfg.geometric_plane_tolerance
         up, down, side = self._facing(n_hat)
@@ -255,11 +267,16 @@ class GeometricSegmenter:
         seg.walls = vertical_planes(pos[side], n_hat[side], v, tol, cfg.geometric_min_wall_area)
         cells = cell_keys(np.floor(pos[:, :2] / v).astype(np.int64))
         structure = np.zeros(len(keys), bool)
+        band_z = np.full(len(keys), np.nan)
         thick = cfg.geometric_support_thickness
         for p in seg.supports + seg.ceilings:  # the plane and the board or top below (above) its surface
             dz = (pos[:, 2] - p.z) * (1.0 if p.up else -1.0)
             near = (dz >= -tol - thick) & (dz <= tol)
-            structure[near] |= p.in_band(cells[near])
+            inside = p.in_band(cells[near])
+            structure[near] |= inside
+            if p.up:
+                sel = np.flatnonzero(near)[inside]
+                band_z[sel[np.isnan(band_z[sel])]] = p.z
         wall = np.zeros(len(keys), bool)
         for w in seg.walls:
             near = np.abs(pos[:, :2] @ w.normal - w.d) <= tol
@@ -270,10 +287,12 @@ class GeometricSegmenter:
             floor = min(seg.supports, key=lambda p: p.z)
             below = pos[:, 2] < floor.z - tol
             structure[below] |= floor.contains(cells[below])
-        return structure, wall
+        band_z[wall] = np.nan
+        return structure, wall, band_z
 
     def _objects(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray, structure: np.ndarray,
-                 wall: np.ndarray, seg: Segmentation) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                 wall: np.ndarray, seg: Segmentation
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], list[float | None]]:
         """Cluster the non-structure voxels and keep the components that are objects standing on something.
 
         Planar runs longer than ``geometric_min_support_extent`` are structure too (table legs, the edges of
@@ -284,7 +303,7 @@ class GeometricSegmenter:
         ck, cp, cn = keys[cand], pos[cand], n_hat[cand]
         n, lab = voxel_components(ck)
         if n == 0:
-            return [], []
+            return [], [], []
         below = self._contacts_from_below(keys, pos, cand, seg)
         order = np.argsort(lab, kind="stable")
         bounds = np.searchsorted(lab[order], np.arange(n + 1))
@@ -306,9 +325,10 @@ class GeometricSegmenter:
         ledge = structure & ~wall  # what objects can rest on: supports, strips; not walls
         top_pos = _tops(np.concatenate([keys[ledge]] + [ck[i] for i in strips]),
                         np.concatenate([pos[ledge]] + [cp[i] for i in strips]))
-        out_k, out_p = [], []
+        out_k, out_p, out_b = [], [], []
         for part in pieces:
-            reason = self._rejection(cp[part], cn[part], below[part], seg, top_pos)
+            base: list[float] = []
+            reason = self._rejection(cp[part], cn[part], below[part], seg, top_pos, base)
             if reason is not None:
                 seg.rejected[reason] += 1
                 if self.keep_rejected:
@@ -316,6 +336,45 @@ class GeometricSegmenter:
                 continue
             out_k.append(ck[part])  # sorted: ck is sorted and part ascending
             out_p.append(cp[part])
+            out_b.append(base[0] if base else None)
+        return out_k, out_p, out_b
+
+    def _recover_bases(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray, band_z: np.ndarray,
+                       comp_keys: list[np.ndarray], comp_pos: list[np.ndarray], bases: list[float | None],
+                       seg: Segmentation) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Give each instance back the voxels of its lowest ``geometric_plane_tolerance`` that the support's band
+        cut removed: those above the surface of the support it rests on (by more than ``BASE_CLEARANCE``), not
+        facing up (the support's own surface does), and under or beside its voxels (its footprint grown by one
+        cell). Without them the box of a 4 cm object loses half its height."""
+        tol, v = self.cfg.geometric_plane_tolerance, self.cfg.voxel_size
+        up, _, _ = self._facing(n_hat)
+        dz = pos[:, 2] - band_z
+        with np.errstate(invalid="ignore"):
+            cand = np.flatnonzero((dz > BASE_CLEARANCE) & (dz <= tol + BASE_CLEARANCE) & ~up)
+        if len(cand) == 0 or not comp_keys:
+            return comp_keys, comp_pos
+        cand_cells = cell_keys(np.floor(pos[cand, :2] / v).astype(np.int64))
+        taken = np.zeros(len(cand), bool)
+        ring = np.array([(di << 21) + dj for di in (-1, 0, 1) for dj in (-1, 0, 1)], np.int64)
+        out_k, out_p = [], []
+        for k, p, base in zip(comp_keys, comp_pos, bases):
+            if base is None:
+                out_k.append(k)
+                out_p.append(p)
+                continue
+            cells = np.unique((cell_keys(np.floor(p[:, :2] / v).astype(np.int64))[:, None] + ring[None]).ravel())
+            mine = ~taken & sorted_member(cells, cand_cells) & (np.abs(band_z[cand] - base) <= tol / 2)
+            if not mine.any():
+                out_k.append(k)
+                out_p.append(p)
+                continue
+            taken |= mine
+            seg.base_voxels += int(mine.sum())
+            kk = np.concatenate([k, keys[cand[mine]]])
+            pp = np.concatenate([p, pos[cand[mine]]])
+            order = np.argsort(kk, kind="stable")
+            out_k.append(kk[order])
+            out_p.append(pp[order])
         return out_k, out_p
 
     def _long_planar_strips(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray) -> np.ndarray:
@@ -357,9 +416,10 @@ class GeometricSegmenter:
         return out
 
     def _rejection(self, p: np.ndarray, n_hat: np.ndarray, below: np.ndarray, seg: Segmentation,
-                   top_pos: np.ndarray | None) -> str | None:
+                   top_pos: np.ndarray | None, base: list[float] | None = None) -> str | None:
         """Why a component (voxel positions ``p``, unit normals, contacts from below) is not an object; ``None``
-        if it is. Without ``top_pos`` (tops of what objects rest on) whether it rests on something is not tested."""
+        if it is. Without ``top_pos`` (tops of what objects rest on) whether it rests on something is not tested;
+        with it, the height of what it rests on is appended to ``base`` (when given)."""
         cfg = self.cfg
         v, tol = cfg.voxel_size, cfg.geometric_plane_tolerance
         if len(p) < cfg.min_points:
@@ -382,14 +442,29 @@ class GeometricSegmenter:
         if below.sum() >= MIN_CONTACTS_FROM_BELOW:
             return FURNITURE
         sheet = hi[2] - lo[2] <= 2 * v
-        if top_pos is not None and not self._rests_on(p, lo, top_pos, above=v / 2 if sheet else -tol):
-            return NOT_SUPPORTED
+        if top_pos is not None:
+            z = self._rests_on(p, lo, top_pos, above=v / 2 if sheet else -tol)
+            if z is None:
+                return NOT_SUPPORTED
+            if base is not None:
+                base.append(self._snap_to_support(z, p, seg))
         return None
 
-    def _rests_on(self, p: np.ndarray, lo: np.ndarray, top_pos: np.ndarray, above: float) -> bool:
+    def _snap_to_support(self, z: float, p: np.ndarray, seg: Segmentation) -> float:
+        """The height of the support plane under ``p`` within ``geometric_plane_tolerance`` of ``z`` (a plane's
+        height is the median of many voxels, steadier than a few tops), else ``z``."""
+        tol, v = self.cfg.geometric_plane_tolerance, self.cfg.voxel_size
+        cells = cell_keys(np.floor(p[:, :2] / v).astype(np.int64))
+        for q in seg.supports:
+            if abs(q.z - z) <= tol and q.contains(cells).any():
+                return float(q.z)
+        return z
+
+    def _rests_on(self, p: np.ndarray, lo: np.ndarray, top_pos: np.ndarray, above: float) -> float | None:
         """Whether the base of a component (its lowest ``FOOT_SLICE``) lies within ``geometric_support_reach``
         of the top of structure it can rest on: at least ``above`` and at most ``geometric_max_support_gap``
-        below its lowest voxel. (A flat sheet must lie above what it rests on, or it is part of it.)"""
+        below its lowest voxel. (A flat sheet must lie above what it rests on, or it is part of it.) Returns the
+        height of that top (the median of the highest tops within reach), ``None`` when there is none."""
         cfg = self.cfg
         tol, reach = cfg.geometric_plane_tolerance, cfg.geometric_support_reach
         z = top_pos[:, 2]  # sorted
@@ -397,12 +472,16 @@ class GeometricSegmenter:
         cand = top_pos[a:b, :2]
         foot = p[p[:, 2] <= lo[2] + FOOT_SLICE, :2]
         fmin, fmax = foot.min(0) - reach, foot.max(0) + reach
-        cand = cand[np.all((cand >= fmin) & (cand <= fmax), axis=1)]
+        inside = np.all((cand >= fmin) & (cand <= fmax), axis=1)
+        cand, cz = cand[inside], z[a:b][inside]
         if len(cand) == 0:
-            return False
-
+            return None
         d, _ = cKDTree(foot).query(cand, k=1, distance_upper_bound=reach)
-        return bool(np.isfinite(d).any())
+        hit = np.isfinite(d)
+        if not hit.any():
+            return None
+        zs = cz[hit]
+        return float(np.median(zs[zs >= zs.max() - tol / 2]))
 
     def _contacts_from_below(self, keys: np.ndarray, pos: np.ndarray, cand: np.ndarray,
                              seg: Segmentation) -> np.ndarray:
@@ -475,5 +554,6 @@ class GeometricSegmenter:
                 "structure_voxels": s.structure_voxels, "supports": len(s.supports),
                 "support_heights_m": [round(p.z, 3) for p in s.supports], "ceilings": len(s.ceilings),
                 "walls": len(s.walls), "instances": len(s.instances), "strip_voxels": s.strip_voxels,
+                "base_voxels": s.base_voxels,
                 "rejected_segments": dict(s.rejected), "frames_without_objects": dict(self.reasons),
                 "merges": len(self.merged_into)}
