@@ -192,6 +192,19 @@ class MappingConfig:
                                             "support itself (table top, shelf board) (m)", range=(0.0, 1.0))
     geometric_resegment_every: int = _f(10, "geometric, streaming: re-segment the map after this many new frames "
                                         "when asked for it", range=(1, 100000))
+    geometric_tight_boxes: bool = _f(True, "geometric: an instance's box reaches down to the support it rests on "
+                                     "and takes back the voxels of its foot that the support's band removed")
+    geometric_split: str = _f("colour+concave", "geometric: split a segment at colour and concave (LCCP-style) "
+                              "boundaries into parts side by side ('none': off)",
+                              choices=("none", "colour", "concave", "colour+concave"))
+    geometric_split_colour: float = _f(20.0, "geometric: CIELAB colour difference (lightness halved) across which "
+                                       "neighbouring voxels of a segment may be split", range=(1.0, 200.0))
+    geometric_split_concave_deg: float = _f(30.0, "geometric: smallest angle between the normals of neighbouring "
+                                            "voxels on a concave boundary where a segment may be split (degrees)",
+                                            range=(1.0, 90.0))
+    geometric_split_overlap: float = _f(0.5, "geometric: parts of a split whose top-view footprints overlap more "
+                                        "than this fraction of the smaller one are one object (a logo, a band, "
+                                        "a head on a body)", range=(0.0, 1.0))
 
 
 @dataclass

@@ -45,10 +45,11 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from ssl_nav.config import MappingConfig
 from ssl_nav.frames import Frame
@@ -69,6 +70,14 @@ SHEET_VOXELS = 3
 SHEET_MIN_WIDTH = 0.2
 #: the base of a component: its voxels this close above its lowest one (m)
 FOOT_SLICE = 0.05
+#: parts of a split are split again at most this many times (a segment gives at most 2**depth objects)
+MAX_SPLIT_DEPTH = 2
+#: a part of a split must show more than one face: the second eigenvalue of its normals' scatter at least this
+MIN_FACE_SPREAD = 0.05
+#: the smaller part of a split holds at least this fraction of the larger one's voxels
+MIN_PART_FRACTION = 0.15
+#: the parts of a split leave a notch in top view: their joint convex hull is at least this much larger than theirs
+MIN_NOTCH = 1.08
 #: a voxel of the support band this far above the support's surface (m) may be the foot of an object on it
 BASE_CLEARANCE = 0.004
 
@@ -106,6 +115,8 @@ class Segmentation:
     #: id -> (min, max) corners of the instance's box, its base at the top of what it rests on
     boxes: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     base_voxels: int = 0  #: voxels given back to instances from the band cut below a support's surface
+    #: segments split into objects side by side, by the cue on the cut boundary (colour, concave, both)
+    splits: Counter = field(default_factory=Counter)
     #: rejected components as (reason, sorted voxel keys), kept when ``GeometricSegmenter.keep_rejected``
     rejected_components: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
@@ -225,7 +236,13 @@ class GeometricSegmenter:
             structure, wall, band_z = self._structure(keys, pos, n_hat, seg)
             seg.structure_voxels = int(structure.sum())
             comp_keys, comp_pos, bases = self._objects(keys, pos, n_hat, structure, wall, seg)
-            comp_keys, comp_pos = self._recover_bases(keys, pos, n_hat, band_z, comp_keys, comp_pos, bases, seg)
+            if cfg.geometric_split != "none" and comp_keys:
+                comp_keys, comp_pos, bases = self._split(keys, g.colors(ok), n_hat, comp_keys, comp_pos, bases, seg)
+            if cfg.geometric_tight_boxes:
+                comp_keys, comp_pos = self._recover_bases(keys, pos, n_hat, band_z, comp_keys, comp_pos, bases,
+                                                          seg)
+            else:
+                bases = [None] * len(comp_keys)
         ids = self._assign_ids(comp_keys)
         seg.instances = {i: k for i, k in zip(ids, comp_keys)}
         for i, p, base in zip(ids, comp_pos, bases):
@@ -338,6 +355,167 @@ class GeometricSegmenter:
             out_p.append(cp[part])
             out_b.append(base[0] if base else None)
         return out_k, out_p, out_b
+
+    def _split(self, keys: np.ndarray, rgb: np.ndarray, n_hat: np.ndarray, comp_keys: list[np.ndarray],
+               comp_pos: list[np.ndarray], bases: list[float | None], seg: Segmentation
+               ) -> tuple[list[np.ndarray], list[np.ndarray], list[float | None]]:
+        """Split segments made of objects that touch, by colour and at concave creases (no learned weights).
+
+        Local edge cuts leak: at a boundary the voxels that hold samples of both objects have an in-between
+        colour, so a segment is split by its colour distribution as a whole instead (:meth:`_split_colour`,
+        two-means in CIELAB, as colour-based segmentation of point clouds, Zhan et al. 2009), and by its concave
+        creases (:meth:`_split_concave`, the convexity criterion of LCCP, Stein et al., CVPR 2014). A split is
+        kept only when its parts look like objects standing side by side: each holds at least ``min_points``
+        voxels, shows more than one face (its normals are not all alike: a logo or a printed panel is one face)
+        and their top-view footprints overlap by at most ``geometric_split_overlap`` of the smaller one (a
+        colour band, a label or a head lies over the rest of its own object). Parts are split again, twice at
+        most. ``seg.splits`` counts the splits by cue."""
+        cfg = self.cfg
+        lab_all = cv2.cvtColor((np.clip(rgb, 0, 255) / 255.0).astype(np.float32)[None], cv2.COLOR_RGB2Lab)[0]
+        lab_all[:, 0] *= 0.5  # the faces of one object are shaded differently: lightness counts half
+        out_k, out_p, out_b = [], [], []
+        for k, p, base in zip(comp_keys, comp_pos, bases):
+            rows = np.searchsorted(keys, k)
+            stack = [(np.arange(len(k)), 0)]
+            while stack:
+                idx, depth = stack.pop()
+                parts, cue = None, None
+                if depth < MAX_SPLIT_DEPTH and len(idx) >= 2 * cfg.min_points:
+                    if "colour" in cfg.geometric_split:
+                        parts, cue = self._split_colour(k[idx], p[idx], lab_all[rows[idx]], n_hat[rows[idx]]), "colour"
+                    if parts is None and "concave" in cfg.geometric_split:
+                        parts, cue = self._split_concave(k[idx], p[idx], n_hat[rows[idx]]), "concave"
+                if parts is None:
+                    out_k.append(k[idx])
+                    out_p.append(p[idx])
+                    out_b.append(base)
+                    continue
+                seg.splits[cue] += 1
+                stack.extend((idx[part], depth + 1) for part in parts)
+        return out_k, out_p, out_b
+
+    @staticmethod
+    def _edges(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """26-neighbour edges (i, j) between sorted unique voxel keys, each pair once."""
+        n = len(k)
+        rows, cols = [], []
+        for delta in neighbour_deltas():
+            nb = k + delta
+            idx = np.searchsorted(k, nb)
+            ok = idx < n
+            ok[ok] = k[idx[ok]] == nb[ok]
+            rows.append(np.nonzero(ok)[0])
+            cols.append(idx[ok])
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def _side_by_side(self, p: np.ndarray, nrm: np.ndarray, parts: list[np.ndarray]) -> bool:
+        """Whether two parts of a segment look like two objects next to each other (see :meth:`_split`): neither
+        lies over the other, i.e. at most ``geometric_split_overlap`` of either's voxels fall (in top view)
+        within half a voxel of the convex hull of the other."""
+        cfg = self.cfg
+        hulls = []
+        for part in parts:
+            if len(part) < cfg.min_points:
+                return False
+            nn = nrm[part][np.abs(nrm[part]).sum(1) > 0]
+            if len(nn) < 3 or np.linalg.eigvalsh(nn.T @ nn / len(nn))[1] < MIN_FACE_SPREAD:
+                return False  # one face only: a printed panel, a label
+            try:
+                h = ConvexHull(p[part, :2])
+                hulls.append((h.equations, h.volume))
+            except QhullError:  # all on a line: a sliver, not an object
+                return False
+        for a, b in ((0, 1), (1, 0)):
+            eq = hulls[b][0]
+            inside = np.all(p[parts[a], :2] @ eq[:, :2].T + eq[:, 2] <= cfg.voxel_size / 2, axis=1)
+            if inside.mean() > cfg.geometric_split_overlap:
+                return False
+        if min(len(parts[0]), len(parts[1])) < MIN_PART_FRACTION * max(len(parts[0]), len(parts[1])):
+            return False  # a handle, a spout, a cap: a small appendage of a large object
+        union = ConvexHull(p[np.concatenate(parts), :2]).volume  # the area of a 2D hull
+        return bool(union >= MIN_NOTCH * (hulls[0][1] + hulls[1][1]))
+
+    def _clean_labels(self, k: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Binary voxel labels smoothed over the 26-neighbour graph (majority of each voxel and its neighbours,
+        three rounds), then pieces of one label smaller than ``min_points`` handed to the other."""
+        i, j = self._edges(k)
+        n = len(k)
+        label = label.astype(np.int64)
+        for _ in range(3):
+            ones = label + np.bincount(i, weights=label[j], minlength=n) + np.bincount(j, weights=label[i], minlength=n)
+            total = 1 + np.bincount(i, minlength=n) + np.bincount(j, minlength=n)
+            label = (2 * ones > total).astype(np.int64)
+        same = label[i] == label[j]
+        graph = coo_matrix((np.ones(int(same.sum()), np.int8), (i[same], j[same])), shape=(n, n)).tocsr()
+        m, comp = connected_components(graph, directed=False)
+        sizes = np.bincount(comp, minlength=m)
+        small = sizes[comp] < self.cfg.min_points
+        label[small] = 1 - label[small]
+        return label
+
+    def _split_colour(self, k: np.ndarray, p: np.ndarray, lab: np.ndarray, nrm: np.ndarray
+                      ) -> list[np.ndarray] | None:
+        """Two-means of the voxel colours; the two parts when their mean colours are at least
+        ``geometric_split_colour`` apart and they stand side by side, else ``None``."""
+        x = lab.astype(np.float64)
+        d = x - x.mean(0)
+        _, vec = np.linalg.eigh(d.T @ d)
+        label = (d @ vec[:, -1] > 0).astype(np.int64)  # start from the split along the main colour axis
+        for _ in range(10):
+            if label.min() == label.max():
+                return None
+            c0, c1 = x[label == 0].mean(0), x[label == 1].mean(0)
+            new = (np.linalg.norm(x - c1, axis=1) < np.linalg.norm(x - c0, axis=1)).astype(np.int64)
+            if np.array_equal(new, label):
+                break
+            label = new
+        if np.linalg.norm(c0 - c1) < self.cfg.geometric_split_colour:
+            return None
+        label = self._clean_labels(k, label)
+        parts = [np.flatnonzero(label == 0), np.flatnonzero(label == 1)]
+        return parts if self._side_by_side(p, nrm, parts) else None
+
+    def _split_concave(self, k: np.ndarray, p: np.ndarray, nrm: np.ndarray) -> list[np.ndarray] | None:
+        """The two largest pieces left when the voxels on concave creases are taken out (each crease voxel then
+        joins the piece it touches most), when they stand side by side, else ``None``. A crease: two
+        neighbouring voxels whose normals are more than ``geometric_split_concave_deg`` apart and face each
+        other, ``(n_i - n_j) . (p_i - p_j) < 0`` (LCCP's convexity criterion)."""
+        i, j = self._edges(k)
+        n = len(k)
+        has = (np.abs(nrm[i]).sum(1) > 0) & (np.abs(nrm[j]).sum(1) > 0)
+        cos_c = math.cos(math.radians(self.cfg.geometric_split_concave_deg))
+        concave = has & ((nrm[i] * nrm[j]).sum(1) < cos_c) & (((nrm[i] - nrm[j]) * (p[i] - p[j])).sum(1) < 0)
+        if not concave.any():
+            return None
+        crease = np.zeros(n, bool)
+        crease[i[concave]] = True
+        crease[j[concave]] = True
+        keep = ~crease[i] & ~crease[j]
+        graph = coo_matrix((np.ones(int(keep.sum()), np.int8), (i[keep], j[keep])), shape=(n, n)).tocsr()
+        m, comp = connected_components(graph, directed=False)
+        comp[crease] = -1
+        sizes = np.bincount(comp[~crease], minlength=m)
+        if m < 2 or np.sort(sizes)[-2] < self.cfg.min_points // 2:
+            return None
+        big = np.argsort(-sizes)[:2]
+        label = np.full(n, -1, np.int64)
+        label[comp == big[0]] = 0
+        label[comp == big[1]] = 1
+        for _ in range(n):  # grow both pieces over the rest of the segment, one ring at a time
+            todo = label < 0
+            if not todo.any():
+                break
+            votes = np.zeros((n, 2))
+            for a, b in ((i, j), (j, i)):
+                ok = (label[b] >= 0) & todo[a]
+                np.add.at(votes, (a[ok], label[b[ok]]), 1.0)
+            grow = todo & (votes.sum(1) > 0)
+            if not grow.any():
+                label[todo] = 0
+                break
+            label[grow] = np.argmax(votes[grow], axis=1)
+        parts = [np.flatnonzero(label == 0), np.flatnonzero(label == 1)]
+        return parts if self._side_by_side(p, nrm, parts) else None
 
     def _recover_bases(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray, band_z: np.ndarray,
                        comp_keys: list[np.ndarray], comp_pos: list[np.ndarray], bases: list[float | None],
@@ -554,6 +732,6 @@ class GeometricSegmenter:
                 "structure_voxels": s.structure_voxels, "supports": len(s.supports),
                 "support_heights_m": [round(p.z, 3) for p in s.supports], "ceilings": len(s.ceilings),
                 "walls": len(s.walls), "instances": len(s.instances), "strip_voxels": s.strip_voxels,
-                "base_voxels": s.base_voxels,
+                "base_voxels": s.base_voxels, "splits": dict(s.splits),
                 "rejected_segments": dict(s.rejected), "frames_without_objects": dict(self.reasons),
                 "merges": len(self.merged_into)}

@@ -203,3 +203,21 @@ def test_boxes_reach_down_to_the_support_and_hug_the_sides():
         assert np.all(np.abs(info.aabb_max - np.asarray(b.hi)) <= 0.008), (info.aabb_max, b.hi)
         center = (np.asarray(b.lo) + np.asarray(b.hi)) / 2
         assert np.linalg.norm(info.centroid - center) <= 0.01
+
+
+def test_touching_objects_are_split_by_colour_but_a_two_coloured_box_is_not():
+    """Two boxes of different colours pressed together (one segment) become two instances; a box whose two
+    halves have different colours, standing alone, stays one. With the split off, the pair is one instance."""
+    parts = [Box(1, (1.0, -0.3, 0.0), (1.2, -0.1, 0.2), (220, 40, 40)),
+             Box(2, (1.2, -0.22, 0.0), (1.36, -0.04, 0.15), (40, 60, 220)),
+             Box(3, (1.0, 0.3, 0.0), (1.12, 0.5, 0.2), (230, 200, 40)),
+             Box(3, (1.12, 0.3, 0.0), (1.24, 0.5, 0.2), (40, 160, 60))]
+    frames = render_orbit(parts, n=10, center=(1.15, 0.1, 0.1), radius=1.5)
+    gt = gt_voxels(frames, CFG.voxel_size)
+    seg = segment(frames)
+    assert seg.summary()["splits"].get("colour", 0) >= 1, seg.summary()
+    found = {label: best_iou(keys, seg.last.instances) for label, keys in gt.items()}
+    assert all(iou >= 0.5 for iou, _ in found.values()), found
+    assert len({iid for _, iid in found.values()}) == 3 and len(seg.last.instances) == 3
+    whole = segment(frames, dataclasses.replace(CFG, geometric_split="none"))
+    assert len(whole.last.instances) == 2 and whole.summary()["splits"] == {}
