@@ -205,6 +205,9 @@ class MappingConfig:
     geometric_split_overlap: float = _f(0.5, "geometric: parts of a split whose top-view footprints overlap more "
                                         "than this fraction of the smaller one are one object (a logo, a band, "
                                         "a head on a body)", range=(0.0, 1.0))
+    geometric_flat_objects: bool = _f(True, "geometric: a one-level horizontal sheet a few cm above a support is the "
+                                      "top of a flat object lying on it (a book, a box on its side), not a plane "
+                                      "fragment")
 
 
 @dataclass

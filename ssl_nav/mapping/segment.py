@@ -78,6 +78,8 @@ MIN_FACE_SPREAD = 0.05
 MIN_PART_FRACTION = 0.15
 #: the parts of a split leave a notch in top view: their joint convex hull is at least this much larger than theirs
 MIN_NOTCH = 1.08
+#: the top of a flat object lying on a support is at most this high above it (m); higher sheets have sides seen
+FLAT_MAX_HEIGHT = 0.07
 #: a voxel of the support band this far above the support's surface (m) may be the foot of an object on it
 BASE_CLEARANCE = 0.004
 
@@ -614,9 +616,12 @@ class GeometricSegmenter:
         if hi[2] - lo[2] <= 2 * v:  # a horizontal sheet: part of a plane, unless it is a flat object on one
             up, down, _ = self._facing(n_hat)
             z = float(np.median(p[:, 2]))
-            if hi[2] - lo[2] < v / 2 or down.sum() > up.sum() or any(abs(z - q.z) <= tol
-                                                                    for q in seg.supports + seg.ceilings):
-                return PLANE_FRAGMENT  # one level only (a flat object shows its sides), an underside, or a plane
+            cells = cell_keys(np.floor(p[:, :2] / v).astype(np.int64))
+            if down.sum() > up.sum() or any(abs(z - q.z) <= tol and q.contains(cells).any()
+                                            for q in seg.supports + seg.ceilings):
+                return PLANE_FRAGMENT  # an underside, or a plane (at its height and over its footprint)
+            if hi[2] - lo[2] < v / 2 and not self._lies_flat_on_support(p, z, seg):
+                return PLANE_FRAGMENT  # one level only (a flat object shows its sides)
         if below.sum() >= MIN_CONTACTS_FROM_BELOW:
             return FURNITURE
         sheet = hi[2] - lo[2] <= 2 * v
@@ -627,6 +632,17 @@ class GeometricSegmenter:
             if base is not None:
                 base.append(self._snap_to_support(z, p, seg))
         return None
+
+    def _lies_flat_on_support(self, p: np.ndarray, z: float, seg: Segmentation) -> bool:
+        """Whether a one-level horizontal sheet at height ``z`` is the top of a flat object (a book, a board, a
+        box on its side) lying on a support: at least ``geometric_plane_tolerance`` and at most
+        ``FLAT_MAX_HEIGHT`` above a support plane whose footprint holds most of it. Its sides lie within the
+        support's band and were removed with it (:meth:`_recover_bases` gives them back)."""
+        if not self.cfg.geometric_flat_objects:
+            return False
+        tol, v = self.cfg.geometric_plane_tolerance, self.cfg.voxel_size
+        cells = cell_keys(np.floor(p[:, :2] / v).astype(np.int64))
+        return any(q.up and tol < z - q.z <= FLAT_MAX_HEIGHT and q.contains(cells).mean() > 0.5 for q in seg.supports)
 
     def _snap_to_support(self, z: float, p: np.ndarray, seg: Segmentation) -> float:
         """The height of the support plane under ``p`` within ``geometric_plane_tolerance`` of ``z`` (a plane's
