@@ -80,6 +80,13 @@ MIN_PART_FRACTION = 0.15
 MIN_NOTCH = 1.08
 #: the top of a flat object lying on a support is at most this high above it (m); higher sheets have sides seen
 FLAT_MAX_HEIGHT = 0.07
+#: a voxel of a support's surface layer is of another colour when it lies this many median absolute deviations
+#: (and ``geometric_split_colour``) from the support's median colour
+FLAT_COLOUR_MADS = 6.0
+#: ... and is at least this wide (m; the side of the box with its second moments)
+FLAT_MIN_WIDTH = 0.06
+#: a flat object found by colour fills at least this fraction of its top-view bounding box (a texture's streak does not)
+FLAT_MIN_FILL = 0.5
 #: a voxel of the support band this far above the support's surface (m) may be the foot of an object on it
 BASE_CLEARANCE = 0.004
 
@@ -119,6 +126,7 @@ class Segmentation:
     base_voxels: int = 0  #: voxels given back to instances from the band cut below a support's surface
     #: segments split into objects side by side, by the cue on the cut boundary (colour, concave, both)
     splits: Counter = field(default_factory=Counter)
+    flat_objects: int = 0  #: instances found in a support's surface layer by their colour
     #: rejected components as (reason, sorted voxel keys), kept when ``GeometricSegmenter.keep_rejected``
     rejected_components: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
@@ -238,8 +246,12 @@ class GeometricSegmenter:
             structure, wall, band_z = self._structure(keys, pos, n_hat, seg)
             seg.structure_voxels = int(structure.sum())
             comp_keys, comp_pos, bases = self._objects(keys, pos, n_hat, structure, wall, seg)
+            rgb = g.colors(ok)
             if cfg.geometric_split != "none" and comp_keys:
-                comp_keys, comp_pos, bases = self._split(keys, g.colors(ok), n_hat, comp_keys, comp_pos, bases, seg)
+                comp_keys, comp_pos, bases = self._split(keys, rgb, n_hat, comp_keys, comp_pos, bases, seg)
+            if cfg.geometric_flat_objects:
+                fk, fp, fb = self._flat_on_supports(keys, pos, rgb, band_z, comp_keys, seg)
+                comp_keys, comp_pos, bases = comp_keys + fk, comp_pos + fp, bases + fb
             if cfg.geometric_tight_boxes:
                 comp_keys, comp_pos = self._recover_bases(keys, pos, n_hat, band_z, comp_keys, comp_pos, bases,
                                                           seg)
@@ -519,6 +531,55 @@ class GeometricSegmenter:
         parts = [np.flatnonzero(label == 0), np.flatnonzero(label == 1)]
         return parts if self._side_by_side(p, nrm, parts) else None
 
+    def _flat_on_supports(self, keys: np.ndarray, pos: np.ndarray, rgb: np.ndarray, band_z: np.ndarray,
+                          comp_keys: list[np.ndarray], seg: Segmentation
+                          ) -> tuple[list[np.ndarray], list[np.ndarray], list[float | None]]:
+        """Objects thinner than the support band (a plate, a placemat, a card) found by their colour contrast
+        with the support they lie on. The surface layer of each support (the voxels of its band within
+        ``geometric_plane_tolerance`` of its height) has the support's colour, up to texture: the voxels whose
+        CIELAB colour (lightness halved, as for splits: shading and soft shadows change lightness) lies more than
+        ``geometric_split_colour`` and ``FLAT_COLOUR_MADS`` median absolute deviations from the support's median
+        colour are cut into 26-connected components; one with at least ``min_points`` voxels, that fits in
+        ``geometric_max_object_size``, is at least ``FLAT_MIN_WIDTH`` wide, fills at least ``FLAT_MIN_FILL`` of its top-view bounding box and touches
+        no instance (the foot of an object, its shadow) is a flat object resting on that support."""
+        cfg = self.cfg
+        tol, v = cfg.geometric_plane_tolerance, cfg.voxel_size
+        lab = cv2.cvtColor((np.clip(rgb, 0, 255) / 255.0).astype(np.float32)[None], cv2.COLOR_RGB2Lab)[0]
+        lab[:, 0] *= 0.5
+        taken = np.sort(np.concatenate(comp_keys)) if comp_keys else np.zeros(0, np.int64)
+        grown = np.unique((taken[:, None] + np.concatenate([[0], neighbour_deltas(), -neighbour_deltas()])[None]).ravel()) \
+            if len(taken) else taken
+        out_k, out_p, out_b = [], [], []
+        for q in seg.supports:
+            layer = np.flatnonzero((band_z == q.z) & (np.abs(pos[:, 2] - q.z) <= tol))
+            if len(layer) < cfg.min_points:
+                continue
+            ref = np.median(lab[layer], axis=0)
+            dist = np.linalg.norm(lab[layer] - ref, axis=1)
+            mad = float(np.median(np.abs(dist - np.median(dist))))
+            odd = layer[dist > max(cfg.geometric_split_colour, np.median(dist) + FLAT_COLOUR_MADS * mad)]
+            odd = odd[~sorted_member(grown, keys[odd])]
+            if len(odd) < cfg.min_points:
+                continue
+            m, lab_c = voxel_components(keys[odd])
+            for c in range(m):
+                idx = odd[lab_c == c]
+                if len(idx) < cfg.min_points:
+                    continue
+                ext = pos[idx, :2].max(0) - pos[idx, :2].min(0)
+                if np.any(ext > cfg.geometric_max_object_size):
+                    continue
+                if math.sqrt(12.0 * max(np.linalg.eigvalsh(np.cov(pos[idx, :2].T))[0], 0.0)) < FLAT_MIN_WIDTH:
+                    continue  # a strip: the foot of a wall or a panel, the edge of a board
+                cells = np.unique(np.floor(pos[idx, :2] / v).astype(np.int64), axis=0)
+                if len(cells) < FLAT_MIN_FILL * np.prod(cells.max(0) - cells.min(0) + 1):
+                    continue
+                seg.flat_objects += 1
+                out_k.append(keys[idx])
+                out_p.append(pos[idx])
+                out_b.append(float(q.z))
+        return out_k, out_p, out_b
+
     def _recover_bases(self, keys: np.ndarray, pos: np.ndarray, n_hat: np.ndarray, band_z: np.ndarray,
                        comp_keys: list[np.ndarray], comp_pos: list[np.ndarray], bases: list[float | None],
                        seg: Segmentation) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -749,5 +810,6 @@ class GeometricSegmenter:
                 "support_heights_m": [round(p.z, 3) for p in s.supports], "ceilings": len(s.ceilings),
                 "walls": len(s.walls), "instances": len(s.instances), "strip_voxels": s.strip_voxels,
                 "base_voxels": s.base_voxels, "splits": dict(s.splits),
+                "flat_objects": s.flat_objects,
                 "rejected_segments": dict(s.rejected), "frames_without_objects": dict(self.reasons),
                 "merges": len(self.merged_into)}

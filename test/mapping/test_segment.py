@@ -221,3 +221,22 @@ def test_touching_objects_are_split_by_colour_but_a_two_coloured_box_is_not():
     assert len({iid for _, iid in found.values()}) == 3 and len(seg.last.instances) == 3
     whole = segment(frames, dataclasses.replace(CFG, geometric_split="none"))
     assert len(whole.last.instances) == 2 and whole.summary()["splits"] == {}
+
+
+def test_flat_objects_on_a_table_are_found_by_height_and_by_colour():
+    """A 3 cm book (its sides lie in the table's band) is found by its top above the table; a 6 mm mat by its
+    colour against the table's. Nothing else on the plain table becomes an instance."""
+    h = 0.72
+    parts = table_scene()[:5] + [Box(1, (1.1, -0.3, h), (1.35, -0.1, h + 0.03), (40, 60, 220)),
+                                 Box(2, (1.45, 0.0, h), (1.75, 0.3, h + 0.006), (230, 40, 40))]
+    frames = render_orbit(parts, n=10, center=(1.4, 0.0, 0.7), radius=1.6, height=1.6)
+    gt = gt_voxels(frames, CFG.voxel_size)
+    seg = segment(frames)
+    assert seg.summary()["flat_objects"] >= 1
+    for label in (1, 2):
+        iou, iid = best_iou(gt[label], seg.last.instances)
+        assert iou >= 0.5, (label, iou, seg.summary())
+        assert abs(seg.instance_map().instances()[iid].aabb_min[2] - h) <= 0.005
+    assert len(seg.last.instances) == 2
+    off = segment(frames, dataclasses.replace(CFG, geometric_flat_objects=False))
+    assert len(off.last.instances) == 0
