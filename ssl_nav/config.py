@@ -143,6 +143,8 @@ class SimConfig:
         "Habitat: semantic categories that are not object instances (comma-separated, case-insensitive)")
     success_distance: float = _f(1.0, "goal success: the chosen goal within this distance of the goal's view "
                                       "points or object (m)", range=(0.0, 100.0))
+    hard_solid_furniture: int = _f(2, "hard cases: solid furniture without legs standing on the floor (cabinets, "
+                                      "crates) with objects on top", range=(0, 10))
 
 
 @dataclass
@@ -202,9 +204,9 @@ class MappingConfig:
     geometric_split_concave_deg: float = _f(30.0, "geometric: smallest angle between the normals of neighbouring "
                                             "voxels on a concave boundary where a segment may be split (degrees)",
                                             range=(1.0, 90.0))
-    geometric_split_overlap: float = _f(0.5, "geometric: parts of a split whose top-view footprints overlap more "
-                                        "than this fraction of the smaller one are one object (a logo, a band, "
-                                        "a head on a body)", range=(0.0, 1.0))
+    geometric_split_overlap: float = _f(0.5, "geometric: parts of a split are one object when more than this "
+                                        "fraction of either lies (in top view) within the convex hull of the "
+                                        "other (a logo, a band, a head on a body)", range=(0.0, 1.0))
     geometric_flat_objects: bool = _f(True, "geometric: a one-level horizontal sheet a few cm above a support is the "
                                       "top of a flat object lying on it (a book, a box on its side), not a plane "
                                       "fragment")

@@ -240,3 +240,17 @@ def test_flat_objects_on_a_table_are_found_by_height_and_by_colour():
     assert len(seg.last.instances) == 2
     off = segment(frames, dataclasses.replace(CFG, geometric_flat_objects=False))
     assert len(off.last.instances) == 0
+
+
+
+def test_solid_furniture_is_not_an_object_but_what_stands_on_it_is():
+    """A cabinet without legs (a solid box on the floor, 0.6 m long) with a box on top: the top is a support,
+    the cabinet's sides are structure (long planar runs, plane fragments), the box on it is the only instance."""
+    parts = [Box(0, (0.9, -0.3, 0.0), (1.5, 0.15, 0.6), (120, 90, 60)),
+             Box(1, (1.1, -0.15, 0.6), (1.3, 0.0, 0.75), (220, 40, 40))]
+    frames = render_orbit(parts, n=10, center=(1.2, -0.05, 0.4), radius=1.8, height=1.5)
+    seg = segment(frames)
+    gt = gt_voxels(frames, CFG.voxel_size)
+    assert best_iou(gt[1], seg.last.instances)[0] >= 0.5
+    assert len(seg.last.instances) == 1, seg.summary()
+    assert any(abs(z - 0.6) < 0.02 for z in seg.summary()["support_heights_m"])
