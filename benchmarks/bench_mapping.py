@@ -376,6 +376,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "tight boxes off": {"mapping.geometric_tight_boxes": False},
     "splits off": {"mapping.geometric_split": "none"},
     "flat objects off": {"mapping.geometric_flat_objects": False},
+    "solid furniture rules off": {"mapping.geometric_solid_furniture": False},
 }
 #: seeds held out of the tuning of the segmenter (its constants were chosen on seeds 0-2)
 HELD_OUT = (3, 4)

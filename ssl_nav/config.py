@@ -210,6 +210,9 @@ class MappingConfig:
     geometric_flat_objects: bool = _f(True, "geometric: a one-level horizontal sheet a few cm above a support is the "
                                       "top of a flat object lying on it (a book, a box on its side), not a plane "
                                       "fragment")
+    geometric_solid_furniture: bool = _f(True, "geometric: a segment standing on the floor that reaches up to the "
+                                         "top of a support over it is furniture (a solid cabinet or crate, the "
+                                         "panels of a shelf), and a one-voxel-thin upright strip is a panel's edge")
 
 
 @dataclass

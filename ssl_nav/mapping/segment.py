@@ -87,12 +87,19 @@ FLAT_COLOUR_MADS = 6.0
 FLAT_MIN_WIDTH = 0.06
 #: a flat object found by colour fills at least this fraction of its top-view bounding box (a texture's streak does not)
 FLAT_MIN_FILL = 0.5
+#: furniture under a support reaches within this many voxels of the band cut below the support's surface
+SOLID_REACH_VOXELS = 2
+#: ... and at least this fraction of its voxels lie over the band of that support (the rest beside it)
+SOLID_MIN_UNDER = 0.25
+#: a one-voxel-thin upright strip at most 3 voxels wide and at least this tall (m) is the edge of a panel
+EDGE_MIN_HEIGHT = 0.3
 #: a voxel of the support band this far above the support's surface (m) may be the foot of an object on it
 BASE_CLEARANCE = 0.004
 
 TOO_SMALL = "too small"
 TOO_LARGE = "too large"
 FURNITURE = "furniture (touches a plane from below)"
+SOLID_FURNITURE = "furniture (stands on the floor under a support)"
 NOT_SUPPORTED = "not on a support"
 ROD = "rod (a leg or a pole)"
 PLANE_FRAGMENT = "plane fragment"
@@ -671,7 +678,9 @@ class GeometricSegmenter:
         lam, axes = np.linalg.eigh(np.cov(p.T))
         ext = np.sqrt(12.0 * np.maximum(lam, 0.0))  # side lengths of the equivalent box, shortest first
         if hi[2] - lo[2] >= cfg.geometric_min_support_extent and ext[1] <= ROD_WIDTH_VOXELS * v:
-            return ROD  # a vertical rod: few voxels stray from its axis, so its width is its second side
+            return ROD
+        if cfg.geometric_solid_furniture and hi[2] - lo[2] >= EDGE_MIN_HEIGHT and ext[0] < v and ext[1] <= 3 * v:
+            return ROD  # a one-voxel-thin upright strip: the edge of a panel or a board seen end-on  # a vertical rod: few voxels stray from its axis, so its width is its second side
         if ext[0] <= SHEET_VOXELS * v and ext[1] >= SHEET_MIN_WIDTH and abs(axes[2, 0]) < 0.5:
             return PLANE_FRAGMENT  # a vertical sheet: a piece of a wall or a panel
         if hi[2] - lo[2] <= 2 * v:  # a horizontal sheet: part of a plane, unless it is a flat object on one
@@ -685,6 +694,8 @@ class GeometricSegmenter:
                 return PLANE_FRAGMENT  # one level only (a flat object shows its sides)
         if below.sum() >= MIN_CONTACTS_FROM_BELOW:
             return FURNITURE
+        if cfg.geometric_solid_furniture and self._under_a_support(p, lo, hi, seg):
+            return SOLID_FURNITURE
         sheet = hi[2] - lo[2] <= 2 * v
         if top_pos is not None:
             z = self._rests_on(p, lo, top_pos, above=v / 2 if sheet else -tol)
@@ -693,6 +704,26 @@ class GeometricSegmenter:
             if base is not None:
                 base.append(self._snap_to_support(z, p, seg))
         return None
+
+    def _under_a_support(self, p: np.ndarray, lo: np.ndarray, hi: np.ndarray, seg: Segmentation) -> bool:
+        """Whether a component is the body of furniture under a support (a solid cabinet or crate without legs,
+        the side panels and back of a shelf): it stands on the floor (its lowest voxel within
+        ``geometric_max_support_gap`` of the lowest support) and reaches up to the band cut below a higher
+        support (within ``SOLID_REACH_VOXELS`` voxels of it), with at least ``SOLID_MIN_UNDER`` of it over that
+        support's band. An object standing
+        on the floor is not under a support's top, so nothing of it lies in that band's footprint."""
+        cfg = self.cfg
+        tol, v = cfg.geometric_plane_tolerance, cfg.voxel_size
+        if not seg.supports:
+            return False
+        floor = min(q.z for q in seg.supports)
+        if lo[2] - floor > cfg.geometric_max_support_gap:
+            return False
+        cells = cell_keys(np.floor(p[:, :2] / v).astype(np.int64))
+        reach = tol + cfg.geometric_support_thickness + SOLID_REACH_VOXELS * v
+        return any(q.up and q.z > floor + tol and q.z - reach <= hi[2] < q.z + tol
+                   and q.in_band(cells).mean() > SOLID_MIN_UNDER
+                   for q in seg.supports)
 
     def _lies_flat_on_support(self, p: np.ndarray, z: float, seg: Segmentation) -> bool:
         """Whether a one-level horizontal sheet at height ``z`` is the top of a flat object (a book, a board, a
