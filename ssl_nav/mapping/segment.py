@@ -15,7 +15,12 @@ A robot with only an RGB-D camera and a pose builds its own instance map with :c
    voxels, fits in ``geometric_max_object_size``, is neither a rod (a leg) nor a sheet (a piece of a plane),
    does not touch a horizontal plane from below (furniture does) and rests on something: its base lies within
    ``geometric_max_support_gap`` above and ``geometric_support_reach`` beside the top of a support or a ledge;
-4. **stable ids**: each segmentation is matched with the previous one by voxel overlap. A component keeps the
+4. **touching objects** are split by colour (two-means in CIELAB) or at concave creases (LCCP's convexity
+   criterion) when the parts stand side by side (:meth:`GeometricSegmenter._split`); **flat objects** thinner
+   than a support's band are found by their colour contrast with it, thicker ones (a book) by their top a few
+   cm above it; every instance gets back the foot the band cut removed, and a **box** that reaches down to the
+   support it rests on (:attr:`Segmentation.boxes`; ``InstanceMap`` takes them);
+5. **stable ids**: each segmentation is matched with the previous one by voxel overlap. A component keeps the
    id of the previous instance it overlaps most; when it overlaps several (they turned out to be one object)
    they merge into the one with most overlap (:attr:`GeometricSegmenter.merged_into` records it); when an
    instance now falls into several components (it turned out to be two), the largest overlap keeps the id and
