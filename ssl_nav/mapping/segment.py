@@ -79,6 +79,14 @@ FOOT_SLICE = 0.05
 MAX_SPLIT_DEPTH = 2
 #: a part of a split must show more than one face: the second eigenvalue of its normals' scatter at least this
 MIN_FACE_SPREAD = 0.05
+#: concave creases are widened by this many voxels before the pieces between them are taken
+CREASE_GROW = 1
+#: a concave split: the smaller part holds at least this fraction of the larger (a mug's handle does not) ...
+CONCAVE_MIN_PART_FRACTION = 0.25
+#: ... and the seam between the parts spans at least this fraction of the lower part's height
+SEAM_MIN_HEIGHT = 0.6
+#: ... and the median colours of the parts differ by at least this (CIELAB, lightness halved)
+CONCAVE_MIN_COLOUR = 5.0
 #: the smaller part of a split holds at least this fraction of the larger one's voxels
 MIN_PART_FRACTION = 0.15
 #: the parts of a split leave a notch in top view: their joint convex hull is at least this much larger than theirs
@@ -410,7 +418,8 @@ class GeometricSegmenter:
                     if "colour" in cfg.geometric_split:
                         parts, cue = self._split_colour(k[idx], p[idx], lab_all[rows[idx]], n_hat[rows[idx]]), "colour"
                     if parts is None and "concave" in cfg.geometric_split:
-                        parts, cue = self._split_concave(k[idx], p[idx], n_hat[rows[idx]]), "concave"
+                        parts, cue = self._split_concave(k[idx], p[idx], n_hat[rows[idx]],
+                                                         lab_all[rows[idx]]), "concave"
                 if parts is None:
                     out_k.append(k[idx])
                     out_p.append(p[idx])
@@ -501,7 +510,8 @@ class GeometricSegmenter:
         parts = [np.flatnonzero(label == 0), np.flatnonzero(label == 1)]
         return parts if self._side_by_side(p, nrm, parts) else None
 
-    def _split_concave(self, k: np.ndarray, p: np.ndarray, nrm: np.ndarray) -> list[np.ndarray] | None:
+    def _split_concave(self, k: np.ndarray, p: np.ndarray, nrm: np.ndarray, lab: np.ndarray
+                       ) -> list[np.ndarray] | None:
         """The two largest pieces left when the voxels on concave creases are taken out (each crease voxel then
         joins the piece it touches most), when they stand side by side, else ``None``. A crease: two
         neighbouring voxels whose normals are more than ``geometric_split_concave_deg`` apart and face each
@@ -516,6 +526,11 @@ class GeometricSegmenter:
         crease = np.zeros(n, bool)
         crease[i[concave]] = True
         crease[j[concave]] = True
+        for _ in range(CREASE_GROW):  # a crease one voxel wide leaks through its gaps: widen it
+            grow = crease.copy()
+            grow[i[crease[j]]] = True
+            grow[j[crease[i]]] = True
+            crease = grow
         keep = ~crease[i] & ~crease[j]
         graph = coo_matrix((np.ones(int(keep.sum()), np.int8), (i[keep], j[keep])), shape=(n, n)).tocsr()
         m, comp = connected_components(graph, directed=False)
@@ -541,6 +556,15 @@ class GeometricSegmenter:
                 break
             label[grow] = np.argmax(votes[grow], axis=1)
         parts = [np.flatnonzero(label == 0), np.flatnonzero(label == 1)]
+        if min(len(parts[0]), len(parts[1])) < CONCAVE_MIN_PART_FRACTION * max(len(parts[0]), len(parts[1])):
+            return None
+        # objects that touch meet along a seam as tall as the lower one; the lobes of one bumpy object do not
+        seam = np.concatenate([i[label[i] != label[j]], j[label[i] != label[j]]])
+        low = min(np.ptp(p[parts[0], 2]), np.ptp(p[parts[1], 2]))
+        if len(seam) == 0 or np.ptp(p[seam, 2]) < SEAM_MIN_HEIGHT * low:
+            return None
+        if np.linalg.norm(np.median(lab[parts[0]], 0) - np.median(lab[parts[1]], 0)) < CONCAVE_MIN_COLOUR:
+            return None  # one colour on both sides: the lobes of one bumpy object, more often than two objects
         return parts if self._side_by_side(p, nrm, parts) else None
 
     def _flat_on_supports(self, keys: np.ndarray, pos: np.ndarray, rgb: np.ndarray, band_z: np.ndarray,

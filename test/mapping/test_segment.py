@@ -256,11 +256,12 @@ def test_solid_furniture_is_not_an_object_but_what_stands_on_it_is():
     assert any(abs(z - 0.6) < 0.02 for z in seg.summary()["support_heights_m"])
 
 
-def test_touching_objects_of_one_colour_are_split_at_their_concave_crease():
-    """Two grey boxes of different heights pressed together: no colour tells them apart, the concave crease
-    where the low box's top meets the tall box's side does."""
+def test_touching_objects_of_close_colours_are_split_at_their_concave_crease():
+    """Two boxes of different heights and close colours pressed together: colour alone does not tell them
+    apart (their two-means colours are less than geometric_split_colour apart), the concave crease where the
+    low box's top meets the tall box's side does. Of one colour, the two are taken for one bumpy object."""
     parts = [Box(1, (1.0, -0.1, 0.0), (1.2, 0.1, 0.3), (150, 150, 200)),
-             Box(2, (1.2, -0.02, 0.0), (1.42, 0.2, 0.12), (150, 150, 200))]
+             Box(2, (1.2, -0.02, 0.0), (1.42, 0.2, 0.12), (175, 150, 170))]
     frames = render_orbit(parts, n=10, center=(1.2, 0.05, 0.1), radius=1.4, height=1.2)
     gt = gt_voxels(frames, CFG.voxel_size)
     seg = segment(frames)
@@ -268,3 +269,5 @@ def test_touching_objects_of_one_colour_are_split_at_their_concave_crease():
     found = {label: best_iou(keys, seg.last.instances) for label, keys in gt.items()}
     assert all(iou >= 0.5 for iou, _ in found.values()) and len({i for _, i in found.values()}) == 2, found
     assert len(segment(frames, dataclasses.replace(CFG, geometric_split="colour")).last.instances) == 1
+    one = [dataclasses.replace(b, color=(150, 150, 200)) for b in parts]
+    assert len(segment(render_orbit(one, n=10, center=(1.2, 0.05, 0.1), radius=1.4, height=1.2)).last.instances) == 1
