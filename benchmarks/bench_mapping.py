@@ -9,6 +9,11 @@
   least 0.5. *Over-segmented*: an object split into two or more instances that each hold at least 10 % of it
   and are mostly (> 50 %) it. *Under-segmented*: an instance holding at least 25 % of each of two or more
   objects. *Spurious*: an instance mostly (> 50 %) on no object (furniture or wall pieces).
+- **Classes of difficulty** (demo and ``sim.hard_cases`` scenes, seeds 0-2, and held-out hard-case seeds 3-4):
+  touching, clutter, thin/flat, small (< 8 cm on every side), stacked, on solid furniture, on shelves: recall at
+  IoU >= 0.5 and >= 0.25, and for the objects found the centre error and box IoU of their best instance's box
+  against the object's world box; false (spurious) instances per scene; **with/without** rows that switch off
+  each default mechanism of the segmenter alone (tight boxes, splits, flat objects, solid-furniture rules).
 - **Speed** at 640x480 in a child process pinned to one core (OMP/BLAS/OpenCV threads 1): integrating a frame,
   a full re-segmentation of the map, and the streaming rate (integrate every keyframe, re-segment every
   ``mapping.geometric_resegment_every`` of them: what a robot does).
@@ -17,6 +22,8 @@
   ``gt_instance_id``).
 - **Deblurring** (``views.deblur``) on the same low-quality protocol: unsharp masking and Wiener deconvolution
   against none (the ground-truth-mask run), fine-tuned metrics per seed.
+
+``SSL_NAV_BENCH_MAPPING_NO_RETRIEVAL=1`` leaves the retrieval and deblurring rows (fine-tunes) out of ``run``.
 
 Other scenes: ``python benchmarks/bench_mapping.py --set sim.n_objects_max=20 [--set ...] [--retrieval]`` prints
 the rows for those overrides; when ``SimConfig`` has a ``hard_cases`` field, ``run`` adds quality rows with it on.
