@@ -143,6 +143,8 @@ class SimConfig:
         "Habitat: semantic categories that are not object instances (comma-separated, case-insensitive)")
     success_distance: float = _f(1.0, "goal success: the chosen goal within this distance of the goal's view "
                                       "points or object (m)", range=(0.0, 100.0))
+    hard_solid_furniture: int = _f(2, "hard cases: solid furniture without legs standing on the floor (cabinets, "
+                                      "crates) with objects on top", range=(0, 10))
 
 
 @dataclass
@@ -192,6 +194,25 @@ class MappingConfig:
                                             "support itself (table top, shelf board) (m)", range=(0.0, 1.0))
     geometric_resegment_every: int = _f(10, "geometric, streaming: re-segment the map after this many new frames "
                                         "when asked for it", range=(1, 100000))
+    geometric_tight_boxes: bool = _f(True, "geometric: an instance's box reaches down to the support it rests on "
+                                     "and takes back the voxels of its foot that the support's band removed")
+    geometric_split: str = _f("colour+concave", "geometric: split a segment at colour and concave (LCCP-style) "
+                              "boundaries into parts side by side ('none': off)",
+                              choices=("none", "colour", "concave", "colour+concave"))
+    geometric_split_colour: float = _f(20.0, "geometric: CIELAB colour difference (lightness halved) across which "
+                                       "neighbouring voxels of a segment may be split", range=(1.0, 200.0))
+    geometric_split_concave_deg: float = _f(30.0, "geometric: smallest angle between the normals of neighbouring "
+                                            "voxels on a concave boundary where a segment may be split (degrees)",
+                                            range=(1.0, 90.0))
+    geometric_split_overlap: float = _f(0.5, "geometric: parts of a split are one object when more than this "
+                                        "fraction of either lies (in top view) within the convex hull of the "
+                                        "other (a logo, a band, a head on a body)", range=(0.0, 1.0))
+    geometric_flat_objects: bool = _f(True, "geometric: a one-level horizontal sheet a few cm above a support is the "
+                                      "top of a flat object lying on it (a book, a box on its side), not a plane "
+                                      "fragment")
+    geometric_solid_furniture: bool = _f(True, "geometric: a segment standing on the floor that reaches up to the "
+                                         "top of a support over it is furniture (a solid cabinet or crate, the "
+                                         "panels of a shelf), and a one-voxel-thin upright strip is a panel's edge")
 
 
 @dataclass

@@ -108,6 +108,8 @@ class InstanceMap:
         self._voxel: dict[int, float] = {}
         self._category: dict[int, str | None] = {}
         self._gt: dict[int, str | None] = {}  # ground-truth object per instance, when matched (simulation)
+        #: instance boxes estimated by the segmenter (its base at the support it rests on), when not the points'
+        self._box: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next_id = 1
         self._version = 0
         self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -225,6 +227,7 @@ class InstanceMap:
                     self._category.pop(drop, None)
                     self._voxel.pop(drop, None)
                     self._gt.pop(drop, None)
+                    self._box.pop(drop, None)
                     self.merges += 1
                     queue.append(keep)
                     break
@@ -245,6 +248,7 @@ class InstanceMap:
             down = voxel_downsample(merged, voxel)
         self._points[iid] = down
         self._voxel[iid] = voxel
+        self._box.pop(iid, None)  # the box was estimated for the old points
         self._category.setdefault(iid, None)
         self._version += 1
 
@@ -269,9 +273,14 @@ class InstanceMap:
             pts = self._points[iid]
             if len(pts) < self.cfg.min_points:
                 continue
-            out[iid] = InstanceInfo(instance_id=iid, category=self._category.get(iid),
-                                    centroid=pts.mean(0).astype(np.float64), aabb_min=pts.min(0).astype(np.float64),
-                                    aabb_max=pts.max(0).astype(np.float64), n_points=int(len(pts)))
+            if iid in self._box:  # an estimated box: the object's centre is the box's, not its seen surface's
+                lo, hi = (np.asarray(b, dtype=np.float64) for b in self._box[iid])
+                centroid = (lo + hi) / 2.0
+            else:
+                lo, hi, centroid = (pts.min(0).astype(np.float64), pts.max(0).astype(np.float64),
+                                    pts.mean(0).astype(np.float64))
+            out[iid] = InstanceInfo(instance_id=iid, category=self._category.get(iid), centroid=centroid,
+                                    aabb_min=lo, aabb_max=hi, n_points=int(len(pts)))
         return out
 
     def points_and_labels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -315,6 +324,8 @@ class InstanceMap:
         inst = self.to_store_instances()
         for key in inst:
             inst[key]["voxel_size"] = float(self._voxel.get(int(key), self.cfg.voxel_size))
+            if int(key) in self._box:
+                inst[key]["box_estimated"] = True
         atomic_write_json(d / "instances.json", inst)
         return d
 
@@ -367,13 +378,26 @@ class InstanceMap:
                         m._gt[iid] = None if gt is None else str(gt)
                     if entry.get("voxel_size"):
                         m._voxel[iid] = float(entry["voxel_size"])
+                    if entry.get("box_estimated") and isinstance(entry.get("aabb"), list):
+                        try:
+                            box = np.asarray(entry["aabb"], dtype=np.float64)
+                        except (TypeError, ValueError):
+                            raise FormatError(f"{meta_path}: instance {key}: aabb is not two 3D points") from None
+                        if box.shape != (2, 3) or not np.all(np.isfinite(box)):
+                            raise FormatError(f"{meta_path}: instance {key}: aabb is not two finite 3D points")
+                        m._box[iid] = (box[0], box[1])
         m._version += 1
         return m
 
     @classmethod
     def from_points(cls, points: np.ndarray, labels: np.ndarray, cfg: MappingConfig | None = None,
-                    categories: dict[int, str] | None = None) -> "InstanceMap":
-        """A map holding these labelled points as they are (no downsampling); label <= 0 is dropped."""
+                    categories: dict[int, str] | None = None,
+                    boxes: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> "InstanceMap":
+        """A map holding these labelled points as they are (no downsampling); label <= 0 is dropped.
+
+        ``boxes`` (id -> (min, max) corners) replaces the points' box of those instances (and their centroid
+        becomes the box's centre): the geometric segmenter's boxes reach down to the support an object rests on,
+        which no depth sample sees."""
         m = cls(cfg)
         points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
         labels = np.asarray(labels).reshape(-1)
@@ -383,5 +407,8 @@ class InstanceMap:
             m._points[int(iid)] = np.ascontiguousarray(points[labels == iid])
             m._category[int(iid)] = (categories or {}).get(int(iid))
             m._next_id = max(m._next_id, int(iid) + 1)
+            if boxes and int(iid) in boxes:
+                lo, hi = boxes[int(iid)]
+                m._box[int(iid)] = (np.asarray(lo, dtype=np.float64).copy(), np.asarray(hi, dtype=np.float64).copy())
         m._version += 1
         return m

@@ -43,7 +43,7 @@ from ssl_nav.sim.textures import (VARIANT_DETAILS, DataTexture, PackagingDesign,
                                   near_identical, random_design, random_surface)
 
 ROLES = ("object", "twin", "distractor", "open_set")
-HARD_CASES = ("touching", "clutter", "thin_flat", "small", "stacked")
+HARD_CASES = ("touching", "clutter", "thin_flat", "small", "stacked", "on_solid_furniture")
 
 
 def data_path() -> Path:
@@ -765,6 +765,7 @@ def build_scene_spec(seed: int, cfg: SimConfig) -> SceneSpec:
         placer.add(m, "distractor", float(rng.uniform(cfg.object_size_min, cfg.object_size_max)), texture=m.texture)
     if cfg.hard_cases:
         _add_hard_cases(np.random.default_rng([seed, 0x4A2D]), placer)
+        _add_solid_furniture(np.random.default_rng([seed, 0x50F1]), placer, lo, hi, parts, tops)
     _assign_ids(placer.placed, supports)
     open_set, calibration = _add_open_sets(placer, seed, open_models, sizes,
                                            exclude={m.category for m in primary_models + open_models})
@@ -971,6 +972,58 @@ def _add_hard_cases(rng: np.random.Generator, placer: _Placer) -> None:
         if o is not None:
             o.touching = [placed.index(base)]
             base.touching = base.touching + [placed.index(o)]
+
+
+#: solid furniture of the hard cases: (kind, x/y side range, height range) (m); the longest side is at least
+#: 0.55 m, so that its top is a support surface to a geometric segmenter (mapping.geometric_min_support_extent)
+SOLID_FURNITURE = (("cabinet", (0.55, 0.9), (0.4, 0.55), (0.6, 0.9)),
+                   ("crate", (0.55, 0.7), (0.4, 0.55), (0.3, 0.45)))
+
+
+def _add_solid_furniture(rng: np.random.Generator, placer: _Placer, lo: np.ndarray, hi: np.ndarray,
+                         parts: list[BoxPart], tops: list[float]) -> None:
+    """``sim.hard_solid_furniture`` solid boxes without legs on the floor (a cabinet, a crate; tagged parts of the
+    room, mask id 0) clear of the other furniture and of the floor's objects, each a new support with one or two
+    objects on it (``hard_case: on_solid_furniture``), from their own random stream: the rest of the scene stays
+    as it was. Against a wall or free-standing."""
+    cfg, supports, footprints = placer.cfg, placer.supports, placer.footprints
+    floor_taken = placer.taken.get("floor", [])
+    for k in range(int(cfg.hard_solid_furniture)):
+        kind, side_a, side_b, height = SOLID_FURNITURE[k % len(SOLID_FURNITURE)]
+        a, b, h = (float(rng.uniform(*r)) for r in (side_a, side_b, height))
+        fx, fy = (a, b) if rng.uniform() < 0.5 else (b, a)
+        for _ in range(100):
+            cx = float(rng.uniform(lo[0] + fx / 2 + 0.02, hi[0] - fx / 2 - 0.02))
+            cy = float(rng.uniform(lo[1] + fy / 2 + 0.02, hi[1] - fy / 2 - 0.02))
+            if rng.uniform() < 0.5:  # against the nearest wall
+                gaps = (cx - fx / 2 - lo[0], hi[0] - cx - fx / 2, cy - fy / 2 - lo[1], hi[1] - cy - fy / 2)
+                side = int(np.argmin(gaps))
+                cx += (-gaps[0] + 0.02, gaps[1] - 0.02, 0.0, 0.0)[side]
+                cy += (0.0, 0.0, -gaps[2] + 0.02, gaps[3] - 0.02)[side]
+            rect = (cx - fx / 2, cx + fx / 2, cy - fy / 2, cy + fy / 2)
+            if not any(_rect_overlap(rect, r, margin=0.5) for r in footprints) \
+                    and not any(_rect_overlap(rect, r, margin=0.1) for r in floor_taken):
+                break
+        else:
+            continue
+        material = FURNITURE_TEXTURES[rng.integers(len(FURNITURE_TEXTURES))]
+        tex = None if material is None else random_surface(rng, (material,), tile_m=(1.0, 1.0))
+        rgba = _rgba_hsv(rng.uniform(0.0, 1.0), rng.uniform(0.1, 0.5), rng.uniform(0.35, 0.85)) if tex is None \
+            else (1.0, 1.0, 1.0, 1.0)
+        name = f"{kind}_solid_{k}"
+        parts.append(BoxPart(name, np.array([cx, cy, h / 2]), np.array([fx / 2, fy / 2, h / 2]), rgba, tex))
+        footprints.append(rect)
+        tops.append(h)
+        top = Support(name, rect[0] + 0.04, rect[1] - 0.04, rect[2] + 0.04, rect[3] - 0.04, h, 2.2 - h)
+        supports.append(top)
+        w = np.array([1.0 if s is top else 0.0 for s in supports])
+        for _ in range(int(rng.integers(1, 3))):
+            m = product_model(rng, PRODUCT_KINDS[int(rng.integers(len(PRODUCT_KINDS)))])
+            size = float(np.clip(max(m.procedural.dims), cfg.object_size_min, cfg.object_size_max))  # type: ignore
+            o = placer.add(m, "distractor", size, (1.0, 1.0, 1.0, 1.0), m.texture, generator=rng, weights=w,
+                           margin=0.03)
+            if o is not None:
+                o.hard_case = "on_solid_furniture"
 
 
 def navigable(spec: SceneSpec, point: np.ndarray, radius: float) -> bool:

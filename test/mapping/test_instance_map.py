@@ -135,3 +135,19 @@ def test_max_points_per_instance_coarsens_the_voxels(frames):
     for f in fs[:2]:
         m.integrate(f)
     assert all(info.n_points <= 200 for info in m.instances().values())
+
+
+def test_an_estimated_box_replaces_the_points_box_and_survives_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = rng.uniform([0.0, 0.0, 0.02], [0.1, 0.1, 0.1], (200, 3)).astype(np.float32)
+    box = (np.array([0.0, 0.0, 0.0]), np.array([0.1, 0.1, 0.1]))
+    m = InstanceMap.from_points(np.concatenate([pts, pts + 1.0]), np.repeat([1, 2], 200),
+                                MappingConfig(min_points=5), boxes={1: box})
+    info = m.instances()
+    assert info[1].aabb_min[2] == 0.0 and np.allclose(info[1].centroid, [0.05, 0.05, 0.05])
+    assert info[2].aabb_min[2] == pytest.approx(pts[:, 2].min() + 1.0)  # no box given: the points'
+    loaded = InstanceMap.load(m.save(tmp_path / "map"), MappingConfig(min_points=5)).instances()
+    assert np.allclose(loaded[1].aabb_min, box[0]) and np.allclose(loaded[1].aabb_max, box[1])
+    assert np.allclose(loaded[2].aabb_min, info[2].aabb_min)
+    m.add_points(1, np.array([[0.5, 0.5, 0.5]], np.float32))  # new points: the estimate no longer holds
+    assert m.instances()[1].aabb_max[0] == pytest.approx(0.5)

@@ -179,3 +179,95 @@ def test_noisy_depth_still_gives_the_objects():
     gt = gt_voxels(clean, CFG.voxel_size)
     assert all(best_iou(keys, seg.last.instances)[0] >= 0.4 for keys in gt.values()), seg.summary()
     assert len(seg.last.instances) <= 4
+
+
+def test_boxes_reach_down_to_the_support_and_hug_the_sides():
+    """A 6 cm and a 5 cm cube on a table, one on the floor: the support-band cut takes their lowest 2 cm, but
+    the instance box still starts at the support and its sides are within a few millimetres of the cube's."""
+    h = 0.72
+    parts = table_scene()[:5] + [Box(1, (1.2, -0.1, h), (1.26, -0.04, h + 0.06), (220, 40, 40)),
+                                 Box(2, (1.5, 0.1, h), (1.55, 0.15, h + 0.05), (40, 200, 40)),
+                                 Box(3, (0.4, 0.6, 0.0), (0.46, 0.66, 0.06), (40, 60, 220))]
+    frames = [scenes.render(parts, T, width=320, height=240, frame_id=f"f{i}") for i, T in
+              enumerate(scenes.orbit_poses(12, center=(1.1, 0.1, 0.4), radius=1.6, height=1.3, arc_deg=140.0))]
+    seg = segment(frames, dataclasses.replace(CFG, min_points=5))
+    gt = gt_voxels(frames, CFG.voxel_size)
+    infos = seg.instance_map().instances()
+    assert seg.summary()["base_voxels"] > 0
+    for b in parts[5:]:
+        iou, iid = best_iou(gt[b.instance_id], seg.last.instances)
+        assert iid is not None and iou >= 0.5, (b.instance_id, iou)
+        info = infos[iid]
+        assert abs(info.aabb_min[2] - b.lo[2]) <= 0.005, (b.instance_id, info.aabb_min, b.lo)
+        assert np.all(np.abs(info.aabb_min[:2] - np.asarray(b.lo[:2])) <= 0.008), (info.aabb_min, b.lo)
+        assert np.all(np.abs(info.aabb_max - np.asarray(b.hi)) <= 0.008), (info.aabb_max, b.hi)
+        center = (np.asarray(b.lo) + np.asarray(b.hi)) / 2
+        assert np.linalg.norm(info.centroid - center) <= 0.01
+
+
+def test_touching_objects_are_split_by_colour_but_a_two_coloured_box_is_not():
+    """Two boxes of different colours pressed together (one segment) become two instances; a box whose two
+    halves have different colours, standing alone, stays one. With the split off, the pair is one instance."""
+    parts = [Box(1, (1.0, -0.3, 0.0), (1.2, -0.1, 0.2), (220, 40, 40)),
+             Box(2, (1.2, -0.22, 0.0), (1.36, -0.04, 0.15), (40, 60, 220)),
+             Box(3, (1.0, 0.3, 0.0), (1.12, 0.5, 0.2), (230, 200, 40)),
+             Box(3, (1.12, 0.3, 0.0), (1.24, 0.5, 0.2), (40, 160, 60))]
+    frames = render_orbit(parts, n=10, center=(1.15, 0.1, 0.1), radius=1.5)
+    gt = gt_voxels(frames, CFG.voxel_size)
+    seg = segment(frames)
+    assert seg.summary()["splits"].get("colour", 0) >= 1, seg.summary()
+    found = {label: best_iou(keys, seg.last.instances) for label, keys in gt.items()}
+    assert all(iou >= 0.5 for iou, _ in found.values()), found
+    assert len({iid for _, iid in found.values()}) == 3 and len(seg.last.instances) == 3
+    whole = segment(frames, dataclasses.replace(CFG, geometric_split="none"))
+    assert len(whole.last.instances) == 2 and whole.summary()["splits"] == {}
+
+
+def test_flat_objects_on_a_table_are_found_by_height_and_by_colour():
+    """A 3 cm book (its sides lie in the table's band) is found by its top above the table; a 6 mm mat by its
+    colour against the table's. Nothing else on the plain table becomes an instance."""
+    h = 0.72
+    parts = table_scene()[:5] + [Box(1, (1.1, -0.3, h), (1.35, -0.1, h + 0.03), (40, 60, 220)),
+                                 Box(2, (1.45, 0.0, h), (1.75, 0.3, h + 0.006), (230, 40, 40))]
+    frames = render_orbit(parts, n=10, center=(1.4, 0.0, 0.7), radius=1.6, height=1.6)
+    gt = gt_voxels(frames, CFG.voxel_size)
+    seg = segment(frames)
+    assert seg.summary()["flat_objects"] >= 1
+    for label in (1, 2):
+        iou, iid = best_iou(gt[label], seg.last.instances)
+        assert iou >= 0.5, (label, iou, seg.summary())
+        assert abs(seg.instance_map().instances()[iid].aabb_min[2] - h) <= 0.005
+    assert len(seg.last.instances) == 2
+    off = segment(frames, dataclasses.replace(CFG, geometric_flat_objects=False))
+    assert len(off.last.instances) == 0
+
+
+
+def test_solid_furniture_is_not_an_object_but_what_stands_on_it_is():
+    """A cabinet without legs (a solid box on the floor, 0.6 m long) with a box on top: the top is a support,
+    the cabinet's sides are structure (long planar runs, plane fragments), the box on it is the only instance."""
+    parts = [Box(0, (0.9, -0.3, 0.0), (1.5, 0.15, 0.6), (120, 90, 60)),
+             Box(1, (1.1, -0.15, 0.6), (1.3, 0.0, 0.75), (220, 40, 40))]
+    frames = render_orbit(parts, n=10, center=(1.2, -0.05, 0.4), radius=1.8, height=1.5)
+    seg = segment(frames)
+    gt = gt_voxels(frames, CFG.voxel_size)
+    assert best_iou(gt[1], seg.last.instances)[0] >= 0.5
+    assert len(seg.last.instances) == 1, seg.summary()
+    assert any(abs(z - 0.6) < 0.02 for z in seg.summary()["support_heights_m"])
+
+
+def test_touching_objects_of_close_colours_are_split_at_their_concave_crease():
+    """Two boxes of different heights and close colours pressed together: colour alone does not tell them
+    apart (their two-means colours are less than geometric_split_colour apart), the concave crease where the
+    low box's top meets the tall box's side does. Of one colour, the two are taken for one bumpy object."""
+    parts = [Box(1, (1.0, -0.1, 0.0), (1.2, 0.1, 0.3), (150, 150, 200)),
+             Box(2, (1.2, -0.02, 0.0), (1.42, 0.2, 0.12), (175, 150, 170))]
+    frames = render_orbit(parts, n=10, center=(1.2, 0.05, 0.1), radius=1.4, height=1.2)
+    gt = gt_voxels(frames, CFG.voxel_size)
+    seg = segment(frames)
+    assert seg.summary()["splits"].get("concave", 0) >= 1, seg.summary()
+    found = {label: best_iou(keys, seg.last.instances) for label, keys in gt.items()}
+    assert all(iou >= 0.5 for iou, _ in found.values()) and len({i for _, i in found.values()}) == 2, found
+    assert len(segment(frames, dataclasses.replace(CFG, geometric_split="colour")).last.instances) == 1
+    one = [dataclasses.replace(b, color=(150, 150, 200)) for b in parts]
+    assert len(segment(render_orbit(one, n=10, center=(1.2, 0.05, 0.1), radius=1.4, height=1.2)).last.instances) == 1

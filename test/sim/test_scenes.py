@@ -148,7 +148,7 @@ def test_hard_cases(small_sim_config):
     spec = build_scene_spec(3, cfg)
     hard = [o for o in spec.objects if o.hard_case]
     kinds = {o.hard_case for o in hard}
-    assert kinds == {"touching", "clutter", "thin_flat", "small", "stacked"}
+    assert kinds - {"on_solid_furniture"} == {"touching", "clutter", "thin_flat", "small", "stacked"}
     by_id = {o.instance_id: o for o in spec.objects}
     supports = {s.name: s for s in spec.supports}
     for o in hard:
@@ -170,3 +170,25 @@ def test_hard_cases(small_sim_config):
         assert o.support == f"on_object_{base.instance_id}" and base.hard_case == "thin_flat"
         assert o.aabb_min[2] == pytest.approx(base.aabb_max[2])
     json.dumps([o.to_json() for o in spec.objects])  # scene.json still describes every object
+
+
+def test_hard_cases_add_solid_furniture_with_objects_on_it(small_sim_config):
+    cfg = small_sim_config(hard_cases=True, hard_solid_furniture=2)
+    spec = build_scene_spec(0, cfg)
+    solid = [p for p in spec.parts if "_solid_" in p.name]
+    assert solid and len(spec.footprints) == len(spec.furniture_tops)
+    supports = {s.name: s for s in spec.supports}
+    for p in solid:  # a box on the floor, its top a support, its footprint kept clear of the robot
+        assert p.center[2] - p.half_extents[2] == pytest.approx(0.0)
+        assert supports[p.name].z == pytest.approx(p.center[2] + p.half_extents[2])
+        assert not navigable(spec, p.center[:2], 0.1)
+    on = [o for o in spec.objects if o.hard_case == "on_solid_furniture"]
+    assert on and all(o.support in {p.name for p in solid} for o in on)
+    for o in on:
+        assert o.aabb_min[2] == pytest.approx(supports[o.support].z, abs=1e-9)
+    # without the hard cases the scene has none, and the hard cases' other objects do not move
+    assert not [p for p in build_scene_spec(0, small_sim_config()).parts if "_solid_" in p.name]
+    none = build_scene_spec(0, small_sim_config(hard_cases=True, hard_solid_furniture=0))
+    before = {o.instance_id: o.position.tolist() for o in none.objects}
+    assert all(before[o.instance_id] == o.position.tolist() for o in spec.objects if o.instance_id in before
+               and o.hard_case != "on_solid_furniture")
