@@ -59,6 +59,7 @@ from torch import nn
 from ssl_nav.atomic import atomic_write_json, atomic_write_text
 from ssl_nav.config import LearningConfig, PipelineConfig, to_dict
 from ssl_nav.device import resolve_device
+from ssl_nav.energy.ledger import with_earlier_parts
 from ssl_nav.energy.meter import EnergyMeter, append_ledger
 from ssl_nav.errors import CheckpointError, ConfigError, TrainingError
 from ssl_nav.learning.backbones import Backbone, FrozenStem, build_backbone, save_model
@@ -688,9 +689,7 @@ def finetune(store: str | Path, out: str | Path, cfg: PipelineConfig, *, resume:
                                 "backbone": lc.backbone, "objective": lc.objective, "trainable": lc.trainable,
                                 "view_fraction": lc.view_fraction, "status": status})
         energy = meter.record or {}
-        if run.is_main and resume:  # energy.json covers the whole run (issue 24): the parts before the resume too
-            from ssl_nav.energy.ledger import with_earlier_parts
-
+        if run.is_main and resume:  # energy.json covers the whole run: the parts before the resume too
             energy = with_earlier_parts(energy, run.run_dir, run.step - int(energy.get("steps") or 0), ledger)
         if run.is_main:
             atomic_write_json(run.run_dir / "energy.json", energy)
