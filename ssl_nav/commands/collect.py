@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "collect"
 HELP = "map a frames directory and collect instance views into a view store"
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-photos", action="store_true", help="ignore DIR/photos.jsonl")
     p.add_argument("--append", action="store_true",
                    help="add to a store that already holds views (otherwise that is an error)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_argument(p, "--quiet")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, {"mapping.id_mode": args.id_mode, "mapping.segmenter": args.segmenter,
                                   "views.deblur": args.deblur})
     res = collect_recording(args.frames, args.store, cfg, append=args.append, photos=not args.no_photos,
-                            progress=not args.quiet)
+                            progress=progress_from_args(args))
     if res.already is not None:
         done = res.already
         print(f"{Path(args.frames) / 'frames.jsonl'}: already collected into {res.store.root} ({done.get('time')}: "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument
+from ssl_nav.commands import add_config_argument, add_progress_argument, progress_from_args
 
 NAME = "demo"
 HELP = "run the whole pipeline on the embedded simulator and print baseline vs fine-tuned"
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segmenter", choices=("auto", "masks", "geometric"), default=None,
                    help="mapping.segmenter: geometric builds the map from depth alone, as a robot without masks "
                         "does (default: the preset's auto, i.e. the simulator's masks)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ssl_nav.retrieval.evaluate import format_table
 
     report = run_demo(load_config(args.config) if args.config else None, Path(args.out), quick=args.quick,
-                      progress=not args.no_progress, seed=args.seed, segmenter=args.segmenter)
+                      progress=progress_from_args(args), seed=args.seed, segmenter=args.segmenter)
     s = report["summary"]
     print(f"scene {report['scene_id']} (seed {report['seed']}): {report['n_objects']} objects, "
           f"{report['n_frames']} frames, {report['store']['views_low']} robot views + "

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "habitat"
 HELP = "run InstanceImageNav episodes per scene (Habitat, or --backend pybullet) and report SimView's table"
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-scenes", type=int, default=None, help="run at most N scenes (pybullet: N seeds, default 1)")
     p.add_argument("--max-episodes", type=int, default=None, help="answer at most N episodes per scene")
     p.add_argument("--out", required=True, help="output directory (report.json, scenes/<scene>/...)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(demo_config(None), overrides)
     else:
         cfg = config_from_args(args, overrides)
-    progress = not args.no_progress
+    progress = progress_from_args(args)
     out = Path(args.out)
 
     if args.backend == "habitat":

@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ssl_nav.atomic import atomic_write_json, atomic_write_text
 from ssl_nav.config import PipelineConfig, to_dict
 from ssl_nav.errors import SslNavError
 from ssl_nav.frames import Frame, FramesWriter, write_png
+from ssl_nav.progress import tqdm
 from ssl_nav.sim.base import Episode
 from ssl_nav.sim.explore import exploration_poses, exploration_rng
 from ssl_nav.sim.pybullet_backend import PyBulletSimulator

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from ssl_nav.config import PipelineConfig, ViewsConfig
 from ssl_nav.errors import FrameError
@@ -33,6 +32,7 @@ from ssl_nav.frames import Frame, SkippedFrame
 from ssl_nav.mapping.builder import MapBuilder, choose_segmenter
 from ssl_nav.mapping.gt_match import match_instances_to_objects
 from ssl_nav.mapping.instance_map import InstanceMap
+from ssl_nav.progress import tqdm
 from ssl_nav.views.crops import crop_square, square_box, truncation
 from ssl_nav.views.deblur import make_deblur
 from ssl_nav.views.quality import ViewQuality, sharpness_in_square

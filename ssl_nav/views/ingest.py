@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm  # progress bars only; kept out of the CLI's start-up
 
 from ssl_nav.atomic import atomic_write_bytes, replace_dir
 from ssl_nav.config import PipelineConfig
@@ -39,6 +38,7 @@ from ssl_nav.frames import count_frames, read_frames_dir, read_image_rgb, read_j
 from ssl_nav.mapping.gt_match import gt_to_map_ids, has_gt_annotation, read_scene_objects
 from ssl_nav.mapping.instance_map import InstanceMap
 from ssl_nav.paths import resolve_inside
+from ssl_nav.progress import tqdm
 from ssl_nav.views.collect import collect_frames
 from ssl_nav.views.store import ViewStore
 
