@@ -16,6 +16,8 @@ pytest.importorskip("rclpy")
 
 from .conftest import TINY  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the slow tier (the whole ROS stack): `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[2]
 
 
