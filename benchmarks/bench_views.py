@@ -81,7 +81,7 @@ def _child_throughput(n_frames: int) -> dict:
 
     from ssl_nav.config import ViewsConfig
     from ssl_nav.views.collect import evaluate_frame
-    from ssl_nav.views.crops import crop_square
+    from ssl_nav.crops import crop_square
 
     cv2.setNumThreads(1)
     points, labels = _scene(50, 4000)

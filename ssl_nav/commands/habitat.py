@@ -6,7 +6,7 @@
 For each scene the shared pipeline runs (explore, map, collect views, fine-tune, index) and then answers
 every episode's goal image with the baseline and the fine-tuned model. OUT/report.json holds SimView's table
 (mAP per scene and averaged; top-1), retrieval success and goal success; the table is printed too
-(definitions in ssl_nav/sim/runner.py). Each scene's own report is in OUT/scenes/<scene>/report.json.
+(definitions in ssl_nav/pipeline/runner.py). Each scene's own report is in OUT/scenes/<scene>/report.json.
 
 Habitat: --scene-dataset is the scene dataset config (e.g.
 data/scene_datasets/hm3d_v0.2/hm3d_annotated_basis.scene_dataset_config.json) and --episodes a habitat-lab
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ssl_nav.errors import ConfigError
-    from ssl_nav.sim.runner import (first_per_scene, format_report_table, habitat_jobs, limit_episodes,
+    from ssl_nav.pipeline.runner import (first_per_scene, format_report_table, habitat_jobs, limit_episodes,
                                    pybullet_jobs, run_scenes)
 
     if args.max_scenes is not None and args.max_scenes < 1:

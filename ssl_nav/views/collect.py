@@ -2,7 +2,7 @@
 
 For a frame, the instance map is z-buffered into the camera
 (:mod:`ssl_nav.views.visibility`); every visible instance gives a candidate
-view: its square crop (:mod:`ssl_nav.views.crops`) and quality figures
+view: its square crop (:mod:`ssl_nav.crops`) and quality figures
 (:mod:`ssl_nav.views.quality`). Candidates that pass the thresholds are kept,
 at most K per instance, chosen for viewpoint diversity
 (:mod:`ssl_nav.views.selection`); with ``views.deblur`` the robot frames are
@@ -27,13 +27,13 @@ from typing import Iterable
 import numpy as np
 
 from ssl_nav.config import PipelineConfig, ViewsConfig
+from ssl_nav.crops import crop_square, square_box, truncation
 from ssl_nav.errors import FrameError
 from ssl_nav.frames import Frame, SkippedFrame
 from ssl_nav.mapping.builder import MapBuilder, choose_segmenter
 from ssl_nav.mapping.gt_match import match_instances_to_objects
 from ssl_nav.mapping.instance_map import InstanceMap
 from ssl_nav.progress import tqdm
-from ssl_nav.views.crops import crop_square, square_box, truncation
 from ssl_nav.views.deblur import make_deblur
 from ssl_nav.views.quality import ViewQuality, sharpness_in_square
 from ssl_nav.views.selection import KeyframeGate, farthest_point_sampling, least_diverse, view_features
