@@ -8,7 +8,7 @@ from pathlib import Path
 from ssl_nav.atomic import atomic_write_json
 from ssl_nav.config import PipelineConfig
 from ssl_nav.pipeline.presets import demo_config
-from ssl_nav.pipeline.scene import StageTimer, run_scene
+from ssl_nav.pipeline.scene import ScenePaths, StageTimer, run_scene
 from ssl_nav.sim.pybullet_backend import PyBulletSimulator
 from ssl_nav.sim.simulate import draw_pybullet_scene
 
@@ -21,6 +21,7 @@ def run_demo(cfg: PipelineConfig | None, out: str | os.PathLike, quick: bool = F
     if cfg is None or quick or seed is not None or segmenter is not None:
         cfg = demo_config(cfg, quick, seed, segmenter)
     out = Path(out)
+    ScenePaths(out).claim()  # before the scene loads: a refused --out costs nothing
     timer = StageTimer(progress)
     sim = PyBulletSimulator(cfg.sim)
     try:

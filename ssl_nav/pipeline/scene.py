@@ -17,6 +17,7 @@ from typing import Iterator
 
 from ssl_nav.atomic import atomic_write_json
 from ssl_nav.config import PipelineConfig, to_dict
+from ssl_nav.errors import SslNavError
 from ssl_nav.frames import read_image_rgb
 from ssl_nav.learning.run_dir import finetune_run
 from ssl_nav.pipeline.gallery import write_gallery
@@ -89,6 +90,27 @@ class ScenePaths:
     @property
     def queries(self) -> Path:
         return self.frames / "queries.jsonl"
+
+    #: written into ``out`` before the first stage: its stage directories are then the pipeline's to replace
+    MARKER = ".ssl-nav-pipeline.json"
+
+    def stage_dirs(self) -> list[Path]:
+        return [self.frames, self.store, self.run, self.index_baseline, self.index_finetuned]
+
+    def claim(self) -> None:
+        """Refuse an ``out`` whose stage directories hold something this pipeline did not write (a view store
+        of the user's, say): a run replaces them. Then mark ``out`` as the pipeline's. Nothing is deleted on
+        refusal."""
+        if self.out.exists() and not self.out.is_dir():
+            raise SslNavError(f"{self.out}: exists and is not a directory")
+        if not (self.out / self.MARKER).is_file():
+            for d in self.stage_dirs():
+                if d.is_symlink() or (d.exists() and (not d.is_dir() or any(d.iterdir()))):
+                    raise SslNavError(f"{d}: exists and was not written by ssl-nav demo (no {self.out / self.MARKER});"
+                                      f" a run would replace it: choose another --out, or move it away")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / self.MARKER, {"written_by": "ssl_nav.pipeline.run_scene",
+                                                   "stages": [d.name for d in self.stage_dirs()]})
 
     def as_dict(self, model: Path | None) -> dict:
         return {"frames": str(self.frames), "queries": str(self.queries), "store": str(self.store),
@@ -197,7 +219,7 @@ def run_scene(sim, cfg: PipelineConfig, out: str | os.PathLike, *, episodes: lis
     user photos are training data (CrossIA). Each stage is the function its CLI command calls.
     """
     paths = ScenePaths(Path(out))
-    paths.out.mkdir(parents=True, exist_ok=True)
+    paths.claim()
     timer = timer or StageTimer(progress)
     with timer.stage("simulate"):
         simulated = simulate_stage(sim, cfg, paths, draw, episodes, user_photos, progress)
