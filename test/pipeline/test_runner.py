@@ -105,6 +105,7 @@ retrieval: {image_size: 32, device: cpu}
 """
 
 
+@pytest.mark.slow  # about 15 s on 2 cores: two scenes through every stage
 def test_ssl_nav_habitat_on_the_pybullet_backend_writes_the_shared_report(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "out"
