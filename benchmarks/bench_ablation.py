@@ -200,7 +200,7 @@ def finetune_cpu_time(seed: int, overrides: dict[str, Any], quick: bool) -> dict
 
 def _every_seed_rows(runs: list[dict], note: str) -> list[dict]:
     """Issue #11's quality goals on the default's runs: AUROC and mAP at least 0.95 on every seed."""
-    from experiments import _fmt
+    from experiments import fmt as _fmt
 
     rows = []
     for key, target in (("auroc", 0.95), ("mAP", 0.95)):
@@ -214,7 +214,8 @@ def _every_seed_rows(runs: list[dict], note: str) -> list[dict]:
 def _goal_rows(results: dict[str, list[dict]], default: str, previous: str) -> list[dict]:
     """Issue #11's goals on the default: per seed baseline → fine-tuned, every metric at least the baseline's,
     AUROC and mAP at least 0.95 on every seed, and the fine-tune time against the previous default's."""
-    from experiments import METRICS, _fmt
+    from experiments import METRICS
+    from experiments import fmt as _fmt
 
     runs = results[default]
     if not runs:
@@ -321,7 +322,8 @@ HELD_OUT_VARIANTS = ("recolour outlier exposure off", "augment crossia", "flip T
 
 def _held_out_rows(vs: dict[str, dict[str, Any]], default: str) -> list[dict]:
     """The default and the close calls on :data:`HELD_OUT_SEEDS`, which no default was chosen on."""
-    from experiments import _fmt, run_variants, variant_rows
+    from experiments import run_variants, variant_rows
+    from experiments import fmt as _fmt
 
     names = [default] + [n for n in HELD_OUT_VARIANTS if n in vs]
     results = run_variants({n: {**vs[n], "learning.threads": THREADS} for n in names}, HELD_OUT_SEEDS)

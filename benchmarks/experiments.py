@@ -71,7 +71,7 @@ def experiment_config(seed: int, overrides: dict[str, Any] | None = None, quick:
     return apply_overrides(cfg, {**PROTOCOL, **(overrides or {})}, "experiment")
 
 
-def _source_hash(sources: tuple[str, ...] = SCENE_SOURCES) -> str:
+def source_hash(sources: tuple[str, ...] = SCENE_SOURCES) -> str:
     h = hashlib.sha256()
     for rel in sources:
         p = REPO / rel
@@ -85,7 +85,7 @@ def _key(sections: tuple[str, ...], cfg, sources: tuple[str, ...]) -> str:
     from ssl_nav.config import to_dict
 
     d = to_dict(cfg)
-    blob = json.dumps({s: d[s] for s in sections}, sort_keys=True) + _source_hash(sources)
+    blob = json.dumps({s: d[s] for s in sections}, sort_keys=True) + source_hash(sources)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -183,7 +183,7 @@ def baseline_dir(cfg, store: Path) -> Path:
     from ssl_nav.config import to_dict
 
     blob = json.dumps({"retrieval": to_dict(cfg)["retrieval"], "backbone": cfg.learning.backbone}, sort_keys=True)
-    key = hashlib.sha256((blob + _source_hash(BASELINE_SOURCES)).encode()).hexdigest()[:10]
+    key = hashlib.sha256((blob + source_hash(BASELINE_SOURCES)).encode()).hexdigest()[:10]
     return store.parent / f"baseline-{key}"
 
 
@@ -295,12 +295,12 @@ def run_variants(variants: dict[str, dict[str, Any]], seeds: Iterable[int] = (0,
                 continue
             out[name].append(r)
             m = r["finetuned"]
-            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in METRICS)
+            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {fmt(m.get(k))}" for k in METRICS)
                   + (" (cached)" if r.get("cached") else f" ({r['seconds']:.0f} s)"), flush=True)
     return out
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
@@ -327,7 +327,7 @@ def variant_rows(results: dict[str, list[dict]], reference: str | None = None, m
         rows.append({"benchmark": f"{prefix}ImageNet baseline (no fine-tuning)",
                      "figure": "; ".join(f"{k} {mean_std(base[k])}" for k in metrics),
                      "note": f"seeds {[r['seed'] for r in first]}: "
-                             + "; ".join(f"{k} " + "/".join(_fmt(v) for v in base[k]) for k in metrics)})
+                             + "; ".join(f"{k} " + "/".join(fmt(v) for v in base[k]) for k in metrics)})
     for name, runs in results.items():
         if not runs:
             rows.append({"benchmark": f"{prefix}{name}", "figure": "not run", "ok": None,
@@ -335,7 +335,7 @@ def variant_rows(results: dict[str, list[dict]], reference: str | None = None, m
             continue
         own = [r["seed"] for r in runs]
         vals = {k: [r["finetuned"].get(k) for r in runs] for k in metrics}
-        note = "; ".join(f"{k} " + "/".join(_fmt(v) for v in vals[k]) for k in metrics)
+        note = "; ".join(f"{k} " + "/".join(fmt(v) for v in vals[k]) for k in metrics)
         if reference and name != reference:
             ref = {r["seed"]: r for r in results[reference]}
             common = [r for r in runs if r["seed"] in ref]
