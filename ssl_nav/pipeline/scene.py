@@ -20,6 +20,7 @@ from ssl_nav.config import PipelineConfig, to_dict
 from ssl_nav.errors import SslNavError
 from ssl_nav.frames import read_image_rgb
 from ssl_nav.learning.run_dir import finetune_run
+from ssl_nav.paths import store_dir, store_map_dir
 from ssl_nav.pipeline.gallery import write_gallery
 from ssl_nav.pipeline.presets import STAGES
 from ssl_nav.retrieval.build import build_index
@@ -69,11 +70,11 @@ class ScenePaths:
 
     @property
     def store(self) -> Path:
-        return self.out / "store"
+        return store_dir(self.out)
 
     @property
     def map(self) -> Path:
-        return self.store / "map"
+        return store_map_dir(self.store)
 
     @property
     def run(self) -> Path:

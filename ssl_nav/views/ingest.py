@@ -37,7 +37,7 @@ from ssl_nav.errors import FormatError, FrameError, StoreError
 from ssl_nav.frames import count_frames, read_frames_dir, read_image_rgb, read_jsonl
 from ssl_nav.mapping.gt_match import gt_to_map_ids, has_gt_annotation, read_scene_objects
 from ssl_nav.mapping.instance_map import InstanceMap
-from ssl_nav.paths import resolve_inside
+from ssl_nav.paths import resolve_inside, store_map_dir
 from ssl_nav.progress import tqdm
 from ssl_nav.views.collect import collect_frames
 from ssl_nav.views.store import ViewStore
@@ -256,7 +256,7 @@ def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLik
     photo_records = read_photo_records(frames_dir) if photos else []  # before anything is written
     categories = read_categories(frames_dir) if cfg.mapping.id_mode == "stable" else {}
     store = ViewStore(store_dir, create=True)
-    map_dir = store.root / "map"
+    map_dir = store_map_dir(store.root)
     if (len(store) or store.instances()) and not append:
         raise StoreError(f"{store.root}: already holds {len(store)} views of {len(store.instances())} instances; "
                          f"use a new --store or pass --append")
