@@ -74,7 +74,7 @@ def run_one(seed: int, objective: str, fraction: float, quick_scene: bool = True
     """Fine-tune one (objective, fraction) in a child process, index the robot views, evaluate."""
     import shutil
 
-    from experiments import ROOT, baseline_metrics, evaluate_index, experiment_config, prepare_scene
+    from experiments import ROOT, baseline_metrics, experiment_config, index_metrics, prepare_scene
     from ssl_nav.retrieval.build import build_index
 
     overrides = {**COMMON, "learning.objective": objective, "learning.view_fraction": fraction}
@@ -86,8 +86,8 @@ def run_one(seed: int, objective: str, fraction: float, quick_scene: bool = True
     child = _finetune_in_child(seed, overrides, store, out / "run", quick_scene)
     build_index(store, Path(child["model_path"]), cfg.retrieval, out / "index", progress=False)
     res = {"seed": seed, "objective": objective, "fraction": fraction,
-           "baseline": baseline_metrics(cfg, frames, store), "finetuned": evaluate_index(out / "index",
-                                                                                    frames / "queries.jsonl", cfg),
+           "baseline": baseline_metrics(cfg, frames, store), "finetuned": index_metrics(out / "index",
+                                                                                   frames / "queries.jsonl", cfg),
            "summary": child["summary"], "energy": child["energy"], "maxrss_kb": child["maxrss_kb"]}
     (out / "result.json").write_text(json.dumps(res, indent=1, default=str))
     return res

@@ -147,35 +147,28 @@ def prepare_scene(cfg, root: Path = ROOT, progress: bool = False) -> tuple[Path,
 
 
 def _collect_once(cfg, frames: Path, d: Path, progress: bool) -> None:
-    from ssl_nav.views.ingest import add_photos_from_dir, read_categories
-    from ssl_nav.frames import count_frames, read_frames_dir
-    from ssl_nav.mapping.gt_match import read_scene_objects
-    from ssl_nav.views.collect import collect_frames
-    from ssl_nav.views.store import ViewStore
+    """``ssl-nav collect`` (:func:`ssl_nav.views.ingest.collect_recording`: map, views, user photos) into
+    ``d/store``, once per scene key."""
+    from ssl_nav.views.ingest import collect_recording
 
-    store_dir, done = d / "store", d / "done.json"
+    done = d / "done.json"
     if done.is_file():
         return
     if d.exists():
         shutil.rmtree(d)
     t0 = time.monotonic()
-    store = ViewStore(store_dir, create=True)
-    summary = collect_frames(read_frames_dir(frames), store, cfg, progress=progress, total=count_frames(frames),
-                             categories=read_categories(frames), map_dir=store_dir / "map",
-                             gt_objects=read_scene_objects(frames))
-    photos = add_photos_from_dir(frames, store, progress=progress)
-    done.write_text(json.dumps({"collect": {k: v for k, v in summary.items() if k != "skipped"},
-                                "photos": photos["photos"], "frames": str(frames),
+    res = collect_recording(frames, d / "store", cfg, progress=progress)
+    done.write_text(json.dumps({"collect": {k: v for k, v in res.summary.items() if k != "skipped"},
+                                "photos": res.photos["photos"], "frames": str(frames),
                                 "seconds": round(time.monotonic() - t0, 1)}))
 
 
-def evaluate_index(index_dir: Path, queries: Path, cfg) -> dict:
-    """``ssl-nav eval`` of one index on a queries file: the metrics dict of :mod:`ssl_nav.retrieval.evaluate`."""
-    from ssl_nav.retrieval.evaluate import evaluate_queries_file
-    from ssl_nav.retrieval.query import Retriever
+def index_metrics(index_dir: Path, queries: Path, cfg) -> dict:
+    """``ssl-nav eval --baseline none`` of one index on a queries file
+    (:func:`ssl_nav.retrieval.evaluate.evaluate_index`): its metrics column."""
+    from ssl_nav.retrieval.evaluate import evaluate_index
 
-    metrics, _ = evaluate_queries_file(Retriever.open(index_dir, cfg.retrieval), queries, progress=False)
-    return metrics
+    return evaluate_index(index_dir, queries, cfg.retrieval, baseline="none", progress=False).columns["model"]
 
 
 def baseline_dir(cfg, store: Path) -> Path:
@@ -200,7 +193,7 @@ def baseline_metrics(cfg, frames: Path, store: Path, progress: bool = False) -> 
         if d.exists():
             shutil.rmtree(d)
         build_index(store, cfg.learning.backbone, cfg.retrieval, d / "index", progress=progress)
-        metrics = evaluate_index(d / "index", frames / "queries.jsonl", cfg)
+        metrics = index_metrics(d / "index", frames / "queries.jsonl", cfg)
         done.write_text(json.dumps(metrics))
         return metrics
 
@@ -262,7 +255,7 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
     if os.environ.get(CACHED_ONLY_ENV) == "1":
         return None
     from ssl_nav.atomic import atomic_write_json
-    from ssl_nav.learning.trainer import finetune
+    from ssl_nav.learning.run_dir import finetune_run
     from ssl_nav.retrieval.build import build_index
 
     frames, store = prepare_scene(cfg, root, progress)
@@ -270,12 +263,12 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
     if out.exists():
         shutil.rmtree(out)
     t0 = time.monotonic()
-    ft = finetune(store, out / "run", cfg, progress=progress)
+    ft = finetune_run(store, out / "run", cfg, progress=progress)
     build_index(store, ft.model_path, cfg.retrieval, out / "index-finetuned", progress=progress)
     queries = frames / "queries.jsonl"
     res = {"seed": seed, "name": name, "overrides": overrides or {}, "key": key,
            "baseline": baseline_metrics(cfg, frames, store, progress),
-           "finetuned": evaluate_index(out / "index-finetuned", queries, cfg),
+           "finetuned": index_metrics(out / "index-finetuned", queries, cfg),
            "finetune": ft.summary, "seconds": round(time.monotonic() - t0, 1)}
     (out / "result.json").write_text(json.dumps(res, indent=1, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)
