@@ -5,13 +5,17 @@ PY := $(VENV)/bin/python
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 DEMO_OUT ?= out/demo
 
-.PHONY: setup test demo demo-quick bench clean
+.PHONY: setup test test-fast demo demo-quick bench clean
 
 setup:
 	@bash scripts/setup.sh
 
 test: setup
 	$(PY) -m pytest -q test
+
+# the edit-test loop: everything but the slow tier (pytest marker `slow`, setup.cfg)
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" test
 
 demo: setup
 	$(VENV)/bin/ssl-nav demo --out $(DEMO_OUT)

@@ -15,6 +15,9 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        # the ImageNet weights scripts/setup.sh puts in models/: found there by an installed package
+        # (ssl_nav.learning.backbones looks in <prefix>/share/ssl_nav/models)
+        (f"share/{PACKAGE}/models", glob("models/*.pth")),
     ],
     python_requires=">=3.10",
     install_requires=["setuptools", "numpy", "pyyaml"],

@@ -170,7 +170,8 @@ def _goal_rows(res: dict[str, list[dict]], default: str, previous: str, simsiam:
     """The goals over every seed run (goal seeds and held-out seeds together): the default at least the previous
     default on every metric and seed; mean mAP and AUROC of the default at least 0.97; SimSiam alone above ImageNet
     on mAP and above its lr-0 control on every seed; the fine-tune time of the default against the previous."""
-    from experiments import METRICS, _fmt
+    from experiments import METRICS
+    from experiments import fmt as _fmt
 
     runs = sorted(res[default], key=lambda r: r["seed"])
     if not runs:

@@ -129,7 +129,8 @@ def cached_quality(seed: int, overrides: dict[str, Any] | None = None, quick: bo
     frames, the mapping configuration and the mapping code."""
     import hashlib
 
-    from experiments import ROOT, SCENE_SOURCES, _source_hash, experiment_config, frames_key, simulated_frames
+    from experiments import ROOT, SCENE_SOURCES, experiment_config, frames_key, simulated_frames
+    from experiments import source_hash as _source_hash
 
     from ssl_nav.config import to_dict
 
@@ -275,7 +276,8 @@ def retrieval_rows(seeds, overrides: dict[str, Any] | None = None, quick: bool =
                    variants: dict[str, dict[str, Any]] | None = None) -> list[dict]:
     """Geometric vs GT-mask map, and each deblurring method vs none (the GT-mask run), per seed."""
     import torch
-    from experiments import METRICS, _fmt, run_variant, variant_rows
+    from experiments import METRICS, run_variant, variant_rows
+    from experiments import fmt as _fmt
 
     torch.set_num_threads(1)
     variants = variants or VARIANTS

@@ -52,7 +52,7 @@ def _frames(points, n: int, width: int = 640, height: int = 480):
 
     from ssl_nav.frames import Frame
     from ssl_nav.geometry import camera_pose, intrinsics_from_fov, invert, transform
-    from ssl_nav.views.visibility import _footprint, _splat_min
+    from ssl_nav.views.visibility import splat_footprint, splat_min
 
     K = intrinsics_from_fov(width, height, 70.0)
     rng = np.random.default_rng(1)
@@ -67,7 +67,7 @@ def _frames(points, n: int, width: int = 640, height: int = 480):
         inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
         z = pc[ok, 2][inside].astype(np.float32)
         zbuf = np.full(height * width, 8.0, np.float32)
-        _splat_min(zbuf, v[inside].astype(np.int32), u[inside].astype(np.int32), z, _footprint(K[0, 0], 0.03, z),
+        splat_min(zbuf, v[inside].astype(np.int32), u[inside].astype(np.int32), z, splat_footprint(K[0, 0], 0.03, z),
                    (height, width))
         out.append(Frame(rgb=rgb, depth=zbuf.reshape(height, width), K=K, T_world_cam=T, frame_id=str(k)))
     return out
@@ -81,7 +81,7 @@ def _child_throughput(n_frames: int) -> dict:
 
     from ssl_nav.config import ViewsConfig
     from ssl_nav.views.collect import evaluate_frame
-    from ssl_nav.views.crops import crop_square
+    from ssl_nav.crops import crop_square
 
     cv2.setNumThreads(1)
     points, labels = _scene(50, 4000)

@@ -71,7 +71,7 @@ def experiment_config(seed: int, overrides: dict[str, Any] | None = None, quick:
     return apply_overrides(cfg, {**PROTOCOL, **(overrides or {})}, "experiment")
 
 
-def _source_hash(sources: tuple[str, ...] = SCENE_SOURCES) -> str:
+def source_hash(sources: tuple[str, ...] = SCENE_SOURCES) -> str:
     h = hashlib.sha256()
     for rel in sources:
         p = REPO / rel
@@ -85,7 +85,7 @@ def _key(sections: tuple[str, ...], cfg, sources: tuple[str, ...]) -> str:
     from ssl_nav.config import to_dict
 
     d = to_dict(cfg)
-    blob = json.dumps({s: d[s] for s in sections}, sort_keys=True) + _source_hash(sources)
+    blob = json.dumps({s: d[s] for s in sections}, sort_keys=True) + source_hash(sources)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -147,35 +147,28 @@ def prepare_scene(cfg, root: Path = ROOT, progress: bool = False) -> tuple[Path,
 
 
 def _collect_once(cfg, frames: Path, d: Path, progress: bool) -> None:
-    from ssl_nav.views.ingest import add_photos_from_dir, read_categories
-    from ssl_nav.frames import count_frames, read_frames_dir
-    from ssl_nav.mapping.gt_match import read_scene_objects
-    from ssl_nav.views.collect import collect_frames
-    from ssl_nav.views.store import ViewStore
+    """``ssl-nav collect`` (:func:`ssl_nav.views.ingest.collect_recording`: map, views, user photos) into
+    ``d/store``, once per scene key."""
+    from ssl_nav.views.ingest import collect_recording
 
-    store_dir, done = d / "store", d / "done.json"
+    done = d / "done.json"
     if done.is_file():
         return
     if d.exists():
         shutil.rmtree(d)
     t0 = time.monotonic()
-    store = ViewStore(store_dir, create=True)
-    summary = collect_frames(read_frames_dir(frames), store, cfg, progress=progress, total=count_frames(frames),
-                             categories=read_categories(frames), map_dir=store_dir / "map",
-                             gt_objects=read_scene_objects(frames))
-    photos = add_photos_from_dir(frames, store, progress=progress)
-    done.write_text(json.dumps({"collect": {k: v for k, v in summary.items() if k != "skipped"},
-                                "photos": photos["photos"], "frames": str(frames),
+    res = collect_recording(frames, d / "store", cfg, progress=progress)
+    done.write_text(json.dumps({"collect": {k: v for k, v in res.summary.items() if k != "skipped"},
+                                "photos": res.photos["photos"], "frames": str(frames),
                                 "seconds": round(time.monotonic() - t0, 1)}))
 
 
-def evaluate_index(index_dir: Path, queries: Path, cfg) -> dict:
-    """``ssl-nav eval`` of one index on a queries file: the metrics dict of :mod:`ssl_nav.retrieval.evaluate`."""
-    from ssl_nav.retrieval.evaluate import evaluate_queries_file
-    from ssl_nav.retrieval.query import Retriever
+def index_metrics(index_dir: Path, queries: Path, cfg) -> dict:
+    """``ssl-nav eval --baseline none`` of one index on a queries file
+    (:func:`ssl_nav.retrieval.evaluate.evaluate_index`): its metrics column."""
+    from ssl_nav.retrieval.evaluate import evaluate_index
 
-    metrics, _ = evaluate_queries_file(Retriever.open(index_dir, cfg.retrieval), queries, progress=False)
-    return metrics
+    return evaluate_index(index_dir, queries, cfg.retrieval, baseline="none", progress=False).columns["model"]
 
 
 def baseline_dir(cfg, store: Path) -> Path:
@@ -183,7 +176,7 @@ def baseline_dir(cfg, store: Path) -> Path:
     from ssl_nav.config import to_dict
 
     blob = json.dumps({"retrieval": to_dict(cfg)["retrieval"], "backbone": cfg.learning.backbone}, sort_keys=True)
-    key = hashlib.sha256((blob + _source_hash(BASELINE_SOURCES)).encode()).hexdigest()[:10]
+    key = hashlib.sha256((blob + source_hash(BASELINE_SOURCES)).encode()).hexdigest()[:10]
     return store.parent / f"baseline-{key}"
 
 
@@ -200,7 +193,7 @@ def baseline_metrics(cfg, frames: Path, store: Path, progress: bool = False) -> 
         if d.exists():
             shutil.rmtree(d)
         build_index(store, cfg.learning.backbone, cfg.retrieval, d / "index", progress=progress)
-        metrics = evaluate_index(d / "index", frames / "queries.jsonl", cfg)
+        metrics = index_metrics(d / "index", frames / "queries.jsonl", cfg)
         done.write_text(json.dumps(metrics))
         return metrics
 
@@ -262,7 +255,7 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
     if os.environ.get(CACHED_ONLY_ENV) == "1":
         return None
     from ssl_nav.atomic import atomic_write_json
-    from ssl_nav.learning.trainer import finetune
+    from ssl_nav.learning.run_dir import finetune_run
     from ssl_nav.retrieval.build import build_index
 
     frames, store = prepare_scene(cfg, root, progress)
@@ -270,12 +263,12 @@ def run_variant(seed: int, overrides: dict[str, Any] | None = None, *, quick: bo
     if out.exists():
         shutil.rmtree(out)
     t0 = time.monotonic()
-    ft = finetune(store, out / "run", cfg, progress=progress)
+    ft = finetune_run(store, out / "run", cfg, progress=progress)
     build_index(store, ft.model_path, cfg.retrieval, out / "index-finetuned", progress=progress)
     queries = frames / "queries.jsonl"
     res = {"seed": seed, "name": name, "overrides": overrides or {}, "key": key,
            "baseline": baseline_metrics(cfg, frames, store, progress),
-           "finetuned": evaluate_index(out / "index-finetuned", queries, cfg),
+           "finetuned": index_metrics(out / "index-finetuned", queries, cfg),
            "finetune": ft.summary, "seconds": round(time.monotonic() - t0, 1)}
     (out / "result.json").write_text(json.dumps(res, indent=1, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,12 +288,12 @@ def run_variants(variants: dict[str, dict[str, Any]], seeds: Iterable[int] = (0,
                 continue
             out[name].append(r)
             m = r["finetuned"]
-            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in METRICS)
+            print(f"  seed {seed} {name}: " + ", ".join(f"{k} {fmt(m.get(k))}" for k in METRICS)
                   + (" (cached)" if r.get("cached") else f" ({r['seconds']:.0f} s)"), flush=True)
     return out
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
@@ -327,7 +320,7 @@ def variant_rows(results: dict[str, list[dict]], reference: str | None = None, m
         rows.append({"benchmark": f"{prefix}ImageNet baseline (no fine-tuning)",
                      "figure": "; ".join(f"{k} {mean_std(base[k])}" for k in metrics),
                      "note": f"seeds {[r['seed'] for r in first]}: "
-                             + "; ".join(f"{k} " + "/".join(_fmt(v) for v in base[k]) for k in metrics)})
+                             + "; ".join(f"{k} " + "/".join(fmt(v) for v in base[k]) for k in metrics)})
     for name, runs in results.items():
         if not runs:
             rows.append({"benchmark": f"{prefix}{name}", "figure": "not run", "ok": None,
@@ -335,7 +328,7 @@ def variant_rows(results: dict[str, list[dict]], reference: str | None = None, m
             continue
         own = [r["seed"] for r in runs]
         vals = {k: [r["finetuned"].get(k) for r in runs] for k in metrics}
-        note = "; ".join(f"{k} " + "/".join(_fmt(v) for v in vals[k]) for k in metrics)
+        note = "; ".join(f"{k} " + "/".join(fmt(v) for v in vals[k]) for k in metrics)
         if reference and name != reference:
             ref = {r["seed"]: r for r in results[reference]}
             common = [r for r in runs if r["seed"] in ref]

@@ -4,6 +4,10 @@ Each module defines ``AREA`` (a title) and ``run(quick: bool) -> list[dict]``; a
 ``{"benchmark": str, "figure": str, "target": str, "ok": bool | None, "note": str}``
 (``target``, ``ok`` and ``note`` optional). Ratios are measured side by side in one run,
 since this machine is shared and noisy. The harness adds the command, date, machine and commit.
+
+Every figure names the commit it was measured on, so the tree must be clean: a tree with changes (other than
+the markdown file being written) is refused unless ``--allow-dirty`` is given, and such a section then says
+``+dirty`` after its commit.
 """
 
 from __future__ import annotations
@@ -45,12 +49,20 @@ def _cuda() -> str:
         return ""
 
 
-def commit() -> str:
+def dirty_paths(repo: Path = REPO, ignore: Path | None = None) -> list[str]:
+    """Paths with uncommitted changes (untracked files included) under ``repo``, but ``ignore``."""
+    out = subprocess.run(["git", "status", "--porcelain", "--no-renames"], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout
+    skip = str(Path(ignore).resolve().relative_to(Path(repo).resolve())) if ignore is not None else None
+    paths = [line[3:].strip().strip('"') for line in out.splitlines() if line.strip()]
+    return [p for p in paths if p != skip]
+
+
+def commit(repo: Path = REPO, ignore: Path | None = None) -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except OSError:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+        return sha + ("+dirty" if dirty_paths(repo, ignore) else "")
+    except (OSError, subprocess.CalledProcessError, ValueError):
         return "unknown"
 
 
@@ -67,15 +79,27 @@ def discover(only: list[str] | None) -> list:
     return mods
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="markdown file to write")
     ap.add_argument("--only", nargs="*", help="benchmark areas to run (file names without bench_), e.g. sim views")
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    args = ap.parse_args()
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    mach, sha = machine(), commit()
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="run on a tree with uncommitted changes (the sections then say commit SHA+dirty)")
+    args = ap.parse_args(argv)
     out = Path(args.out)
+    try:
+        dirty = dirty_paths(REPO, out if out.resolve().is_relative_to(REPO.resolve()) else None)
+    except (OSError, subprocess.CalledProcessError):
+        dirty = []  # not a git checkout: the commit reads "unknown"
+    if dirty and not args.allow_dirty:
+        print(f"benchmarks/run.py: error: the tree has uncommitted changes ({', '.join(dirty[:5])}"
+              f"{', ...' if len(dirty) > 5 else ''}); commit them so that the figures name the commit they come "
+              "from, or pass --allow-dirty", file=sys.stderr)
+        return 2
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    mach = machine()
+    sha = commit(REPO, out if out.resolve().is_relative_to(REPO.resolve()) else None)
     sections: dict[str, str] = _read_sections(out)
     for name, mod in discover(args.only):
         print(f"== {mod.AREA} (benchmarks/bench_{name}.py)", flush=True)

@@ -466,7 +466,7 @@ def field_info(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
-def _check_value(where: str, key: str, value: Any, tp: Any, f: dataclasses.Field) -> Any:
+def check_value(where: str, key: str, value: Any, tp: Any, f: dataclasses.Field) -> Any:
     """Validate one value against its field type, choices and range; return it coerced."""
     optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
     base = next((a for a in typing.get_args(tp) if a is not type(None)), tp) if optional else tp
@@ -504,7 +504,7 @@ def section_from_dict(cls: type, data: dict, where: str, prefix: str = "") -> An
     unknown = sorted(set(data) - set(info))
     if unknown:
         raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(info))})")
-    values = {k: _check_value(where, prefix + k, v, info[k][1], info[k][0]) for k, v in data.items()}
+    values = {k: check_value(where, prefix + k, v, info[k][1], info[k][0]) for k, v in data.items()}
     obj = cls(**values)
     validate(obj, where)
     return obj
@@ -632,7 +632,7 @@ def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any], where: str =
         info = {f.name: (f, tp) for f, tp in field_info(type(section))}
         if key not in info:
             raise ConfigError(f"{where}: unknown key '{dotted}'")
-        value = _check_value(where, dotted, value, info[key][1], info[key][0])
+        value = check_value(where, dotted, value, info[key][1], info[key][0])
         setattr(cfg, section_name, dataclasses.replace(section, **{key: value}))
         if section_name not in touched:
             touched.append(section_name)

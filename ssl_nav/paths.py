@@ -41,3 +41,23 @@ def resolve_inside(root: str | os.PathLike, rel: object, where: str, *, under: s
     if real_target == real_inside or not real_target.is_relative_to(real_inside):
         raise error(f"{where}: path {rel!r} leaves {inside} (files named in it must lie inside it)")
     return target
+
+
+# ---------------------------------------------------------------------------------------------- data directory
+#: The layout one data directory shares between the pipeline (:class:`ssl_nav.pipeline.ScenePaths`, ``ssl-nav
+#: demo --out DATA``) and the ROS nodes (:class:`ssl_nav.ros.runtime.DataDir`, ``ros.data_dir``):
+#: ``DATA/store`` the view store, whose instance map lives in ``STORE/map`` (:func:`store_map_dir`).
+STORE_DIR = "store"
+#: the energy ledger next to the runs (``energy.ledger``)
+LEDGER_FILE = "energy.jsonl"
+
+
+def store_dir(data_dir: str | os.PathLike) -> Path:
+    """``DATA/store``: the view store of a data directory."""
+    return Path(data_dir) / STORE_DIR
+
+
+def store_map_dir(store: str | os.PathLike) -> Path:
+    """``STORE/map``: a store's instance map. ``ssl-nav collect`` writes it there and ``--append`` continues it;
+    the ROS ``view_collector``'s ``~/save`` writes the same place, so a robot's store can be appended to."""
+    return Path(store) / "map"

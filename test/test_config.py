@@ -61,7 +61,7 @@ def test_overrides_skip_none_and_check_types():
 
 
 def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
-    """U10: PyYAML would keep the last value silently."""
+    """PyYAML would keep the last value silently."""
     p = tmp_path / "dup.yaml"
     p.write_text("learning:\n  epochs: 3\n  batch_size: 8\n  epochs: 5\n")
     with pytest.raises(ConfigError, match=r"dup.yaml:4: key 'epochs' is given twice \(first on line 2\)"):
@@ -72,7 +72,7 @@ def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
 
 
 def test_warmup_longer_than_training_is_refused():
-    """U10: warmup_epochs > epochs, from YAML or from flags; checked once all overrides are in."""
+    """A warmup_epochs above epochs, from YAML or from flags; checked once all overrides are in."""
     with pytest.raises(ConfigError, match=r"'learning.warmup_epochs' \(5\) exceeds 'learning.epochs' \(3\)"):
         config_from_dict({"learning": {"epochs": 3, "warmup_epochs": 5}})
     with pytest.raises(ConfigError, match="learning.warmup_epochs"):
@@ -82,7 +82,7 @@ def test_warmup_longer_than_training_is_refused():
 
 
 def test_a_config_that_is_not_utf8_is_named(tmp_path):
-    """T2: no UnicodeDecodeError; the file and line are named."""
+    """No UnicodeDecodeError; the file and line are named."""
     p = tmp_path / "latin1.yaml"
     p.write_bytes(b"learning:\n  backbone: r\xe9snet\n")
     with pytest.raises(ConfigError, match=r"latin1.yaml:2: not UTF-8"):

@@ -99,7 +99,7 @@ def _one_good_frame(tmp_path):
     ({"quality": ["low"]}, "key 'quality'"),
 ])
 def test_fields_of_the_wrong_type_skip_the_frame_with_file_and_line(tmp_path, change, match):
-    """T1, D1: a wrong type or a path outside the directory skips that frame only; the reason names file:line."""
+    """A wrong type or a path outside the directory skips that frame only; the reason names file:line."""
     rec = _one_good_frame(tmp_path)
     (tmp_path.parent / "outside.png").write_bytes((tmp_path / rec["rgb"]).read_bytes())
     with open(tmp_path / "frames.jsonl", "a") as fh:
@@ -112,7 +112,7 @@ def test_fields_of_the_wrong_type_skip_the_frame_with_file_and_line(tmp_path, ch
 
 
 def test_non_utf8_lines_are_skipped_not_fatal(tmp_path):
-    """T2: bytes that are not UTF-8 make one malformed line, not a UnicodeDecodeError."""
+    """Bytes that are not UTF-8 make one malformed line, not a UnicodeDecodeError."""
     rec = _one_good_frame(tmp_path)
     with open(tmp_path / "frames.jsonl", "ab") as fh:
         fh.write(b'{"frame_id": "\xff\xfe"}\n' + json.dumps(rec).encode() + b"\n")
@@ -127,7 +127,7 @@ def test_non_utf8_lines_are_skipped_not_fatal(tmp_path):
 
 
 def test_skip_reasons_name_file_line_and_frame(tmp_path):
-    """U12: a frame whose image is missing names frames.jsonl:LINE, the frame and the file."""
+    """A frame whose image is missing names frames.jsonl:LINE, the frame and the file."""
     with FramesWriter(tmp_path) as w:
         w.write(make_frame("a"))
         w.write(make_frame("b"))
@@ -149,7 +149,7 @@ def _png_header_only(path, width, height, channels=3):
 
 
 def test_an_image_claiming_too_many_pixels_is_refused_before_decoding(tmp_path):
-    """U8: the size comes from the header; a small file claiming > 100 MP is never handed to the decoder."""
+    """The size comes from the header; a small file claiming > 100 MP is never handed to the decoder."""
     big = _png_header_only(tmp_path / "big.png", 10_001, 10_001)
     assert big.stat().st_size < 2000
     assert image_size_from_header(big) == (10_001, 10_001)

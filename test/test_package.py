@@ -93,3 +93,18 @@ def test_no_function_is_longer_than_100_lines_without_a_stated_reason():
                 if n > MAX_FUNCTION_LINES and not re.search(r"\blong\b", ast.get_docstring(node) or "", re.I):
                     long_ones.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({n} lines)")
     assert not long_ones, "split these, or say in the docstring why they are long: " + "; ".join(long_ones)
+
+
+def test_the_imagenet_weights_are_installed_where_the_backbones_look():
+    """setup.py installs models/*.pth into share/ssl_nav/models: models_dir()'s last place, <prefix>/share/..."""
+    import inspect
+
+    from ssl_nav.learning.backbones import models_dir
+
+    tree = ast.parse((PACKAGE.parent / "setup.py").read_text())
+    kw = next(n for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "data_files")
+    installed = {ast.unparse(t.elts[0]).strip("f'\"").replace("{PACKAGE}", "ssl_nav"):
+                 [c.args[0].value for c in ast.walk(t.elts[1])
+                  if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "glob"] for t in kw.value.elts}
+    assert installed["share/ssl_nav/models"] == ["models/*.pth"]
+    assert '"share" / "ssl_nav" / "models"' in inspect.getsource(models_dir)

@@ -10,6 +10,8 @@ import pytest
 
 from ssl_nav.retrieval.evaluate import auroc
 
+pytestmark = pytest.mark.slow  # the slow tier (the full pipeline): `make test-fast` leaves it out
+
 
 SEED = 3
 

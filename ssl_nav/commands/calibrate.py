@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "calibrate"
 HELP = "fit the not-in-map threshold on a calibration split and store it in the index"
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--open-set-score", default=None, help="override retrieval.open_set_score")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override retrieval.device")
     p.add_argument("--no-write", action="store_true", help="print the YAML snippet only; leave the index as it is")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, {"retrieval.device": args.device,
                                   "retrieval.open_set_score": args.open_set_score}).retrieval
     score, t = calibrate_index(args.index, args.queries, cfg, model=args.model, write=not args.no_write,
-                               progress=not args.no_progress)
+                               progress=progress_from_args(args))
     print("retrieval:")
     print(f"  open_set_score: {score}")
     print(f"  reject_threshold: {t['threshold']}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "collect"
 HELP = "map a frames directory, rosbag2 bag or TUM RGB-D sequence and collect instance views into a view store"
@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-photos", action="store_true", help="ignore DIR/photos.jsonl")
     p.add_argument("--append", action="store_true",
                    help="add to a store that already holds views (otherwise that is an error)")
-    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    add_progress_argument(p, "--quiet")
     g = p.add_argument_group("recordings (--bag, --tum; the recordings section of the configuration)")
     g.add_argument("--rgb-topic", default=None, help="bag: colour topic, Image (rgb8/bgr8/rgba8/mono8) or "
                    "CompressedImage (recordings.rgb_topic; default /camera/camera/color/image_raw)")
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     kind, source = ("bag", args.bag) if args.bag is not None else ("tum", args.tum)
     out = Path(args.keep_frames) if args.keep_frames else Path(tempfile.mkdtemp(prefix=f"ssl_nav-{kind}-"))
     try:
-        conv = convert_recording(kind, source, out, cfg, progress=not args.quiet)
+        conv = convert_recording(kind, source, out, cfg, progress=progress_from_args(args))
         skipped = sum(conv["skipped"].values())
         print(f"{source}: {conv['images']} colour images, {conv['frames']} frames, {skipped} skipped"
               + (f" (TUM intrinsics: {conv['camera']})" if "camera" in conv else ""))
@@ -123,7 +123,7 @@ def _collect(args: argparse.Namespace, cfg, frames_dir, source) -> int:
     from ssl_nav.views.ingest import collect_recording
 
     res = collect_recording(frames_dir, args.store, cfg, append=args.append, photos=not args.no_photos,
-                            progress=not args.quiet)
+                            progress=progress_from_args(args))
     if res.already is not None:
         done = res.already
         what = Path(source) / "frames.jsonl" if args.frames is not None else source

@@ -9,15 +9,15 @@ top-1 and open-set AUROC with the user photos indexed too. Prints baseline vs fi
 open-set AUROC, the energy record and the time per stage; writes OUT/report.json, OUT/report.png, the model
 (OUT/run), the indexes (OUT/index-baseline, OUT/index-finetuned), the store, the map and the frames directory
 with queries.jsonl. Each stage is the function its CLI command calls, so the README's CLI sequence (``ssl-nav config
-dump --preset demo --seed N``, then simulate, collect, finetune, index, eval) gives the same metrics. Without --config the demo preset (ssl_nav/pipeline.py: DEMO_OVERRIDES) sizes the scene and the
-training for 10 minutes on 2 CPU cores; --quick (QUICK_OVERRIDES) for 3 minutes.
+dump --preset demo --seed N``, then simulate, collect, finetune, index, eval) gives the same metrics. Without --config the demo preset (ssl_nav/pipeline/presets.py: DEMO_OVERRIDES) sizes the scene and the
+training for about 56 s on 2 idle CPU cores; --quick (QUICK_OVERRIDES) for about 20 s.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument
+from ssl_nav.commands import add_config_argument, add_progress_argument, progress_from_args
 from ssl_nav.learning.catalog import describe
 
 NAME = "demo"
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segmenter", choices=("auto", "masks", "geometric"), default=None,
                    help="mapping.segmenter: geometric builds the map from depth alone, as a robot without masks "
                         "does (default: the preset's auto, i.e. the simulator's masks)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ssl_nav.retrieval.evaluate import format_table
 
     report = run_demo(load_config(args.config) if args.config else None, Path(args.out), quick=args.quick,
-                      progress=not args.no_progress, seed=args.seed, segmenter=args.segmenter)
+                      progress=progress_from_args(args), seed=args.seed, segmenter=args.segmenter)
     s = report["summary"]
     print(f"scene {report['scene_id']} (seed {report['seed']}): {report['n_objects']} objects, "
           f"{report['n_frames']} frames, {report['store']['views_low']} robot views + "

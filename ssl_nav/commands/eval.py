@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "eval"
 HELP = "evaluate an index on queries.jsonl (top-1, mAP, open-set AUROC, goal error) vs the baseline"
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default="auto", help="'auto', 'none', or a baseline index directory")
     p.add_argument("--model", default=None, help="override the model recorded in the index")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override retrieval.device")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, {"retrieval.device": args.device}).retrieval
     ev = evaluate_index(args.index, args.queries, cfg, baseline=args.baseline, model=args.model,
-                        progress=not args.no_progress)
+                        progress=progress_from_args(args))
     for w in ev.warnings:
         print(f"ssl-nav eval: warning: {w}", file=sys.stderr)
     print("protocol: " + ("robot views indexed (user photos are training data)" if ev.index_quality == "low"

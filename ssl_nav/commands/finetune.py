@@ -21,7 +21,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 from ssl_nav.config import LearningConfig
 from ssl_nav.learning.catalog import TITLES, describe
 
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "objective's recipe unless the configuration sets base_lr, weight_decay or the warm-ups")
     p.add_argument("--ledger", default=None,
                    help="energy ledger to append to (default: energy.ledger next to OUT); 'none' to skip")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssl-nav finetune: warning: {message}", file=sys.stderr)
 
     res = finetune_run(args.store, args.out, cfg, resume=args.resume, overwrite=args.overwrite, ledger=ledger,
-                       progress=not args.no_progress, warn=warn)
+                       progress=progress_from_args(args), warn=warn)
     if int(os.environ.get("RANK", "0")) == 0:
         s = dict(res.summary, model_path=str(res.model_path) if res.model_path else None)
         print(f"ssl-nav finetune: {s['n_views']} views of {s['n_instances']} instances "

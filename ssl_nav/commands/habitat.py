@@ -6,7 +6,7 @@
 For each scene the shared pipeline runs (explore, map, collect views, fine-tune, index) and then answers
 every episode's goal image with the baseline and the fine-tuned model. OUT/report.json holds SimView's table
 (mAP per scene and averaged; top-1), retrieval success and goal success; the table is printed too
-(definitions in ssl_nav/sim/runner.py). Each scene's own report is in OUT/scenes/<scene>/report.json.
+(definitions in ssl_nav/pipeline/runner.py). Each scene's own report is in OUT/scenes/<scene>/report.json.
 
 Habitat: --scene-dataset is the scene dataset config (e.g.
 data/scene_datasets/hm3d_v0.2/hm3d_annotated_basis.scene_dataset_config.json) and --episodes a habitat-lab
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "habitat"
 HELP = "run InstanceImageNav episodes per scene (Habitat, or --backend pybullet) and report SimView's table"
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-scenes", type=int, default=None, help="run at most N scenes (pybullet: N seeds, default 1)")
     p.add_argument("--max-episodes", type=int, default=None, help="answer at most N episodes per scene")
     p.add_argument("--out", required=True, help="output directory (report.json, scenes/<scene>/...)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ssl_nav.errors import ConfigError
-    from ssl_nav.sim.runner import (first_per_scene, format_report_table, habitat_jobs, limit_episodes,
+    from ssl_nav.pipeline.runner import (first_per_scene, format_report_table, habitat_jobs, limit_episodes,
                                    pybullet_jobs, run_scenes)
 
     if args.max_scenes is not None and args.max_scenes < 1:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(demo_config(None), overrides)
     else:
         cfg = config_from_args(args, overrides)
-    progress = not args.no_progress
+    progress = progress_from_args(args)
     out = Path(args.out)
 
     if args.backend == "habitat":

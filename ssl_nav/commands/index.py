@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "index"
 HELP = "embed a view store and write a FAISS instance index"
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-type", choices=("auto", "flat", "ivf_flat", "ivf_sq8", "ivf_pq", "hnsw"), default=None,
                    help="override retrieval.index_type (docs/retrieval.md, 'Index structures')")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override retrieval.device")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, {"retrieval.index_type": args.index_type, "retrieval.device": args.device,
                                   "retrieval.index_quality": args.quality})
     t0 = time.monotonic()
-    index = build_index(args.store, args.model, cfg.retrieval, args.out, progress=not args.no_progress)
+    index = build_index(args.store, args.model, cfg.retrieval, args.out, progress=progress_from_args(args))
     views = "robot views" if cfg.retrieval.index_quality == "low" else "views (robot views and user photos)"
     print(f"{args.out}: {index.ntotal} {views} of {len(index.instance_ids())} instances, {index.index_type} index, "
           f"dim {index.dim}, model {index.model_name} ({index.model_hash[:12]}), {time.monotonic() - t0:.1f} s")

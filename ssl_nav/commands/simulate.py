@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssl_nav.commands import add_config_argument, config_from_args
+from ssl_nav.commands import add_config_argument, add_progress_argument, config_from_args, progress_from_args
 
 NAME = "simulate"
 HELP = "render a simulated scene (LQ robot frames, HQ photos, queries, calibration split) into a frames directory"
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the recordings.* topics")
     p.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap",
                    help="storage of --bag (default mcap)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
     add_config_argument(p)
 
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(demo_config(None, quick=args.preset == "quick"), overrides, "flags")
     else:
         cfg = config_from_args(args, overrides)
-    s = simulate_to_dir(cfg, args.out, progress=not args.no_progress)
+    s = simulate_to_dir(cfg, args.out, progress=progress_from_args(args))
     print(f"ssl-nav simulate: scene {s['scene_id']} (seed {s['seed']}) -> {s['out']}")
     print(f"  frames.jsonl       {s['frames']} LQ robot frames (rgb/, depth/ mm, instance/), "
           f"{s['objects_seen']} of {s['objects']} objects seen")

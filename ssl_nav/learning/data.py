@@ -163,7 +163,7 @@ class ImageCache:
             return
         it = range(len(self.views))
         if progress:
-            from tqdm import tqdm
+            from ssl_nav.progress import tqdm
 
             it = tqdm(it, desc="decode views", unit="img", leave=False)
         for i in it:

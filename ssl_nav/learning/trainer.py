@@ -706,7 +706,7 @@ def _progress_bar(run: Run, progress: bool):
     if not (progress and run.is_main):
         yield None
         return
-    from tqdm import tqdm
+    from ssl_nav.progress import tqdm
 
     bar = tqdm(total=run.total_steps, initial=run.step, desc="finetune", unit="step", dynamic_ncols=True)
     try:

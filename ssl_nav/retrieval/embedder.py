@@ -169,7 +169,7 @@ class Embedder:
 def embed_store(store: "ViewStore", embedder: Embedder, progress: bool = True, quality: str | None = None
                 ) -> tuple[np.ndarray, list[dict]]:
     """Embed every view of a store (or only those of ``quality``); returns (embeddings, views) in store order."""
-    from tqdm import tqdm
+    from ssl_nav.progress import tqdm
 
     views = store.views(quality=quality)
     bs = max(1, int(embedder.cfg.batch_size))

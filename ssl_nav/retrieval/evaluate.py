@@ -52,11 +52,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from ssl_nav.errors import FormatError, FrameError, SslNavError
 from ssl_nav.frames import read_image_rgb, read_jsonl
 from ssl_nav.paths import resolve_inside
+from ssl_nav.progress import tqdm
 from ssl_nav.retrieval.openset import OPEN_SET_SCORES
 from ssl_nav.retrieval.query import Retriever, baseline_retriever
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from ssl_nav.config import SECTIONS, PipelineConfig, _check_value, field_info, validate
+from ssl_nav.config import SECTIONS, PipelineConfig, check_value, field_info, validate
 from ssl_nav.errors import ConfigError
 
 #: node name -> config sections it declares (docs/ros.md)
@@ -136,7 +136,7 @@ def read_config(node: Any, sections: tuple[str, ...], defaults: PipelineConfig |
         for fname, (f, tp) in info.items():
             name = parameter_name(s, fname)
             raw = _from_ros_value(node.get_parameter(name).value, tp)
-            values[fname] = _check_value(where, name, raw, tp, f)
+            values[fname] = check_value(where, name, raw, tp, f)
         sec = SECTIONS[s](**values)
         validate(sec, where)
         setattr(cfg, s, sec)

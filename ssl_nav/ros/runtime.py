@@ -3,7 +3,7 @@
 Data directory (``ros.data_dir``)::
 
     DATA/store/        ViewStore (view_collector writes, finetuner and retrieval_server read)
-    DATA/map/          the InstanceMap saved by view_collector ~/save
+    DATA/store/map/    the InstanceMap saved by view_collector ~/save (where ssl-nav collect keeps it)
     DATA/runs/<id>/    fine-tune runs (model.pt, metrics.jsonl, energy.json, checkpoint.pt)
     DATA/index/        the retrieval server's current FAISS index directory
     DATA/energy.jsonl  the energy ledger (``energy.ledger``)
@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from std_msgs.msg import String
+
+from ssl_nav.paths import LEDGER_FILE, store_dir, store_map_dir
 
 #: camera streams (docs/ros.md: sensor-data QoS: best effort, keep last 5)
 SENSOR_QOS = qos_profile_sensor_data
@@ -44,11 +46,12 @@ class DataDir:
 
     @property
     def store(self) -> Path:
-        return self.root / "store"
+        return store_dir(self.root)
 
     @property
     def map(self) -> Path:
-        return self.root / "map"
+        """``DATA/store/map``, where ``ssl-nav collect`` keeps a store's map (:func:`ssl_nav.paths.store_map_dir`)."""
+        return store_map_dir(self.store)
 
     @property
     def runs(self) -> Path:
@@ -58,7 +61,7 @@ class DataDir:
     def index(self) -> Path:
         return self.root / "index"
 
-    def ledger(self, name: str) -> Path:
+    def ledger(self, name: str = LEDGER_FILE) -> Path:
         return self.root / name
 
     def latest_model(self) -> Path | None:

@@ -15,10 +15,10 @@ topic                                                 message
 ``camera/pose``                                       PoseStamped, optical frame in ``ros.map_frame``
 ====================================================  ===============================================
 
-Images carry ``header.frame_id = camera_color_optical_frame`` and the same stamp (the node clock when
-rendered). Remap them onto ``view_collector``'s ``rgb``, ``depth``, ``camera_info``, ``instance_mask`` and
-``camera_pose`` (the launch files and ``ssl-nav ros-stack`` do). ``~/status`` (String JSON, latched) reports
-``published`` / ``total`` / ``done`` / ``masks``. With ``ros.sim_loop`` the trajectory repeats.
+Images carry ``header.frame_id = camera_color_optical_frame`` and the same stamp (the node clock once
+rendered, just before publishing). Remap them onto ``view_collector``'s ``rgb``, ``depth``, ``camera_info``,
+``instance_mask`` and ``camera_pose`` (the launch files and ``ssl-nav ros-stack`` do). ``~/status`` (String JSON,
+latched) reports ``published`` / ``total`` / ``done`` / ``masks``. With ``ros.sim_loop`` the trajectory repeats.
 """
 
 from __future__ import annotations
@@ -85,19 +85,25 @@ class SimBridgeNode(Node):
         return self.sim.objects()
 
     def publish_frame(self, T_world_cam: np.ndarray) -> None:
-        """Render at one pose and publish every stream with one stamp."""
-        now = self.get_clock().now()
-        t = now.nanoseconds * 1e-9
-        frame = self.sim.render(T_world_cam, quality="low", frame_id=f"{self.published:06d}", stamp=t)
-        stamp = now.to_msg()
+        """Render at one pose and publish every stream with one stamp.
+
+        The stamp is taken once the frame is rendered and its messages are built, just before they go out: a
+        render can take most of a second under load (the first one builds pybullet's renderer), and a stamp
+        taken before it would reach the receivers that much late (``ros.max_stamp_skew_s``).
+        """
+        frame = self.sim.render(T_world_cam, quality="low", frame_id=f"{self.published:06d}")
         h, w = frame.rgb.shape[:2]
-        self.pubs["camera_info"].publish(conv.K_to_camera_info(frame.K, w, h, OPTICAL_FRAME, stamp))
-        self.pubs["camera_pose"].publish(conv.matrix_to_pose_stamped(frame.T_world_cam, self.cfg.ros.map_frame, stamp))
-        self.pubs["depth"].publish(conv.numpy_to_image(frame.depth.astype(np.float32), "32FC1", OPTICAL_FRAME, stamp))
+        msgs = [("camera_info", conv.K_to_camera_info(frame.K, w, h, OPTICAL_FRAME)),
+                ("camera_pose", conv.matrix_to_pose_stamped(frame.T_world_cam, self.cfg.ros.map_frame)),
+                ("depth", conv.numpy_to_image(frame.depth.astype(np.float32), "32FC1", OPTICAL_FRAME))]
         if frame.instance_mask is not None and "instance_mask" in self.pubs:
-            self.pubs["instance_mask"].publish(
-                conv.numpy_to_image(frame.instance_mask.astype(np.int32), "32SC1", OPTICAL_FRAME, stamp))
-        self.pubs["rgb"].publish(conv.numpy_to_image(frame.rgb, "rgb8", OPTICAL_FRAME, stamp))
+            msgs.append(("instance_mask",
+                         conv.numpy_to_image(frame.instance_mask.astype(np.int32), "32SC1", OPTICAL_FRAME)))
+        msgs.append(("rgb", conv.numpy_to_image(frame.rgb, "rgb8", OPTICAL_FRAME)))  # last: completes the set
+        stamp = self.get_clock().now().to_msg()
+        for topic, msg in msgs:
+            msg.header.stamp = stamp
+            self.pubs[topic].publish(msg)
         self.published += 1
 
     def _status(self) -> None:
@@ -119,6 +125,7 @@ class SimBridgeNode(Node):
                 break
             self._stop.wait(0.05)
         self._stop.wait(0.2)
+        self.sim.render(self.poses[0], quality="low")  # warm-up: the first render builds pybullet's renderer
         next_t = time.monotonic()
         while not self._stop.is_set():
             for T in self.poses:

@@ -43,7 +43,7 @@ Every rgb frame that arrives ends in exactly one place: a keyframe, or a drop by
 
 Publishes ``~/status`` (String JSON, latched) and ``~/instances`` (MarkerArray) every ``ros.status_period_s``,
 from a snapshot the worker takes after each keyframe (the timer never waits for the map).
-Services ``~/save`` (write the map to DATA/map and instances.json) and ``~/clear`` (start a new map and store;
+Services ``~/save`` (write the map to DATA/store/map and instances.json) and ``~/clear`` (start a new map and store;
 the old store is kept as ``store.cleared-<time>``).
 """
 
@@ -470,7 +470,7 @@ class ViewCollectorNode(Node):
                                                            self.get_clock().now().to_msg()))
 
     def save(self) -> str:
-        """Write the map (DATA/map) and the store's instances.json; returns a one-line summary."""
+        """Write the map (DATA/store/map) and the store's instances.json; returns a one-line summary."""
         with self._lock:
             if self.builder is None:
                 return f"no map yet (segmenter {self.segmenter}: {self.segmenter_reason}); nothing saved"

@@ -42,9 +42,10 @@ from ssl_nav.geometry import camera_pose, intrinsics_from_fov, invert, look_at, 
 from ssl_nav.sim.base import Episode, SceneObject
 from ssl_nav.sim.degrade import degrade
 from ssl_nav.sim.depth_sensor import realsense_depth
+from ssl_nav.sim.data import resolve_data_file
 from ssl_nav.sim.room_shell import RoomShell, ShellFace
 from ssl_nav.sim.scenes import (SHELL_PARTS, BoxPart, Lighting, PlacedObject, SceneSpec, build_scene_spec, navigable,
-                                random_lighting, resolve_data_file)
+                                random_lighting)
 from ssl_nav.sim.textures import Texture, TextureFiles, texture_image
 
 NEAR = 0.05  #: near clipping plane (m)

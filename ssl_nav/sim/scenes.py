@@ -29,30 +29,20 @@ import colorsys
 import copy
 import functools
 import math
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
 from ssl_nav.config import SimConfig
 from ssl_nav.errors import ConfigError, DependencyError
+from ssl_nav.sim.data import data_path
 from ssl_nav.sim.meshes import MeshSpec
 from ssl_nav.sim.textures import (VARIANT_DETAILS, DataTexture, PackagingDesign, SurfaceTexture, Texture,
                                   near_identical, random_design, random_surface)
 
 ROLES = ("object", "twin", "distractor", "open_set")
 HARD_CASES = ("touching", "clutter", "thin_flat", "small", "stacked", "on_solid_furniture")
-
-
-def data_path() -> Path:
-    """The ``pybullet_data`` directory (meshes and textures)."""
-    try:
-        import pybullet_data
-    except ImportError as e:  # pragma: no cover - pybullet is a hard dependency
-        raise DependencyError("pybullet_data is not installed (pip install pybullet)") from e
-    return Path(pybullet_data.getDataPath())
 
 
 # ---------------------------------------------------------------- model catalogue
@@ -1040,8 +1030,3 @@ def navigable(spec: SceneSpec, point: np.ndarray, radius: float) -> bool:
                                      and o.aabb_min[1] - radius <= y <= o.aabb_max[1] + radius):
             return False
     return True
-
-
-def resolve_data_file(rel: str | None) -> str | None:
-    """Absolute path of a ``pybullet_data`` file (``None`` stays ``None``)."""
-    return None if rel is None else os.fspath(data_path() / rel)

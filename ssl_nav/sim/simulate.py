@@ -34,16 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ssl_nav.atomic import atomic_write_json, atomic_write_text
 from ssl_nav.config import PipelineConfig, to_dict
+from ssl_nav.crops import crop_square, square_box
 from ssl_nav.errors import SslNavError
 from ssl_nav.frames import Frame, FramesWriter, write_png
+from ssl_nav.progress import tqdm
 from ssl_nav.sim.base import Episode
 from ssl_nav.sim.explore import exploration_poses, exploration_rng
 from ssl_nav.sim.pybullet_backend import PyBulletSimulator
-from ssl_nav.views.crops import crop_square, square_box
 
 #: what write_simulation owns inside ``out``; only these are cleared before a rerun
 OUTPUT_NAMES = ("frames.jsonl", "rgb", "depth", "instance", "photos.jsonl", "photos", "queries.jsonl", "queries",

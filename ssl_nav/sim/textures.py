@@ -178,7 +178,7 @@ class DataTexture:
         return self.path
 
     def draw(self) -> np.ndarray:
-        from ssl_nav.sim.scenes import data_path
+        from ssl_nav.sim.data import data_path
 
         p = data_path() / self.path
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -641,7 +641,7 @@ class TextureFiles:
 
     def path(self, tex: Texture) -> str:
         if isinstance(tex, DataTexture):
-            from ssl_nav.sim.scenes import resolve_data_file
+            from ssl_nav.sim.data import resolve_data_file
 
             return str(resolve_data_file(tex.path))
         key = tex.key()

@@ -2,7 +2,7 @@
 
 For a frame, the instance map is z-buffered into the camera
 (:mod:`ssl_nav.views.visibility`); every visible instance gives a candidate
-view: its square crop (:mod:`ssl_nav.views.crops`) and quality figures
+view: its square crop (:mod:`ssl_nav.crops`) and quality figures
 (:mod:`ssl_nav.views.quality`). Candidates that pass the thresholds are kept,
 at most K per instance, chosen for viewpoint diversity
 (:mod:`ssl_nav.views.selection`); with ``views.deblur`` the robot frames are
@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from ssl_nav.config import PipelineConfig, ViewsConfig
+from ssl_nav.crops import crop_square, square_box, truncation
 from ssl_nav.errors import FrameError
 from ssl_nav.frames import Frame, SkippedFrame
 from ssl_nav.mapping.builder import MapBuilder, choose_segmenter
 from ssl_nav.mapping.gt_match import match_instances_to_objects
 from ssl_nav.mapping.instance_map import InstanceMap
-from ssl_nav.views.crops import crop_square, square_box, truncation
+from ssl_nav.progress import tqdm
 from ssl_nav.views.deblur import make_deblur
 from ssl_nav.views.quality import ViewQuality, sharpness_in_square
 from ssl_nav.views.selection import KeyframeGate, farthest_point_sampling, least_diverse, view_features
@@ -154,6 +154,45 @@ def label_from_ground_truth(imap, gt_objects: list[dict], categories: dict | Non
             imap.set_category(iid, names[gt])
 
 
+def _name_instances(imap: InstanceMap, ids_are_ground_truth: bool, categories: dict[int, str] | None,
+                    gt_objects: list[dict] | None, earlier: dict) -> None:
+    """Categories by ground-truth id; for a map whose ids are not the simulator's, each instance's matched
+    ground-truth object and its category (:func:`label_from_ground_truth`; ``earlier``: the store's instances)."""
+    if ids_are_ground_truth:
+        for iid, cat in (categories or {}).items():
+            if iid in imap.instances():
+                imap.set_category(iid, cat)
+    elif gt_objects:
+        label_from_ground_truth(imap, gt_objects, categories, earlier)
+
+
+def _choose_views(cands: dict[int, list[Candidate]], infos: dict, k: int) -> list[Candidate]:
+    """Up to ``k`` diverse views per instance (farthest-point sampling from the best-quality one, SimView), in
+    frame order."""
+    chosen: list[Candidate] = []
+    for iid, cs in sorted(cands.items()):
+        feats = view_features(np.array([c.cam_position for c in cs]), infos[iid].centroid)
+        start = int(np.argmax([c.quality.score() for c in cs]))
+        chosen.extend(cs[i] for i in farthest_point_sampling(feats, k, start))
+    chosen.sort(key=lambda c: (c.frame_index, c.instance_id))
+    return chosen
+
+
+def _write_views(store: ViewStore, keyframes: list[Frame], chosen: list[Candidate], vcfg: ViewsConfig,
+                 progress: bool) -> tuple[Counter, Counter, int]:
+    """Cut and store the chosen views; returns the views per instance, per quality, and the deblurred frames."""
+    per_instance: Counter = Counter()
+    views_by_quality: Counter = Counter()
+    deblur = _FrameDeblur(vcfg)
+    with store.batch():  # PNGs written in parallel, lines appended in groups (ViewStore.batch)
+        for c in tqdm(chosen, desc="collect: write", unit="view", disable=not progress):
+            frame = keyframes[c.frame_index]
+            _add(store, frame, c.instance_id, c.square, c.quality, vcfg, deblur(frame))
+            per_instance[str(c.instance_id)] += 1
+            views_by_quality[frame.quality] += 1
+    return per_instance, views_by_quality, deblur.frames
+
+
 def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg: PipelineConfig,
                    progress: bool = True, total: int | None = None, *,
                    categories: dict[int, str] | None = None, imap: InstanceMap | None = None,
@@ -201,14 +240,9 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
         name, why = choose_segmenter(cfg.mapping.segmenter, False)
         builder = MapBuilder(cfg.mapping, name, imap, why)
     imap = builder.finish()
-    if builder.ids_are_ground_truth:
-        for iid, cat in (categories or {}).items():
-            if iid in imap.instances():
-                imap.set_category(iid, cat)
-    elif gt_objects:
-        label_from_ground_truth(imap, gt_objects, categories, store.instances())
-    infos = imap.instances()
     old = store.instances()
+    _name_instances(imap, builder.ids_are_ground_truth, categories, gt_objects, old)
+    infos = imap.instances()
     store.set_instances({**old, **imap.to_store_instances()})
     if map_dir is not None:
         imap.save(map_dir)
@@ -221,21 +255,8 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
         for iid, square, q in evaluate_frame(frame, points, labels, vcfg, imap.cfg.voxel_size, rejected, n_points):
             cands.setdefault(iid, []).append(Candidate(iid, fi, square, q, frame.T_world_cam[:3, 3].copy()))
 
-    chosen: list[Candidate] = []
-    for iid, cs in sorted(cands.items()):
-        feats = view_features(np.array([c.cam_position for c in cs]), infos[iid].centroid)
-        start = int(np.argmax([c.quality.score() for c in cs]))
-        chosen.extend(cs[i] for i in farthest_point_sampling(feats, vcfg.max_views_per_instance, start))
-    chosen.sort(key=lambda c: (c.frame_index, c.instance_id))
-    per_instance: Counter = Counter()
-    views_by_quality: Counter = Counter()
-    deblur = _FrameDeblur(vcfg)
-    with store.batch():  # PNGs written in parallel, lines appended in groups (ViewStore.batch)
-        for c in tqdm(chosen, desc="collect: write", unit="view", disable=not progress):
-            frame = keyframes[c.frame_index]
-            _add(store, frame, c.instance_id, c.square, c.quality, vcfg, deblur(frame))
-            per_instance[str(c.instance_id)] += 1
-            views_by_quality[frame.quality] += 1
+    chosen = _choose_views(cands, infos, vcfg.max_views_per_instance)
+    per_instance, views_by_quality, deblurred = _write_views(store, keyframes, chosen, vcfg, progress)
     return {
         "frames_total": n_total, "frames_used": n_used, "frames_skipped": sum(skip_reasons.values()),
         "skip_reasons": dict(skip_reasons), "skipped": skipped[:50], "keyframes": len(keyframes),
@@ -243,7 +264,7 @@ def collect_frames(frames: Iterable[Frame | SkippedFrame], store: ViewStore, cfg
         "instances_with_views": len(per_instance), "candidates": sum(len(c) for c in cands.values()),
         "rejected": dict(rejected), "views_low": views_by_quality["low"], "views_high": views_by_quality["high"],
         "views_per_instance": {k: per_instance[k] for k in sorted(per_instance, key=int)},
-        "merges": imap.merges, **builder.summary(), "deblur": vcfg.deblur, "deblurred_frames": deblur.frames,
+        "merges": imap.merges, **builder.summary(), "deblur": vcfg.deblur, "deblurred_frames": deblurred,
         "gt_matched": sum(gt is not None for gt in imap.gt_instance_ids().values()),
     }
 

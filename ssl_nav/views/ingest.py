@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm  # progress bars only; kept out of the CLI's start-up
 
 from ssl_nav.config import PipelineConfig
 from ssl_nav.errors import FormatError, FrameError, StoreError
@@ -41,7 +40,8 @@ from ssl_nav.frames import (Frame, SkippedFrame, count_frames, frame_fingerprint
                             read_jsonl)
 from ssl_nav.mapping.gt_match import gt_to_map_ids, has_gt_annotation, read_scene_objects
 from ssl_nav.mapping.instance_map import InstanceMap
-from ssl_nav.paths import resolve_inside
+from ssl_nav.paths import resolve_inside, store_map_dir
+from ssl_nav.progress import tqdm
 from ssl_nav.views.collect import collect_frames
 from ssl_nav.views.store import ViewStore
 
@@ -264,7 +264,7 @@ def collect_recording(frames_dir: str | os.PathLike, store_dir: str | os.PathLik
 def _collect_locked(store: ViewStore, frames_dir: Path, digest: str, total: int, photo_records: list,
                     categories: dict, cfg: PipelineConfig, *, append: bool, progress: bool) -> CollectResult:
     """:func:`collect_recording` under the store's lock: refuse or skip what was collected, then the transaction."""
-    map_dir = store.root / "map"
+    map_dir = store_map_dir(store.root)
     if (len(store) or store.instances()) and not append:
         raise StoreError(f"{store.root}: already holds {len(store)} views of {len(store.instances())} instances; "
                          f"use a new --store or pass --append")

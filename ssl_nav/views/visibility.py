@@ -90,7 +90,7 @@ def compute_visibility(points: np.ndarray, labels: np.ndarray, K: np.ndarray, T_
         # (each point covers its footprint, so farther points cannot leak through gaps between near ones)
         nod = ~dvalid
         zbuf = np.full(h * w, np.inf, dtype=np.float32)
-        _splat_min(zbuf, rows[nod], cols[nod], z[nod], _footprint(float(fx), point_size, z[nod]), (h, w))
+        splat_min(zbuf, rows[nod], cols[nod], z[nod], splat_footprint(float(fx), point_size, z[nod]), (h, w))
         pix = rows[nod].astype(np.int64) * w + cols[nod]
         visible[nod] = z[nod] <= zbuf[pix] + occlusion_tolerance
     rows, cols, z, lab, u, v = rows[visible], cols[visible], z[visible], lab[visible], u[visible], v[visible]
@@ -143,12 +143,12 @@ def _counts_of(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(uniq[pos] == ids, counts[pos], 0)
 
 
-def _footprint(fx: float, point_size: float, z: np.ndarray, max_radius: int = 8) -> np.ndarray:
+def splat_footprint(fx: float, point_size: float, z: np.ndarray, max_radius: int = 8) -> np.ndarray:
     """Half side (px) of the square a point of size ``point_size`` (m) covers at depth ``z``."""
     return np.clip(np.rint(0.5 * fx * point_size / np.maximum(z, 1e-3)), 0, max_radius).astype(np.int32)
 
 
-def _splat_min(zbuf: np.ndarray, rows: np.ndarray, cols: np.ndarray, z: np.ndarray, radius: np.ndarray,
+def splat_min(zbuf: np.ndarray, rows: np.ndarray, cols: np.ndarray, z: np.ndarray, radius: np.ndarray,
                shape: tuple[int, int]) -> None:
     """z-buffer (flat, HxW) the points over their square footprints with ``np.minimum.at``."""
     h, w = shape
@@ -171,7 +171,7 @@ def instance_mask(vis: Visibility, K: np.ndarray, point_size: float) -> np.ndarr
     if len(vis.labels) == 0:
         return mask
     zbuf = np.full(h * w, np.inf, np.float32)
-    radius = _footprint(float(K[0, 0]), point_size, vis.z, 16)
+    radius = splat_footprint(float(K[0, 0]), point_size, vis.z, 16)
     order = np.argsort(-vis.z, kind="stable")  # far to near: nearer points are written last
     rows, cols, z, lab, rad = vis.rows[order], vis.cols[order], vis.z[order], vis.labels[order], radius[order]
     rmax = int(rad.max())

@@ -62,7 +62,7 @@ def test_collect_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["collect", "--frames", str(d), "--store", str(tmp_path / "s"), "--quiet"]) == 2
     assert "already holds" in capsys.readouterr().err and len(ViewStore(tmp_path / "s")) == n
-    # D2: --append of the same recording is a no-op, not a second copy of every view
+    # --append of the same recording is a no-op, not a second copy of every view
     before = _snapshot(tmp_path / "s")
     assert main(["collect", "--frames", str(d), "--store", str(tmp_path / "s"), "--config", str(cfg), "--quiet",
                  "--append"]) == 0
@@ -88,7 +88,7 @@ TINY_VIEWS = "views:\n  crop_size: 32\n  min_box_px: 8\n  min_visible_points: 10
 
 
 def test_append_continues_the_map_and_its_ids(tmp_path, capsys):
-    """D2: a second recording appended in per_frame mode gets new ids; map/ holds both maps."""
+    """A second recording appended in per_frame mode gets new ids; map/ holds both maps."""
     a = _frames_dir(tmp_path / "a")
     b = _frames_dir(tmp_path / "b", shift=10.0, prefix="g")  # three other objects, far from the first
     cfg = tmp_path / "c.yaml"
@@ -127,7 +127,7 @@ def test_append_needs_the_map_of_the_store(tmp_path, capsys):
 
 
 def test_a_truncated_photos_file_fails_before_anything_is_written(tmp_path, capsys):
-    """D4: photos.jsonl is read first; a bad line fails the command and no store is left behind."""
+    """The photos.jsonl is read first; a bad line fails the command and no store is left behind."""
     d = _frames_dir(tmp_path / "frames")
     with open(d / "photos.jsonl", "a") as fh:
         fh.write('{"instance_id": "3", "image": "photos/3/0.p')
@@ -138,7 +138,7 @@ def test_a_truncated_photos_file_fails_before_anything_is_written(tmp_path, caps
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_a_command_that_fails_midway_leaves_the_store_as_it_was(tmp_path, capsys, monkeypatch, failure):
-    """D4: a failure after some views were written (a full disk, Ctrl-C) undoes them, the map and sources too."""
+    """A failure after some views were written (a full disk, Ctrl-C) undoes them, the map and sources too."""
     a = _frames_dir(tmp_path / "a")
     b = _frames_dir(tmp_path / "b", shift=10.0, prefix="g")
     cfg = tmp_path / "c.yaml"
@@ -168,7 +168,7 @@ def test_a_command_that_fails_midway_leaves_the_store_as_it_was(tmp_path, capsys
 
 
 def test_collect_into_a_store_without_instances_json_changes_nothing(tmp_path, capsys):
-    """U9: the half store is refused; no empty instances.json is written."""
+    """The half store is refused; no empty instances.json is written."""
     d = _frames_dir(tmp_path / "frames")
     assert main(["collect", "--frames", str(d), "--store", str(tmp_path / "s"), "--quiet", "--no-photos"]) == 0
     (tmp_path / "s" / "instances.json").unlink()
@@ -179,7 +179,7 @@ def test_collect_into_a_store_without_instances_json_changes_nothing(tmp_path, c
 
 
 def test_no_frames_or_no_usable_frame_is_an_error_and_makes_no_store(tmp_path, capsys):
-    """U5: an empty frames.jsonl, or one whose every frame is bad, exits 2 without leaving a store."""
+    """An empty frames.jsonl, or one whose every frame is bad, exits 2 without leaving a store."""
     d = tmp_path / "frames"
     d.mkdir()
     (d / "frames.jsonl").write_text("\n")
@@ -193,7 +193,7 @@ def test_no_frames_or_no_usable_frame_is_an_error_and_makes_no_store(tmp_path, c
 
 
 def test_frames_with_bad_fields_are_skipped_and_photos_outside_are_refused(tmp_path, capsys):
-    """T1, D1: wrong types skip the frame; photos.jsonl paths outside the directory are skipped, named."""
+    """Wrong types skip the frame; photos.jsonl paths outside the directory are skipped, named."""
     d = _frames_dir(tmp_path / "frames")
     lines = (d / "frames.jsonl").read_text().splitlines()
     rec = json.loads(lines[0])
@@ -223,7 +223,7 @@ def test_a_store_path_that_cannot_be_made_is_a_clear_error(tmp_path, capsys):
 
 
 def test_stable_ids_of_another_scene_are_not_merged(tmp_path, capsys):
-    """D2: in stable mode, ids are the simulator's; appending a recording of another scene would merge objects."""
+    """In stable mode, ids are the simulator's; appending a recording of another scene would merge objects."""
     a = _frames_dir(tmp_path / "a")
     b = _frames_dir(tmp_path / "b", shift=10.0, prefix="g")
     scene = json.loads((b / "scene.json").read_text())

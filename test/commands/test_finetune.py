@@ -47,7 +47,7 @@ def _tiny(tmp_path):
 
 
 def test_finetune_refuses_to_overwrite_a_run_unless_asked(tmp_path, capsys):
-    """D3: an existing run is kept unless --resume or --overwrite; --overwrite starts from scratch."""
+    """An existing run is kept unless --resume or --overwrite; --overwrite starts from scratch."""
     store = write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
     out = tmp_path / "run"
     assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 0
@@ -66,7 +66,7 @@ def test_finetune_refuses_to_overwrite_a_run_unless_asked(tmp_path, capsys):
 
 
 def test_finetune_refuses_duplicate_views(tmp_path, capsys):
-    """U3: a view listed twice is not trained on twice silently: the store is refused, naming both lines."""
+    """A view listed twice is not trained on twice silently: the store is refused, naming both lines."""
     store = write_store(tmp_path / "store", n_instances=2, views_per_instance=3)
     lines = (store / "views.jsonl").read_text().splitlines()
     (store / "views.jsonl").write_text("\n".join(lines + [lines[1]]) + "\n")
@@ -77,7 +77,7 @@ def test_finetune_refuses_duplicate_views(tmp_path, capsys):
 
 
 def test_finetune_warns_about_a_store_too_small_to_learn_from(tmp_path, capsys):
-    """U5: one instance (or one view each) still trains, but says why the result means little."""
+    """One instance (or one view each) still trains, but says why the result means little."""
     store = write_store(tmp_path / "store", n_instances=1, views_per_instance=2)
     assert main(["finetune", "--store", str(store), "--out", str(tmp_path / "run"), *_tiny(tmp_path)]) == 0
     err = capsys.readouterr().err

@@ -46,7 +46,7 @@ def test_stats(tmp_path, capsys):
 
 
 def test_check_and_index_name_a_bad_line_instead_of_crashing(tmp_path, capsys):
-    """T4, D1, T5: "image": 5, a path outside the store and a bad pose are listed by line; index refuses."""
+    """An "image": 5, a path outside the store and a bad pose are listed by line; index refuses."""
     s, views = _store(tmp_path / "s")
     (tmp_path / "outside.png").write_bytes((tmp_path / "s" / views[0]["image"]).read_bytes())
     with open(tmp_path / "s" / "views.jsonl", "a") as fh:

@@ -93,7 +93,7 @@ def test_mobilenet_v2_imagenet_baseline_encoder():
 
 
 def test_safe_load_names_an_empty_file_and_explains_a_refused_pickle(tmp_path):
-    """T3: a 0-byte file is a CheckpointError, not an IndexError; U4: a pickle refused for safety says so in full."""
+    """A 0-byte file is a CheckpointError, not an IndexError; a pickle refused for safety says so in full."""
     import pickle
 
     from ssl_nav.errors import CheckpointError

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # the slow tier (DDP with two processes): `make test-fast` leaves it out
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -120,7 +120,7 @@ def test_load_queries(tmp_path):
 
 
 def test_load_queries_refuses_images_outside_its_directory(tmp_path):
-    """D1: queries.jsonl paths resolve inside the directory that holds the file."""
+    """The queries.jsonl paths resolve inside the directory that holds the file."""
     import json
 
     from ssl_nav.errors import FormatError

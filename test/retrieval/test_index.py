@@ -130,7 +130,7 @@ def test_missing_directory(tmp_path):
 
 
 def test_crash_between_the_renames_of_save_is_recovered(tmp_path, monkeypatch, caplog):
-    """U7: save renames IDX to IDX.old-X, then IDX.tmp-Y to IDX; a crash in between leaves no IDX. The next
+    """Save renames IDX to IDX.old-X, then IDX.tmp-Y to IDX; a crash in between leaves no IDX. The next
     load puts back the new index (complete: save fsyncs it before the first rename) and says so."""
     import os
     import shutil

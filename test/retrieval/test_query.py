@@ -164,7 +164,7 @@ def test_cli_query_eval_calibrate(setup, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ bad input
 
 def test_cuda_on_a_cpu_host_is_a_config_error(setup, tmp_path, capsys):
-    """T6: --device cuda / retrieval.device: cuda without CUDA exits 2 naming the key, in index, query and eval."""
+    """--device cuda / retrieval.device: cuda without CUDA exits 2 naming the key, in index, query and eval."""
     import torch
 
     if torch.cuda.is_available():
@@ -185,7 +185,7 @@ def test_cuda_on_a_cpu_host_is_a_config_error(setup, tmp_path, capsys):
 
 
 def test_malformed_vectors_entry_names_the_key(setup, tmp_path, capsys):
-    """T8: a bad 'vectors' entry in meta.json is an error naming the entry, not a ValueError."""
+    """A bad 'vectors' entry in meta.json is an error naming the entry, not a ValueError."""
     root, store, cfg, idx = setup
     for bad in ([0, "v"], ["x", "v", "1"], [0, None, "1"], "oops"):
         d = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
@@ -201,7 +201,7 @@ def test_malformed_vectors_entry_names_the_key(setup, tmp_path, capsys):
 
 
 def test_index_without_instances_json_warns(setup, tmp_path, capsys):
-    """U2: no instances.json: the answers carry null goals and say why, on stderr and in the answer."""
+    """No instances.json: the answers carry null goals and say why, on stderr and in the answer."""
     root, store, cfg, idx = setup
     d = tmp_path / "noinst"
     shutil.copytree(idx, d)
@@ -217,7 +217,7 @@ def test_index_without_instances_json_warns(setup, tmp_path, capsys):
 
 
 def test_query_batch_with_bad_photos(setup, tmp_path, capsys):
-    """U6 + U11: a 1x1 px photo, a missing one and an undecodable one are errors for those photos only; the
+    """A 1x1 px photo, a missing one and an undecodable one are errors for those photos only; the
     good photos are still answered, and the command exits 2."""
     root, store, cfg, idx = setup
     tiny = tmp_path / "tiny.png"

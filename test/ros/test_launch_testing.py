@@ -23,6 +23,8 @@ import launch_testing.actions  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the slow tier (launch files under launch_testing): `make test-fast` skips it
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = """
 /**:

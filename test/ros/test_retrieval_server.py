@@ -155,7 +155,7 @@ def test_flood_keeps_the_queue_bounded_and_serves_the_newest(executor, server):
 
 
 def test_status_is_published_periodically_with_query_counts_and_latency(executor, server):
-    """U1: ~/status comes every ros.status_period_s (not only on reloads) and its counters follow the queries."""
+    """~/status comes every ros.status_period_s (not only on reloads) and its counters follow the queries."""
     _reload(executor, server)
     rs = server["node"]
     img = server["store"].load_image(server["store"].views(instance_id="2")[0])

@@ -16,6 +16,8 @@ pytest.importorskip("rclpy")
 
 from .conftest import TINY  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the slow tier (the whole ROS stack): `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -158,7 +160,7 @@ def _wait_for_text(path: Path, text: str, proc, timeout: float) -> None:
     (signal.SIGINT, "sim loop: fine-tune: started"),  # while worker threads publish
 ])
 def test_ros_stack_shuts_down_cleanly_on_a_signal(ros_env, tmp_path, sig, when):
-    """T7: Ctrl-C or SIGTERM stops the nodes' threads before the context goes: exit 0, no traceback. With
+    """Ctrl-C or SIGTERM stops the nodes' threads before the context goes: exit 0, no traceback. With
     LOCALHOST discovery and no profile of the user's, the stack uses config/fastdds_large_data.xml."""
     from ssl_nav.ros.dds_profile import USER_ENVS, profile_path
 
@@ -173,7 +175,7 @@ def test_ros_stack_shuts_down_cleanly_on_a_signal(ros_env, tmp_path, sig, when):
 
 
 def test_a_store_with_a_bad_pose_stops_the_stack_with_a_clear_error(rclpy_context, tmp_path):
-    """T5: a view with "T_world_cam": "x" is named by line when the view collector opens the store."""
+    """A view with "T_world_cam": "x" is named by line when the view collector opens the store."""
     from ssl_nav.errors import StoreError
     from ssl_nav.ros.stack import Stack
     from ssl_nav.views.store import ViewStore

@@ -57,7 +57,7 @@ def test_sim_bridge_feeds_view_collector_which_builds_views(rclpy_context, execu
     for iid, info in store.instances().items():
         assert int(iid) in objects  # stable simulator ids
         assert np.linalg.norm(np.asarray(info["centroid"]) - objects[int(iid)].centroid) < 0.75
-    assert (tmp_path / "map" / "map.ply").is_file()
+    assert (tmp_path / "store" / "map" / "map.ply").is_file()  # where ssl-nav collect keeps a store's map
 
 
 def _publish_set(pubs, stamp, rgb, depth, mask, T, K, h=48, w=64):

@@ -55,7 +55,7 @@ def test_ssl_nav_habitat_needs_its_inputs(tmp_path):
 @NO_HABITAT
 def test_importing_ssl_nav_and_every_command_works_without_habitat_sim():
     code = ("import sys, ssl_nav, ssl_nav.cli, ssl_nav.sim.habitat_backend, ssl_nav.sim.habitat_spec, "
-            "ssl_nav.sim.episodes, ssl_nav.sim.runner\n"
+            "ssl_nav.sim.episodes, ssl_nav.pipeline.runner\n"
             "mods = ssl_nav.cli.command_modules()\n"
             "ssl_nav.cli.build_parser()\n"
             "assert 'habitat' in [m.NAME for m in mods]\n"

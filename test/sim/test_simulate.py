@@ -95,6 +95,7 @@ def test_second_run_is_byte_identical(runs):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
 
 
+@pytest.mark.slow  # about 20 s on 2 cores: simulates twice
 def test_cli_writes_and_refuses_foreign_directory(tmp_path, capsys):
     out = tmp_path / "s"
     rc = main(["simulate", "--seed", "2", "--out", str(out), "--positions", "1", "--turns", "2", "--width", "64",

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 
 from ssl_nav.config import MappingConfig, PipelineConfig, ViewsConfig
+from ssl_nav.crops import crop_square
 from ssl_nav.frames import FramesWriter, read_frames_dir
 from ssl_nav.geometry import look_at
 from ssl_nav.mapping import InstanceMap
 from ssl_nav.views.collect import ViewCollector, collect_frames
-from ssl_nav.views.crops import crop_square
 from ssl_nav.views.store import ViewStore
 
 from testkit import scenes  # test/ is on sys.path (test/conftest.py)

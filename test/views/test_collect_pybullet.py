@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from ssl_nav.config import PipelineConfig, SimConfig, ViewsConfig
+from ssl_nav.crops import crop_square
 from ssl_nav.views.collect import collect_frames
-from ssl_nav.views.crops import crop_square
 from ssl_nav.views.store import ViewStore
 
 pytest.importorskip("pybullet")

@@ -162,7 +162,7 @@ def _store_with_view(root):
     ({"sharpness": "high"}, "key 'sharpness'"),
 ])
 def test_bad_lines_are_refused_naming_line_and_key(tmp_path, change, match):
-    """D1, T4, T5: every line is checked on reading; strict refuses, strict=False skips and lists it."""
+    """Every line is checked on reading; strict refuses, strict=False skips and lists it."""
     root = tmp_path / "store"
     victim = tmp_path / "victim.png"
     victim.write_bytes(b"precious")
@@ -182,7 +182,7 @@ def test_bad_lines_are_refused_naming_line_and_key(tmp_path, change, match):
 
 
 def test_images_linked_outside_the_store_are_refused(tmp_path):
-    """D1: a symlink under views/ pointing outside counts as outside."""
+    """A symlink under views/ pointing outside counts as outside."""
     root = tmp_path / "store"
     (tmp_path / "victim.png").write_bytes(b"precious")
     s, a = _store_with_view(root)
@@ -196,7 +196,7 @@ def test_images_linked_outside_the_store_are_refused(tmp_path):
 
 
 def test_duplicate_view_ids_and_images_are_refused_with_both_lines(tmp_path):
-    """U3: the message names the duplicate id, its line and the first line."""
+    """The message names the duplicate id, its line and the first line."""
     root = tmp_path / "store"
     s, a = _store_with_view(root)
     b = s.add_view("1", _img(1), "low")
@@ -214,7 +214,7 @@ def test_duplicate_view_ids_and_images_are_refused_with_both_lines(tmp_path):
 
 
 def test_check_finds_a_view_collected_twice(tmp_path):
-    """D2: the same image of the same instance and frame under a new id is a duplicate view."""
+    """The same image of the same instance and frame under a new id is a duplicate view."""
     root = tmp_path / "store"
     s, a = _store_with_view(root)
     s.add_view("1", _img(0), "low", frame_id="f1")
@@ -237,7 +237,7 @@ def test_instances_json_is_checked(tmp_path):
 
 
 def test_create_refuses_foreign_or_half_stores(tmp_path):
-    """U9: no empty instances.json is made next to views it would hide; no store inside an unrelated directory."""
+    """No empty instances.json is made next to views it would hide; no store inside an unrelated directory."""
     root = tmp_path / "store"
     s, a = _store_with_view(root)
     (root / "instances.json").unlink()
@@ -255,7 +255,7 @@ def test_create_refuses_foreign_or_half_stores(tmp_path):
 
 
 def test_transaction_undoes_everything_on_failure(tmp_path):
-    """D4: a failed block leaves views.jsonl, instances.json and views/ byte for byte as they were."""
+    """A failed block leaves views.jsonl, instances.json and views/ byte for byte as they were."""
     root = tmp_path / "store"
     s, a = _store_with_view(root)
     before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -285,7 +285,7 @@ def test_a_failed_transaction_removes_the_store_it_created(tmp_path):
 
 
 def test_oversized_images_are_not_decoded(tmp_path):
-    """U8: load_image and check read the size from the header first."""
+    """Load_image and check read the size from the header first."""
     from test_frames import _png_header_only  # test/ is on sys.path
 
     root = tmp_path / "store"

@@ -37,7 +37,7 @@ import numpy as np
 
 from ssl_nav.atomic import atomic_write_json
 from ssl_nav.config import PipelineConfig, to_dict
-from ssl_nav.pipeline import run_scene
+from ssl_nav.pipeline.scene import run_scene
 from ssl_nav.retrieval.goals import goal_pose
 from ssl_nav.sim.base import Episode, Simulator
 from ssl_nav.sim.episodes import group_by_scene, scene_name

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ssl_nav.views.crops import crop_square, square_box, truncation
+from ssl_nav.crops import crop_square, square_box, truncation
 
 
 def test_square_is_centred_on_the_longer_side_with_margin():

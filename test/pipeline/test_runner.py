@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ssl_nav.sim.base import Episode
-from ssl_nav.sim.runner import MODELS, SCENE_METRICS, average_rows, format_report_table, scene_row, score_episode
+from ssl_nav.pipeline.runner import MODELS, SCENE_METRICS, average_rows, format_report_table, scene_row, score_episode
 
 SSL_NAV = Path(sys.executable).with_name("ssl-nav")
 
@@ -105,6 +105,7 @@ retrieval: {image_size: 32, device: cpu}
 """
 
 
+@pytest.mark.slow  # about 15 s on 2 cores: two scenes through every stage
 def test_ssl_nav_habitat_on_the_pybullet_backend_writes_the_shared_report(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "out"
@@ -143,7 +144,7 @@ def test_ssl_nav_habitat_on_the_pybullet_backend_writes_the_shared_report(tmp_pa
 
 def test_habitat_jobs_follow_the_episode_files_scene_order():
     from ssl_nav.config import PipelineConfig
-    from ssl_nav.sim.runner import habitat_jobs
+    from ssl_nav.pipeline.runner import habitat_jobs
 
     def ep(scene: str, eid: str) -> Episode:
         return Episode(episode_id=eid, scene_id=f"hm3d/val/00-{scene}/{scene}.basis.glb", goal_instance_id=None,
@@ -156,7 +157,7 @@ def test_habitat_jobs_follow_the_episode_files_scene_order():
 
 def test_run_scenes_skips_scenes_without_episodes_and_still_writes_the_report(tmp_path):
     from ssl_nav.config import PipelineConfig
-    from ssl_nav.sim.runner import SceneJob, run_scenes
+    from ssl_nav.pipeline.runner import SceneJob, run_scenes
 
     loaded = []
     job = SceneJob(name="empty", load=lambda sim: (loaded.append(sim), ([], {}))[1])
@@ -172,7 +173,7 @@ def test_run_scenes_skips_scenes_without_episodes_and_still_writes_the_report(tm
 
 
 def test_limit_episodes_cuts_drawn_scenes_and_episode_lists_alike():
-    from ssl_nav.sim.runner import SceneJob, first_per_scene, limit_episodes
+    from ssl_nav.pipeline.runner import SceneJob, first_per_scene, limit_episodes
     from ssl_nav.sim.simulate import SceneDraw
 
     eps = [Episode(episode_id=str(i), scene_id="s" if i < 3 else "t", goal_instance_id=1,
