@@ -357,6 +357,9 @@ class RetrievalConfig:
                                 range=(0.0, 3600.0))
     index_quality: str = _f("low", "views indexed: the robot's own (low-quality) views, the evaluation protocol "
                             "(user photos are training data); or all, user photos too", choices=("low", "all"))
+    self_calibration: bool = _f(True, "use the open-set threshold fitted at fine-tune time (held-out robot views "
+                                "vs recoloured look-alikes, stored in model.pt) when the index holds none fitted by "
+                                "ssl-nav calibrate; off: retrieval.reject_threshold")
 
 
 @dataclass

@@ -151,8 +151,11 @@ class OpenSetDecision:
 
 
 def decide(ranked: Sequence["InstanceScore"], scores: dict[str, float | None], score: str, threshold: float,
-           reject_margin: float = 0.0, calibrated: bool = False) -> OpenSetDecision:
-    """Accept the top instance when ``scores[score] >= threshold`` and the margin ``>= reject_margin``."""
+           reject_margin: float = 0.0, calibrated: bool = False, origin: str | None = None) -> OpenSetDecision:
+    """Accept the top instance when ``scores[score] >= threshold`` and the margin ``>= reject_margin``.
+
+    ``origin`` says where an uncalibrated threshold comes from in the reason (default ``uncalibrated``; e.g.
+    ``self-calibrated at fine-tune``)."""
     value = scores.get(score)
     if not ranked:
         return OpenSetDecision(False, "empty index", score, value, threshold, calibrated)
@@ -161,7 +164,8 @@ def decide(ranked: Sequence["InstanceScore"], scores: dict[str, float | None], s
                                calibrated)
     if value < threshold:
         return OpenSetDecision(False, f"{score} {value:.3f} < threshold {threshold:.3f}"
-                               + ("" if calibrated else " (uncalibrated)"), score, value, threshold, calibrated)
+                               + ("" if calibrated else f" ({origin or 'uncalibrated'})"), score, value, threshold,
+                               calibrated)
     margin = scores.get("margin")
     if reject_margin > 0 and margin is not None and margin < reject_margin:
         return OpenSetDecision(False, f"margin {margin:.3f} < reject_margin {reject_margin:.3f}", score, value,

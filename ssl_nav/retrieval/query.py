@@ -6,8 +6,10 @@ decides the open set (:mod:`ssl_nav.retrieval.openset`) and computes a goal pose
 (:mod:`ssl_nav.retrieval.goals`). Indexes are built by :func:`ssl_nav.retrieval.build.build_index`.
 
 Open-set threshold in force: the one ``ssl-nav calibrate`` stored in the index's ``meta.json`` when it was
-fitted for the score in force (``retrieval.open_set_score``), else ``retrieval.reject_threshold``; with
-``use_index_thresholds=False`` always the configuration's.
+fitted for the score in force (``retrieval.open_set_score``); else the one fitted at fine-tune time and stored
+in ``model.pt`` (:mod:`ssl_nav.learning.selfcalib`; ``retrieval.self_calibration``) when it was fitted for that
+score with the same embedding settings; else ``retrieval.reject_threshold``. With ``use_index_thresholds=False``
+(an explicit ``--reject-threshold``) always the configuration's.
 """
 
 from __future__ import annotations
@@ -41,12 +43,18 @@ class Thresholds:
     score: str
     threshold: float
     reject_margin: float
-    calibrated: bool
-    source: str  #: where the threshold comes from (the calibration file, or the configuration key)
+    calibrated: bool  #: fitted by ``ssl-nav calibrate``
+    source: str  #: where the threshold comes from (the calibration file, the model's self-calibration, the config)
+    self_calibrated: bool = False  #: fitted at fine-tune time (``model.pt`` ``self_calibration``)
 
     def to_json(self) -> dict:
         return {"score": self.score, "threshold": self.threshold, "reject_margin": self.reject_margin,
-                "calibrated": self.calibrated, "source": self.source}
+                "calibrated": self.calibrated, "self_calibrated": self.self_calibrated, "source": self.source}
+
+    @property
+    def origin(self) -> str | None:
+        """How an uncalibrated threshold came about, for the reason of a rejection."""
+        return "self-calibrated at fine-tune" if self.self_calibrated else None
 
 
 class Retriever:
@@ -123,8 +131,27 @@ class Retriever:
             return Thresholds(self.score_name, float(t.get("threshold", t.get("reject_score"))),
                               float(t.get("reject_margin", self.cfg.reject_margin)), True,
                               f"calibrated on {fit.get('path', t.get('queries', '?'))}")
+        own = self.self_threshold() if self.use_index_thresholds else None
+        if own is not None:
+            return Thresholds(self.score_name, own, float(self.cfg.reject_margin), False,
+                              "self-calibrated at fine-tune (model.pt self_calibration)", self_calibrated=True)
         return Thresholds(self.score_name, float(self.cfg.reject_threshold), float(self.cfg.reject_margin), False,
                           "retrieval.reject_threshold")
+
+    def self_threshold(self) -> float | None:
+        """The model's self-calibrated threshold for the score in force (:mod:`ssl_nav.learning.selfcalib`), when
+        ``retrieval.self_calibration`` is on and it was fitted with this embedder's image size and flip TTA."""
+        rec = self.embedder.self_calibration
+        if not rec or not getattr(self.cfg, "self_calibration", True):
+            return None
+        if (int(rec.get("image_size", -1)) != self.embedder.image_size
+                or bool(rec.get("flip_tta")) != bool(self.embedder.cfg.flip_tta)):
+            return None
+        if self.score_name == "sim_softmax" and abs(float(rec.get("softmax_temperature", -1))
+                                                   - float(self.cfg.softmax_temperature)) > 1e-9:
+            return None
+        t = (rec.get("thresholds") or {}).get(self.score_name)
+        return None if t is None else float(t)
 
     # ------------------------------------------------------------------------------------------ queries
     def rank(self, embedding: np.ndarray, k_views: int | None = None) -> tuple[list[InstanceScore], list[ViewHit]]:
@@ -141,7 +168,7 @@ class Retriever:
     def decide(self, ranked: list[InstanceScore], scores: dict[str, float | None]) -> OpenSetDecision:
         """The open-set decision for one query under the thresholds in force."""
         t = self.thresholds
-        return decide(ranked, scores, t.score, t.threshold, t.reject_margin, t.calibrated)
+        return decide(ranked, scores, t.score, t.threshold, t.reject_margin, t.calibrated, t.origin)
 
     def check_image(self, image: np.ndarray, what: str = "query") -> np.ndarray:
         """``image`` as uint8 RGB of at least ``retrieval.min_query_px``, or a ValueError naming ``what``."""
