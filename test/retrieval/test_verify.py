@@ -88,3 +88,30 @@ def test_retriever_with_verification_end_to_end(tmp_path):
     assert t["balanced_accuracy"] == 1.0 and "verify_weight" in t
     off = Retriever.open(tmp_path / "idx", RetrievalConfig(image_size=64, device="cpu"))
     assert "verification" not in off.query(textured(10))["matches"][0]
+
+
+def test_calibrate_with_verification_stores_the_weight(tmp_path):
+    from ssl_nav.frames import write_png
+    from ssl_nav.retrieval.evaluate import calibrate_index
+    from ssl_nav.retrieval.index import read_meta
+
+    store = ViewStore(tmp_path / "store", create=True)
+    store.set_instances({str(i): {"category": "thing", "centroid": [float(i), 0.0, 0.5]} for i in range(2)})
+    for i in range(2):
+        for k in range(2):
+            store.add_view(str(i), warped(textured(10 * i), 100 + k), "low")
+    cfg = RetrievalConfig(image_size=64, device="cpu", verify=True, verify_top_k=2, verify_views=2)
+    build_index(store, "mobilenet_v2", cfg, tmp_path / "idx", progress=False)
+    lines = []
+    for n, (img, gt) in enumerate([(warped(textured(0), 5), "0"), (warped(textured(10), 6), "1"),
+                                   (textured(91), None), (textured(92), None)]):
+        write_png(tmp_path / f"q{n}.png", img)
+        lines.append(json.dumps({"image": f"q{n}.png", "instance_id": gt}) + "\n")
+    (tmp_path / "cal.jsonl").write_text("".join(lines))
+    score, t = calibrate_index(tmp_path / "idx", tmp_path / "cal.jsonl", cfg, progress=False)
+    stored = read_meta(tmp_path / "idx")["thresholds"]
+    assert stored["verify"] == {"matcher": "sift", "weight": t["verify_weight"]} and stored["score"] == score
+    r = Retriever.open(tmp_path / "idx", cfg)
+    assert r.verify_weight == t["verify_weight"] and r.thresholds.calibrated
+    assert Retriever.open(tmp_path / "idx", RetrievalConfig(image_size=64, device="cpu", verify=True,
+                                                            verify_matcher="orb")).verify_weight == 0.2
