@@ -1,4 +1,4 @@
-"""Reading recordings: a 640x480 RGB-D rosbag2 into frames on one core, before fusion (issue 21).
+"""Reading recordings: a 640x480 RGB-D rosbag2 into frames on one core, before fusion.
 
 A bag of N frames as realsense2_camera with ``align_depth.enable:=true`` records it (colour ``rgb8``, aligned
 depth ``16UC1`` mm, ``CameraInfo`` per frame, ``/tf`` map -> camera_link per frame, ``/tf_static`` camera_link ->

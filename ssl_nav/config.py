@@ -387,6 +387,21 @@ class RetrievalConfig:
                                 range=(0.0, 3600.0))
     index_quality: str = _f("low", "views indexed: the robot's own (low-quality) views, the evaluation protocol "
                             "(user photos are training data); or all, user photos too", choices=("low", "all"))
+    self_calibration: bool = _f(True, "use the open-set threshold fitted at fine-tune time (held-out robot views "
+                                "vs recoloured look-alikes, stored in model.pt) when the index holds none fitted by "
+                                "ssl-nav calibrate; off: retrieval.reject_threshold")
+    verify: bool = _f(False, "verify the shortlist with local features (ssl_nav/retrieval/verify.py): match the "
+                      "query against the best views of the top verify_top_k instances, count RANSAC inliers, and "
+                      "add verify_weight x their evidence to the ranking and the open-set score; off by default "
+                      "(BENCHMARKS.md 'Verification')")
+    verify_matcher: str = _f("sift", "local features of the verification: SIFT or ORB (OpenCV, no weights)",
+                             choices=("sift", "orb"))
+    verify_top_k: int = _f(3, "instances verified per query (the top of the embedding ranking)", range=(1, 100))
+    verify_views: int = _f(3, "views matched per verified instance (its best by similarity)", range=(1, 100))
+    verify_weight: float = _f(0.2, "weight of the verification evidence (log inliers, 0-1) added to the instance "
+                              "score and the open-set score; ssl-nav calibrate fits its own", range=(0.0, 100.0))
+    verify_inlier_scale: float = _f(30.0, "RANSAC inliers that count as full verification evidence (1.0)",
+                                    range=(1.0, 10000.0))
 
 
 @dataclass

@@ -5,7 +5,9 @@ A run directory holds ``model.pt``, ``checkpoint.pt``, ``metrics.jsonl`` and ``e
 (:mod:`ssl_nav.pipeline`) both run: it refuses to write over an existing run unless asked to resume or
 overwrite it (an index built from the old ``model.pt`` would stop matching), warns about a store too small
 to learn from, then calls :func:`ssl_nav.learning.trainer.finetune`, which appends the run's EnergyRecord to
-the ledger (by default ``energy.jsonl`` next to the run directory).
+the ledger (by default ``energy.jsonl`` next to the run directory), and finally fits the open-set thresholds
+of the new model on held-out robot views and recoloured look-alikes and stores them in ``model.pt``
+(:func:`ssl_nav.learning.selfcalib.self_calibrate`). The ROS ``finetuner`` node runs the same function.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Callable
 from ssl_nav.config import PipelineConfig
 from ssl_nav.energy.ledger import check_ledger_path
 from ssl_nav.errors import TrainingError
+from ssl_nav.learning.selfcalib import self_calibrate
 from ssl_nav.learning.trainer import finetune  # torch: kept out of the CLI's start-up
 from ssl_nav.locking import DirLock
 from ssl_nav.views.store import ViewStore
@@ -120,11 +123,15 @@ def default_ledger(out: str | os.PathLike, cfg: PipelineConfig) -> Path:
 
 def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: PipelineConfig, *, resume: bool = False,
                  overwrite: bool = False, ledger: str | os.PathLike | EllipsisType | None = ..., progress: bool = True,
-                 warn: Callable[[str], None] | None = None):
-    """Check ``out``, warn (``warn(message)`` on rank 0) about a small store, and fine-tune on ``store``.
+                 warn: Callable[[str], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+    """Check ``out``, warn (``warn(message)`` on rank 0) about a small store, fine-tune on ``store``, and
+    self-calibrate the new model's open-set thresholds (rank 0, completed runs only).
 
     ``ledger``: the ``energy.jsonl`` to append the EnergyRecord to; ``...`` (the default) is
-    :func:`default_ledger`, ``None`` appends nowhere. Returns :class:`ssl_nav.learning.trainer.FinetuneResult`.
+    :func:`default_ledger`, ``None`` appends nowhere. ``on_epoch`` / ``should_stop``: as
+    :func:`ssl_nav.learning.trainer.finetune`. Returns :class:`ssl_nav.learning.trainer.FinetuneResult`; its
+    ``summary["self_calibration"]`` is the record stored in ``model.pt`` (None when none could be fitted).
     """
     if resume and overwrite:
         raise TrainingError("--resume and --overwrite exclude each other")
@@ -137,4 +144,8 @@ def finetune_run(store: str | os.PathLike, out: str | os.PathLike, cfg: Pipeline
             ledger = default_ledger(out, cfg)
         if ledger is not None:
             check_ledger_path(ledger)  # before training, not after it
-        return finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger)
+        res = finetune(store, out, cfg, resume=resume, progress=progress, ledger=ledger, on_epoch=on_epoch,
+                       should_stop=should_stop)
+        if _rank() == 0 and res.model_path is not None and res.summary.get("status", "completed") == "completed":
+            res.summary["self_calibration"] = self_calibrate(store, res.model_path, cfg)
+        return res

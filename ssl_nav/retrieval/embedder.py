@@ -74,6 +74,18 @@ def read_classifier(path: str | os.PathLike, expected_hash: str | None = None) -
                                   [str(i) for i in ids])
 
 
+def read_self_calibration(path: str | os.PathLike) -> dict | None:
+    """The open-set thresholds fitted at fine-tune time and stored in a ``model.pt``
+    (:mod:`ssl_nav.learning.selfcalib`), or None (a backbone name, an older model.pt)."""
+    from ssl_nav.learning.backbones import BACKBONES, is_model_file, safe_load
+    from ssl_nav.learning.selfcalib import read_self_calibration as read_record
+
+    if str(path) in BACKBONES or not Path(path).is_file():
+        return None
+    obj = safe_load(path, "model")
+    return read_record(obj) if is_model_file(obj) else None
+
+
 class Embedder:
     """Batched, L2-normalised embeddings of RGB images with a :class:`LoadedEncoder` (and its classifier)."""
 
@@ -91,6 +103,8 @@ class Embedder:
         self.model_hash = encoder.model_hash
         self.image_size = int(self.cfg.image_size)
         self.classifier = classifier
+        #: open-set thresholds fitted at fine-tune time (``model.pt`` ``self_calibration``), or None
+        self.self_calibration: dict | None = None
         #: the model as recorded in an index's meta.json: a backbone name or an absolute model path
         self.spec = spec if spec is not None else (
             encoder.name if encoder.source.startswith(("imagenet", "random")) else None)
@@ -110,7 +124,10 @@ class Embedder:
         device = resolve_device(cfg.device, "retrieval.device")
         encoder = load_encoder(spec, device=device, models_dir=models_dir)
         classifier = read_classifier(spec, encoder.model_hash) if encoder.source == "model.pt" else None
-        return cls(encoder, cfg, classifier, spec=spec)
+        out = cls(encoder, cfg, classifier, spec=spec)
+        if encoder.source == "model.pt":
+            out.self_calibration = read_self_calibration(spec)
+        return out
 
     def check_image(self, img: np.ndarray, what: str = "image", min_px: int = 1) -> np.ndarray:
         """``img`` as a uint8 HxWx3 array, or a ValueError naming ``what`` (wrong type, shorter side below

@@ -180,18 +180,17 @@ def ground_truth_of(index, instance_id: str) -> str | None:
 
 
 def query_result(retriever, embedding: np.ndarray, query_id: str, gt_instance_id: str | None,
-                 gt_centroid: Sequence[float] | None = None, features: np.ndarray | None = None) -> QueryResult:
+                 gt_centroid: Sequence[float] | None = None, features: np.ndarray | None = None,
+                 image: np.ndarray | None = None) -> QueryResult:
     """Rank every view and instance of ``retriever``'s index for one query embedding (and its raw features,
-    for the scores that need them), score the open set and decide."""
+    for the scores that need them; its image, for the verification), score the open set and decide."""
     index = retriever.index
-    ranked, hits = retriever.rank(embedding, k_views=max(1, index.ntotal))
+    ranked, hits, scores, decision, _ = retriever.answer(embedding, features, image, k_views=max(1, index.ntotal))
     hits = sorted(hits, key=lambda h: (-h.score, h.view_id))
     gt = None if gt_instance_id is None else str(gt_instance_id)
     gt_of = {i: ground_truth_of(index, i) for i in index.instance_ids()}
     relevance = [gt is not None and gt_of.get(h.instance_id, h.instance_id) == gt for h in hits]
     n_rel = sum(len(index.view_ids(i)) for i, g in gt_of.items() if gt is not None and g == gt)
-    scores = retriever.scores(ranked, features)
-    decision = retriever.decide(ranked, scores)
     pred_c = None
     if ranked:
         c = (index.instances.get(ranked[0].instance_id) or {}).get("centroid")
@@ -211,9 +210,9 @@ def evaluate(retriever, images: Sequence[np.ndarray], gt_instance_ids: Sequence[
     query_ids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(images))]
     unit, raw = retriever.embedder.encode(list(images))
     results = []
-    for e, f, qid, gt in zip(unit, raw, query_ids, gt_instance_ids):
+    for e, f, img, qid, gt in zip(unit, raw, images, query_ids, gt_instance_ids):
         gtc = None if gt is None or gt_centroids is None else gt_centroids.get(str(gt))
-        results.append(query_result(retriever, e, qid, gt, gtc, features=f))
+        results.append(query_result(retriever, e, qid, gt, gtc, features=f, image=img))
     metrics = compute_metrics(results)
     metrics["calibrated"] = retriever.thresholds.calibrated
     return metrics, results
@@ -396,7 +395,7 @@ def evaluate_queries_file(retriever, queries_file: str | os.PathLike, progress: 
         gt = q["instance_id"]
         gtc = None if gt is None or gt_centroids is None else gt_centroids.get(gt)
         qid = str(q.get("episode_id", Path(q["image"]).stem))
-        results.append(query_result(retriever, unit[0], qid, gt, gtc, features=raw[0]))
+        results.append(query_result(retriever, unit[0], qid, gt, gtc, features=raw[0], image=img))
     metrics = compute_metrics(results)
     metrics["calibrated"] = retriever.thresholds.calibrated
     return metrics, results
@@ -461,6 +460,28 @@ def evaluate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike
     return IndexEvaluation(columns, results, retrievers, quality, warnings)
 
 
+#: weights of the verification evidence tried by :func:`calibrate_verified`
+VERIFY_WEIGHTS: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+
+
+def calibrate_verified(results: Sequence[QueryResult], score: str, in_map: Sequence[bool]) -> dict:
+    """Fit the weight of the verification evidence and the threshold together on a calibration split: for each
+    weight of :data:`VERIFY_WEIGHTS`, the threshold of ``score + weight · verify_evidence`` (:func:`calibrate`);
+    the best balanced accuracy wins, ties to the smaller weight. Adds ``verify_weight`` to the result."""
+    best = None
+    for w in VERIFY_WEIGHTS:
+        vals = []
+        for r in results:
+            base, ev = r.scores.get(score), r.scores.get("verify_evidence")
+            if base is None:
+                raise ValueError(f"open-set score {score!r} unavailable for query {r.query_id}")
+            vals.append(base + w * (ev or 0.0))
+        t = calibrate(vals, in_map)
+        if best is None or t["balanced_accuracy"] > best["balanced_accuracy"] + 1e-12:
+            best = {**t, "verify_weight": w}
+    return best
+
+
 def calibrate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLike, cfg, *, model: str | None = None,
                     write: bool = True, progress: bool = True) -> tuple[str, dict]:
     """The ``calibrate`` stage: fit the open-set threshold of the index's score in force (``cfg`` is the
@@ -469,8 +490,12 @@ def calibrate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLik
     retriever = Retriever.open(index_dir, cfg, model=model, use_index_thresholds=False)
     _, results = evaluate_queries_file(retriever, queries_file, progress=progress)
     score = retriever.score_name
+    in_map = [r.gt_instance_id is not None for r in results]
     try:
-        t = calibrate([r.open_set_value for r in results], [r.gt_instance_id is not None for r in results])
+        if cfg.verify:
+            t = calibrate_verified(results, score, in_map)
+        else:
+            t = calibrate([r.open_set_value for r in results], in_map)
     except ValueError as e:
         raise SslNavError(f"{queries_file}: {e}") from None
     t["warnings"] = check_calibration(t, queries_file, index_dir)
@@ -481,5 +506,7 @@ def calibrate_index(index_dir: str | os.PathLike, queries_file: str | os.PathLik
                             "balanced_accuracy": t["balanced_accuracy"], "model_hash": index.model_hash,
                             "fit_on": {"path": str(q.resolve()), "sha256": file_sha256(q),
                                        "n_in_map": t["n_in_map"], "n_open_set": t["n_open_set"]}}
+        if "verify_weight" in t:
+            index.thresholds["verify"] = {"matcher": cfg.verify_matcher, "weight": t["verify_weight"]}
         index.save(index_dir)
     return score, t

@@ -166,12 +166,13 @@ def single_instance_note(score: str, n_instances: int) -> str | None:
 
 def decide(ranked: Sequence["InstanceScore"], scores: dict[str, float | None], score: str, threshold: float,
            reject_margin: float = 0.0, calibrated: bool = False, *, n_instances: int | None = None,
-           fallback_threshold: float | None = None) -> OpenSetDecision:
+           fallback_threshold: float | None = None, origin: str | None = None) -> OpenSetDecision:
     """Accept the top instance when ``scores[score] >= threshold`` and the margin ``>= reject_margin``.
 
-    On an index of ``n_instances == 1`` a score of :data:`NEEDS_SEVERAL_INSTANCES` would accept every query;
-    :data:`SINGLE_INSTANCE_SCORE` decides instead, against ``fallback_threshold`` (uncalibrated), and the reason
-    says so."""
+    ``origin`` says where an uncalibrated threshold comes from in the reason (default ``uncalibrated``; e.g.
+    ``self-calibrated at fine-tune``). On an index of ``n_instances == 1`` a score of
+    :data:`NEEDS_SEVERAL_INSTANCES` would accept every query; :data:`SINGLE_INSTANCE_SCORE` decides instead,
+    against ``fallback_threshold`` (uncalibrated), and the reason says so."""
     note = single_instance_note(score, n_instances or 0)
     if note is not None:
         d = decide(ranked, scores, SINGLE_INSTANCE_SCORE, threshold if fallback_threshold is None
@@ -186,7 +187,8 @@ def decide(ranked: Sequence["InstanceScore"], scores: dict[str, float | None], s
                                calibrated)
     if value < threshold:
         return OpenSetDecision(False, f"{score} {value:.3f} < threshold {threshold:.3f}"
-                               + ("" if calibrated else " (uncalibrated)"), score, value, threshold, calibrated)
+                               + ("" if calibrated else f" ({origin or 'uncalibrated'})"), score, value, threshold,
+                               calibrated)
     margin = scores.get("margin")
     if reject_margin > 0 and margin is not None and margin < reject_margin:
         return OpenSetDecision(False, f"margin {margin:.3f} < reject_margin {reject_margin:.3f}", score, value,

@@ -6,8 +6,16 @@ decides the open set (:mod:`ssl_nav.retrieval.openset`) and computes a goal pose
 (:mod:`ssl_nav.retrieval.goals`). Indexes are built by :func:`ssl_nav.retrieval.build.build_index`.
 
 Open-set threshold in force: the one ``ssl-nav calibrate`` stored in the index's ``meta.json`` when it was
-fitted for the score in force (``retrieval.open_set_score``), else ``retrieval.reject_threshold``; with
-``use_index_thresholds=False`` always the configuration's.
+fitted for the score in force (``retrieval.open_set_score``); else the one fitted at fine-tune time and stored
+in ``model.pt`` (:mod:`ssl_nav.learning.selfcalib`; ``retrieval.self_calibration``) when it was fitted for that
+score with the same embedding settings; else ``retrieval.reject_threshold``. With ``use_index_thresholds=False``
+(an explicit ``--reject-threshold``) always the configuration's.
+
+With ``retrieval.verify`` the top ``verify_top_k`` instances are verified with local features
+(:mod:`ssl_nav.retrieval.verify`) against their best stored views (read from the index's store), and
+``w · evidence(inliers)`` is added to each verified instance's score (re-ranking them) and to the open-set
+score in force; ``w`` is the weight ``ssl-nav calibrate`` fitted with verification, else
+``retrieval.verify_weight``. Every match then carries its ``verification`` (inliers, matches, view).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from ssl_nav.retrieval.goals import goal_pose
 from ssl_nav.retrieval.index import InstanceIndex, ViewHit, read_meta
 from ssl_nav.retrieval.openset import (OpenSetDecision, decide, instance_stats, open_set_scores, resolve_score,
                                        single_instance_note)
+from ssl_nav.retrieval.verify import InstanceVerification, LocalFeatureVerifier, evidence
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +51,18 @@ class Thresholds:
     score: str
     threshold: float
     reject_margin: float
-    calibrated: bool
-    source: str  #: where the threshold comes from (the calibration file, or the configuration key)
+    calibrated: bool  #: fitted by ``ssl-nav calibrate``
+    source: str  #: where the threshold comes from (the calibration file, the model's self-calibration, the config)
+    self_calibrated: bool = False  #: fitted at fine-tune time (``model.pt`` ``self_calibration``)
 
     def to_json(self) -> dict:
         return {"score": self.score, "threshold": self.threshold, "reject_margin": self.reject_margin,
-                "calibrated": self.calibrated, "source": self.source}
+                "calibrated": self.calibrated, "self_calibrated": self.self_calibrated, "source": self.source}
+
+    @property
+    def origin(self) -> str | None:
+        """How an uncalibrated threshold came about, for the reason of a rejection."""
+        return "self-calibrated at fine-tune" if self.self_calibrated else None
 
 
 class Retriever:
@@ -73,6 +88,9 @@ class Retriever:
         self.use_index_thresholds = use_index_thresholds
         self.frame_id = frame_id
         self._lock = threading.Lock()
+        self._verifier: LocalFeatureVerifier | None = None
+        self._store = None
+        self._store_views: dict[str, dict] = {}
         self._set_index(index, index_dir)
 
     def _set_index(self, index: InstanceIndex, index_dir: str | os.PathLike | None) -> None:
@@ -127,8 +145,27 @@ class Retriever:
             return Thresholds(self.score_name, float(t.get("threshold", t.get("reject_score"))),
                               float(t.get("reject_margin", self.cfg.reject_margin)), True,
                               f"calibrated on {fit.get('path', t.get('queries', '?'))}")
+        own = self.self_threshold() if self.use_index_thresholds else None
+        if own is not None:
+            return Thresholds(self.score_name, own, float(self.cfg.reject_margin), False,
+                              "self-calibrated at fine-tune (model.pt self_calibration)", self_calibrated=True)
         return Thresholds(self.score_name, float(self.cfg.reject_threshold), float(self.cfg.reject_margin), False,
                           "retrieval.reject_threshold")
+
+    def self_threshold(self) -> float | None:
+        """The model's self-calibrated threshold for the score in force (:mod:`ssl_nav.learning.selfcalib`), when
+        ``retrieval.self_calibration`` is on and it was fitted with this embedder's image size and flip TTA."""
+        rec = self.embedder.self_calibration
+        if not rec or not getattr(self.cfg, "self_calibration", True):
+            return None
+        if (int(rec.get("image_size", -1)) != self.embedder.image_size
+                or bool(rec.get("flip_tta")) != bool(self.embedder.cfg.flip_tta)):
+            return None
+        if self.score_name == "sim_softmax" and abs(float(rec.get("softmax_temperature", -1))
+                                                   - float(self.cfg.softmax_temperature)) > 1e-9:
+            return None
+        t = (rec.get("thresholds") or {}).get(self.score_name)
+        return None if t is None else float(t)
 
     # ------------------------------------------------------------------------------------------ queries
     def rank(self, embedding: np.ndarray, k_views: int | None = None) -> tuple[list[InstanceScore], list[ViewHit]]:
@@ -143,10 +180,89 @@ class Retriever:
         return open_set_scores(ranked, features, self.embedder.classifier, self._stats, self.cfg.softmax_temperature)
 
     def decide(self, ranked: list[InstanceScore], scores: dict[str, float | None]) -> OpenSetDecision:
-        """The open-set decision for one query under the thresholds in force."""
+        """The open-set decision for one query under the thresholds in force (with verification, on the score in
+        force plus its weighted evidence, ``scores["verified"]``)."""
         t = self.thresholds
-        return decide(ranked, scores, t.score, t.threshold, t.reject_margin, t.calibrated,
+        if scores.get("verified") is not None:
+            scores = {**scores, t.score: scores["verified"]}
+        return decide(ranked, scores, t.score, t.threshold, t.reject_margin, t.calibrated, origin=t.origin,
                       n_instances=len(self.index.instance_ids()), fallback_threshold=self.cfg.reject_threshold)
+
+    # ------------------------------------------------------------------------------------------ verification
+    @property
+    def verify_weight(self) -> float:
+        """The weight of the verification evidence: the one ``calibrate`` fitted with this matcher, else the
+        configuration's."""
+        t = self.index.thresholds if self.use_index_thresholds else None
+        v = (t or {}).get("verify") or {}
+        if t and _threshold_score(t) == self.score_name and v.get("matcher") == self.cfg.verify_matcher:
+            return float(v.get("weight", self.cfg.verify_weight))
+        return float(self.cfg.verify_weight)
+
+    def verifier(self) -> LocalFeatureVerifier:
+        if self._verifier is None or self._verifier.matcher != self.cfg.verify_matcher:
+            self._verifier = LocalFeatureVerifier(self.cfg.verify_matcher)
+        return self._verifier
+
+    def load_view(self, view_id: str) -> np.ndarray:
+        """A stored view's image, from the store the index was built from (re-read once when it is unknown)."""
+        from ssl_nav.views.store import ViewStore
+
+        rec = self._store_views.get(view_id)
+        if rec is None:
+            root = (self.index.extra or {}).get("store")
+            if not root:
+                raise RetrievalIndexError("retrieval.verify: the index records no store (meta.json extra.store) to "
+                                          "read its views from")
+            self._store = ViewStore(root)
+            self._store_views = {v["view_id"]: v for v in self._store.views()}
+            rec = self._store_views.get(view_id)
+            if rec is None:
+                raise RetrievalIndexError(f"retrieval.verify: view {view_id!r} is not in the store {root}")
+        return self._store.load_image(rec)
+
+    def verify(self, image: np.ndarray, ranked: list[InstanceScore], hits: list[ViewHit]
+               ) -> dict[str, InstanceVerification]:
+        """Local-feature evidence for the top ``verify_top_k`` instances (each against its ``verify_views`` best
+        views among ``hits``)."""
+        top = ranked[:self.cfg.verify_top_k]
+        want = {r.instance_id for r in top}
+        views: dict[str, list[ViewHit]] = {}
+        for h in hits:
+            if h.instance_id in want:
+                views.setdefault(h.instance_id, []).append(h)
+        cands = [(r.instance_id, [h.view_id for h in sorted(views.get(r.instance_id, []),
+                                                             key=lambda h: (-h.score, h.view_id))][
+                                                                 :self.cfg.verify_views]) for r in top]
+        return {v.instance_id: v for v in self.verifier().verify(image, cands, self.load_view)}
+
+    def rerank(self, ranked: list[InstanceScore], ver: dict[str, InstanceVerification]) -> list[InstanceScore]:
+        """``ranked`` with ``w · evidence`` added to the verified instances' scores, re-sorted."""
+        w, scale = self.verify_weight, self.cfg.verify_inlier_scale
+        out = [InstanceScore(r.instance_id, r.score + (w * evidence(ver[r.instance_id].inliers, scale)
+                                                         if r.instance_id in ver else 0.0), r.best_view_id, r.n_views)
+               for r in ranked]
+        out.sort(key=lambda s: (-s.score, s.instance_id))
+        return out
+
+    def answer(self, embedding: np.ndarray, features: np.ndarray | None = None, image: np.ndarray | None = None,
+               k_views: int | None = None) -> tuple[list[InstanceScore], list[ViewHit], dict[str, float | None],
+                                                   OpenSetDecision, dict[str, InstanceVerification]]:
+        """Rank, score, verify (``retrieval.verify`` and an ``image``) and decide one query: the one path of
+        ``query``, ``eval``, the demo and the ROS server. Returns (ranked, hits, scores, decision, verification);
+        with verification, ``scores`` also holds ``verify_evidence`` (of the top instance) and ``verified``."""
+        ranked, hits = self.rank(embedding, k_views)
+        scores = self.scores(ranked, features)
+        ver: dict[str, InstanceVerification] = {}
+        if self.cfg.verify and image is not None and ranked:
+            ver = self.verify(image, ranked, hits)
+            ranked = self.rerank(ranked, ver)
+            top = ver.get(ranked[0].instance_id)
+            ev = evidence(top.inliers, self.cfg.verify_inlier_scale) if top is not None else 0.0
+            base = scores.get(self.score_name)
+            scores["verify_evidence"] = ev
+            scores["verified"] = None if base is None else base + self.verify_weight * ev
+        return ranked, hits, scores, self.decide(ranked, scores), ver
 
     def check_image(self, image: np.ndarray, what: str = "query") -> np.ndarray:
         """``image`` as uint8 RGB of at least ``retrieval.min_query_px``, or a ValueError naming ``what``."""
@@ -155,20 +271,20 @@ class Retriever:
     def query(self, image: np.ndarray, robot_position: np.ndarray | None = None, what: str = "query") -> dict:
         """Answer one RGB uint8 photo (see :meth:`query_embedding`); a ValueError naming ``what`` for an
         unusable image."""
-        unit, raw = self.embedder.encode([self.check_image(image, what)])
-        return self.query_embedding(unit[0], robot_position, features=raw[0])
+        image = self.check_image(image, what)
+        unit, raw = self.embedder.encode([image])
+        return self.query_embedding(unit[0], robot_position, features=raw[0], image=image)
 
     def query_embedding(self, embedding: np.ndarray, robot_position: np.ndarray | None = None,
-                        features: np.ndarray | None = None) -> dict:
+                        features: np.ndarray | None = None, image: np.ndarray | None = None) -> dict:
         """``{"in_map", "reason", "best_score", "margin", "open_set", "matches": [...]}``; matches carry goals.
 
-        ``features`` are the query's raw pooled features, needed by the ``norm`` and classifier scores.
+        ``features`` are the query's raw pooled features, needed by the ``norm`` and classifier scores;
+        ``image`` (the query photo) is needed by the verification (``retrieval.verify``).
         """
         with self._lock:
             index = self.index
-        ranked, _ = self.rank(embedding)
-        scores = self.scores(ranked, features)
-        decision = self.decide(ranked, scores)
+        ranked, _, scores, decision, ver = self.answer(embedding, features, image)
         matches = []
         for r in ranked[:self.cfg.top_k]:
             info = index.instances.get(r.instance_id) or {}
@@ -178,12 +294,18 @@ class Retriever:
                 goal = goal_pose(np.asarray(centroid, dtype=np.float64), standoff=self.cfg.standoff,
                                  is_navigable=self.is_navigable, robot_position=robot_position,
                                  frame_id=self.frame_id)
-            matches.append({"instance_id": r.instance_id, "score": round(r.score, 6), "category": info.get("category"),
-                            "centroid": centroid, "best_view_id": r.best_view_id, "goal": goal})
+            m = {"instance_id": r.instance_id, "score": round(r.score, 6), "category": info.get("category"),
+                 "centroid": centroid, "best_view_id": r.best_view_id, "goal": goal}
+            if r.instance_id in ver:
+                m["verification"] = ver[r.instance_id].to_json()
+            matches.append(m)
         out = {"in_map": decision.in_map, "reason": decision.reason,
                "best_score": _round(scores["best"]), "margin": _round(scores["margin"]),
                "open_set": {**self.thresholds.to_json(), "value": _round(decision.value)},
                "matches": matches}
+        if self.cfg.verify:
+            out["verification"] = {"matcher": self.cfg.verify_matcher, "weight": self.verify_weight,
+                                   "evidence": _round(scores.get("verify_evidence"))}
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out

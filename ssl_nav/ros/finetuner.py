@@ -1,6 +1,7 @@
 """``finetuner``: on-robot fine-tuning on the collected views, energy-metered.
 
-Runs :func:`ssl_nav.learning.trainer.finetune` (the function behind ``ssl-nav finetune``; by default SimSiam,
+Runs :func:`ssl_nav.learning.run_dir.finetune_run` (the function behind ``ssl-nav finetune``, which ends by
+fitting the open-set threshold the retrieval server uses, :mod:`ssl_nav.learning.selfcalib`; by default SimSiam,
 Chen & He, arXiv 2011.10566, with CrossIA pairing and classifier, Sakaguchi et al., arXiv 2404.09645: the
 ``learning.objective`` parameter picks another objective of :mod:`ssl_nav.learning.objectives`) in a worker thread
 off the executor, so the node answers ``~/start`` / ``~/cancel`` while it trains.
@@ -102,7 +103,7 @@ class FinetunerNode(Node):
         self.progress_pub.publish(json_msg(obj))
 
     def _train(self, run_id: str) -> None:
-        from ssl_nav.learning.trainer import finetune
+        from ssl_nav.learning.run_dir import finetune_run
 
         out = self.data.runs / run_id
         log = self.get_logger()
@@ -111,11 +112,10 @@ class FinetunerNode(Node):
         def on_epoch(m: dict) -> None:
             self._progress({"run_id": run_id, "state": "running", **m})
 
-        from ssl_nav.learning.run_dir import lock_run_dir
 
         try:
-            with lock_run_dir(out):  # one writer per run directory, like `ssl-nav finetune`
-                res = finetune(self.data.store, out, self.cfg, progress=False, on_epoch=on_epoch,
+            # finetune_run holds the run directory's lock, like `ssl-nav finetune`
+            res = finetune_run(self.data.store, out, self.cfg, progress=False, on_epoch=on_epoch,
                                should_stop=self._cancel.is_set, ledger=self.data.ledger(self.cfg.energy.ledger))
         except SslNavError as e:
             log.error(f"fine-tune {run_id} failed: {e}")

@@ -10,7 +10,10 @@ instance scores by its best view (FAISS cosine), and the winner's map centroid i
   ``finetuner/model_ready``).
 - Publishes ``~/goal_pose`` (PoseStamped in ``ros.map_frame``, stamped with the query's stamp) when the photo's
   object is in the map, ``~/matches`` (String JSON: the Retriever's answer plus ``query_stamp``,
-  ``latency_s`` and ``index``) for every query, ``~/markers`` (MarkerArray), and ``~/status`` (String JSON,
+  ``latency_s`` and ``index``; with ``retrieval.verify`` each verified match carries ``verification``:
+  ``{"inliers", "matches", "view_id", "n_views"}`` of its local-feature check, :mod:`ssl_nav.retrieval.verify`,
+  and the open-set decision includes the evidence; with a self-calibrated model, ``open_set.self_calibrated``)
+  for every query, ``~/markers`` (MarkerArray), and ``~/status`` (String JSON,
   latched, every ``ros.status_period_s`` and on every reload: the index in use, reload state, the query
   counters ``received`` / ``answered`` / ``failed`` / ``dropped_oldest`` / ``bad_queries`` / ``no_index``,
   query latency p50/p99 over the last 1000 answers, and the last incremental update).

@@ -1,4 +1,4 @@
-"""Issue 24 (the second hostile probe) against ``ssl-nav collect``: symbolic links inside the store, two writers
+"""Hostile input against ``ssl-nav collect``: symbolic links inside the store, two writers
 at once, a full disk and signals at random points; a failed command leaves the store byte-identical."""
 
 import json

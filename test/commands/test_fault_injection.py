@@ -1,4 +1,4 @@
-"""Issue 24 goal: SIGKILL, SIGINT and a full disk (RLIMIT_FSIZE, as `ulimit -f`) at random points of
+"""SIGKILL, SIGINT and a full disk (RLIMIT_FSIZE, as `ulimit -f`) at random points of
 ``finetune`` and ``index``: no store, run or index is left unreadable, the store is byte-identical, and the
 interrupted run resumes. (``collect --append`` is in test_collect_hostile.py.) A bounded number of runs here;
 the 50-run loop is marked slow (SSL_NAV_SLOW=1)."""

@@ -88,7 +88,7 @@ def test_finetune_warns_about_a_store_too_small_to_learn_from(tmp_path, capsys):
 
 
 def test_a_second_finetune_of_the_same_run_is_refused_with_the_holders_pid(tmp_path, capsys):
-    """issue 24 case 4: two finetune --out R at once interleaved metrics.jsonl."""
+    """Two finetune --out R at once interleaved metrics.jsonl."""
     import os
     import subprocess
     import sys
@@ -115,7 +115,7 @@ def test_a_second_finetune_of_the_same_run_is_refused_with_the_holders_pid(tmp_p
 
 
 def test_energy_of_a_resumed_run_covers_the_whole_run_and_a_bad_ledger_fails_first(tmp_path, capsys):
-    """issue 24 case 16: energy.json of a resumed run covered only the resumed part; --ledger DIR failed only
+    """Energy.json of a resumed run covered only the resumed part; --ledger DIR failed only
     after training."""
     store = write_store(tmp_path / "store")
     cfg = tmp_path / "tiny.yaml"
@@ -142,7 +142,7 @@ def test_energy_of_a_resumed_run_covers_the_whole_run_and_a_bad_ledger_fails_fir
 
 
 def test_duplicate_views_are_warned_about_and_a_plain_state_dict_is_accepted(tmp_path, capsys):
-    """issue 24 case 15: a store with duplicate views trained without a warning; a backbone saved with
+    """A store with duplicate views trained without a warning; a backbone saved with
     torch.save(model.state_dict()), as the refused-pickle message advises, was refused."""
     import shutil
 

@@ -67,7 +67,7 @@ def test_check_and_index_name_a_bad_line_instead_of_crashing(tmp_path, capsys):
 
 
 def test_a_killed_writers_transaction_is_listed_and_recovered(tmp_path, capsys):
-    """issue 24 case 5: a writer killed (SIGKILL) mid-transaction; the next writer, or `store recover`, puts the
+    """A writer killed (SIGKILL) mid-transaction; the next writer, or `store recover`, puts the
     store back byte for byte (journal: truncate views.jsonl, restore instances.json)."""
     import os
     import signal

@@ -40,7 +40,7 @@ def test_a_bad_line_names_the_file_and_line(tmp_path):
 
 
 def test_a_partial_last_line_is_cut_before_the_next_record(tmp_path):
-    """issue 24 case 16: a ledger ending in a partial line swallowed the next record."""
+    """A ledger ending in a partial line swallowed the next record."""
     path = tmp_path / "energy.jsonl"
     append_ledger(path, {"run_id": "a"})
     with open(path, "a") as fh:

@@ -1,7 +1,7 @@
 """rosbag2 in and out (ssl_nav.recordings.bag, .bag_writer): real MCAP and sqlite3 bags written with rosbags.
 
 Covers the round trip (frames -> bag -> frames), every documented encoding, poses from /tf, from a pose
-topic and interpolated between /tf samples, pairing by stamp, and every bad recording of issue 21: each must
+topic and interpolated between /tf samples, pairing by stamp, and every bad recording the CLI refuses: each must
 fail with a message naming the bag and the topic or frames, and leave no store and no temporary directory.
 """
 

@@ -1,4 +1,4 @@
-"""Issue 21's goal: a scene written by ``ssl-nav simulate --bag`` and collected from the bag gives the same map
+"""A scene written by ``ssl-nav simulate --bag`` and collected from the bag gives the same map
 as the same scene's frames directory (same instances, centroids within 1 cm, view counts within 2 %)."""
 
 from __future__ import annotations

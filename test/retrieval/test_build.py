@@ -76,7 +76,7 @@ def test_a_store_without_robot_views_is_an_error(tmp_path, embedder):
 
 
 def test_out_that_is_not_an_index_is_refused_and_kept(store, embedder, tmp_path, monkeypatch):
-    """issue 24 case 1: ``index --out STORE`` and ``--out .`` deleted what they held."""
+    """``index --out STORE`` and ``--out .`` deleted what they held."""
     before = {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file()}
     with pytest.raises(RetrievalIndexError, match="not an index that ssl_nav wrote"):
         build_index(store, embedder, CFG, store.root, progress=False)
@@ -96,7 +96,7 @@ def test_out_that_is_not_an_index_is_refused_and_kept(store, embedder, tmp_path,
 
 
 def test_a_second_writer_of_the_same_index_is_refused_with_the_holders_pid(store, embedder, tmp_path):
-    """issue 24 goal: two writers at once never both succeed (index --out IDX)."""
+    """Two writers at once never both succeed (index --out IDX)."""
     import os
     import subprocess
     import sys

@@ -95,6 +95,11 @@ def test_relevance_follows_gt_instance_id():
 
             return decide(ranked, scores, "best", 0.0)
 
+        def answer(self, e, features=None, image=None, k_views=None):  # Retriever.answer without verification
+            ranked, hits = self.rank(e.reshape(1, -1), k_views)
+            scores = self.scores(ranked, features)
+            return ranked, hits, scores, self.decide(ranked, scores), {}
+
     r = Stub(index=index)
     q = np.array([0.1, 0.9, 0.2, 0.0], np.float32)  # closest to view b of m7
     res = query_result(r, q / np.linalg.norm(q), "q", "3")

@@ -186,7 +186,7 @@ def test_malformed_meta_fields_name_the_key(tmp_path):
 
 
 def test_meta_types_are_checked_like_the_configuration(tmp_path, capsys):
-    """issue 24 cases 8 and 17: "dim": "big" and a faiss_id of 10^30 ended in tracebacks; flip_tta "no" was
+    """A bad meta.json: "dim": "big" and a faiss_id of 10^30 ended in tracebacks; flip_tta "no" was
     taken as true; image_size -5 was reported against the query image; threshold "x" warned about another
     score. Every reader (load, read_meta, so `ssl-nav query`) refuses them naming the key."""
     from ssl_nav.cli import main

@@ -136,7 +136,7 @@ def test_read_classifier_from_model_pt(tmp_path):
 
 
 def test_a_single_instance_index_falls_back_to_a_score_that_works_with_one(tmp_path):
-    """issue 24 case 13: an index of a single instance answered every query "in map" (a softmax over one
+    """An index of a single instance answered every query "in map" (a softmax over one
     instance is 1.0)."""
     r = ranked(0.2)
     s = open_set_scores(r, temperature=0.05)

@@ -300,7 +300,7 @@ def test_threshold_precedence(setup, tmp_path):
 
 
 def test_calibrate_refuses_a_chance_fit_and_keeps_the_previous_threshold(setup, tmp_path, capsys):
-    """issue 24 case 11: with 1 + 1 queries calibrate stored a threshold at balanced accuracy 0.5."""
+    """With 1 + 1 queries calibrate stored a threshold at balanced accuracy 0.5."""
     import shutil
 
     root, store, cfg, idx = setup
@@ -324,7 +324,7 @@ def test_calibrate_refuses_a_chance_fit_and_keeps_the_previous_threshold(setup, 
 
 
 def test_eval_warns_about_a_query_of_an_instance_not_in_the_index(setup, tmp_path, capsys):
-    """issue 24 case 12: a query whose instance_id is in no instance of the index scored top-1 0.0 silently."""
+    """A query whose instance_id is in no instance of the index scored top-1 0.0 silently."""
     root, store, cfg, idx = setup
     c = str(root / "cfg.yaml")
     q = root / "stranger.jsonl"
@@ -335,3 +335,62 @@ def test_eval_warns_about_a_query_of_an_instance_not_in_the_index(setup, tmp_pat
     err = capsys.readouterr().err
     assert "stranger.jsonl:2: instance_id 99 is in no instance of the index" in err
     assert "stranger.jsonl:1" not in err
+
+
+def test_self_calibrated_threshold_answers_in_map_queries(setup, tmp_path):
+    """A model whose classifier is not confident yet (a short fine-tune) gave in-map queries a
+    max softmax under the default 0.5, so a robot with no calibration split answered "not in the map". The
+    threshold fitted at fine-tune time on held-out views against recoloured look-alikes (model.pt
+    ``self_calibration``) answers them in the map; ``ssl-nav calibrate`` still overrides it."""
+    from ssl_nav.config import PipelineConfig
+    from ssl_nav.learning.backbones import load_encoder, save_model
+    from ssl_nav.learning.selfcalib import self_calibrate
+
+    root, store, cfg, idx = setup
+    enc = load_encoder("mobilenet_v2")
+    views = store.views()
+    _, raw = Embedder(enc, cfg).encode([store.load_image(v) for v in views])
+    class_ids = sorted({str(v["instance_id"]) for v in views})
+    y = torch.tensor([class_ids.index(str(v["instance_id"])) for v in views])
+    torch.manual_seed(0)
+    head = torch.nn.Linear(raw.shape[1], len(class_ids))
+    opt = torch.optim.SGD(head.parameters(), lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(head(torch.from_numpy(raw)), y).backward()
+        opt.step()
+    state = {f"backbone.net.{k}": v for k, v in enc.backbone.net.state_dict().items()}
+    # an under-confident classifier, as after a short fine-tune: logits shrunk towards uniform
+    state.update({"classifier.weight": 0.1 * head.weight.detach(), "classifier.bias": 0.1 * head.bias.detach()})
+    model = tmp_path / "model.pt"
+    save_model(model, state, backbone="mobilenet_v2", embedding_dim=1280, image_size=SIZE, config={},
+               extra={"class_ids": class_ids})
+    pcfg = PipelineConfig()
+    pcfg.retrieval = cfg
+    rec = self_calibrate(store.root, model, pcfg)
+    assert rec["positives"] == "held-out robot views" and rec["thresholds"]["max_softmax"] < 0.5
+    build_index(store, model, cfg, tmp_path / "idx", progress=False)
+    rng = np.random.default_rng(7)
+    in_map = [(i, pattern(i, rng)) for i in COLORS for _ in range(2)]
+
+    old = Retriever.open(tmp_path / "idx", RetrievalConfig(image_size=SIZE, device="cpu", self_calibration=False))
+    answers = [old.query(img) for _, img in in_map]
+    assert not any(a["in_map"] for a in answers)  # the regression: every in-map query refused at 0.5
+    assert "(uncalibrated)" in answers[0]["reason"]
+
+    r = Retriever.open(tmp_path / "idx", cfg)
+    t = r.thresholds
+    assert t.self_calibrated and not t.calibrated and t.threshold == rec["thresholds"]["max_softmax"]
+    answers = [r.query(img) for _, img in in_map]
+    right = [a["in_map"] and a["matches"][0]["instance_id"] == str(i) for (i, _), a in zip(in_map, answers)]
+    assert sum(right) >= 6, [a["reason"] for a in answers]
+    assert answers[0]["open_set"]["self_calibrated"] and answers[0]["matches"][0]["goal"] is not None
+    refused = r.query(open_set_image(rng))
+    if not refused["in_map"]:
+        assert "(self-calibrated at fine-tune)" in refused["reason"]
+    # a threshold fitted by ssl-nav calibrate wins over the self-calibrated one
+    index = InstanceIndex.load(tmp_path / "idx")
+    index.thresholds = {"score": "max_softmax", "threshold": 0.99, "fit_on": {"path": "/x/calibration.jsonl"}}
+    index.save(tmp_path / "idx")
+    t = Retriever.open(tmp_path / "idx", cfg).thresholds
+    assert (t.threshold, t.calibrated, t.self_calibrated) == (0.99, True, False)

@@ -116,7 +116,7 @@ def test_params_file_errors_name_file_node_and_key(tmp_path):
 
 
 def test_a_params_file_with_a_non_utf8_byte_is_a_config_error(tmp_path, capsys):
-    """issue 24 case 7: `ros-stack --params` on such a file raised UnicodeDecodeError."""
+    """`ros-stack --params` on such a file raised UnicodeDecodeError."""
     from ssl_nav.cli import main
 
     p = tmp_path / "p.yaml"

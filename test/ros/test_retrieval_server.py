@@ -198,3 +198,18 @@ def test_new_views_in_the_store_become_searchable_without_a_rebuild(executor, se
 
     assert InstanceIndex.load(rs.data.index).has_view(new[0]["view_id"])
     spin_until(executor, lambda: server["status"].last.get("last_update") is not None, 10, "a status with the update")
+
+
+@pytest.mark.parametrize("server", [{"retrieval__verify": True}], indirect=True)
+def test_matches_carry_the_verification_inlier_counts(executor, server):
+    """With retrieval.verify the verified matches on ~/matches carry their local-feature inliers."""
+    _reload(executor, server)
+    view = server["store"].views(instance_id="2")[1]
+    stamp = conv.sec_to_stamp(7000.0)
+    _send(server, server["store"].load_image(view), stamp)
+    spin_until(executor, lambda: _answer_for(server, stamp), 30, "an answer")
+    ans = _answer_for(server, stamp)
+    assert ans["verification"]["matcher"] == "sift"
+    ver = ans["matches"][0]["verification"]
+    assert set(ver) == {"inliers", "matches", "view_id", "n_views"} and ver["n_views"] >= 1
+    assert isinstance(ver["inliers"], int)

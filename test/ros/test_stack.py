@@ -189,7 +189,7 @@ def test_a_store_with_a_bad_pose_stops_the_stack_with_a_clear_error(rclpy_contex
 
 
 def test_ros_stack_with_sim_and_no_masks_ends_with_a_goal_near_the_object(rclpy_context, tmp_path):
-    """Issue 10 done-when: ``ssl-nav ros-stack --with-sim`` with ``ros.sim_publish_masks: false``: the collector
+    """``ssl-nav ros-stack --with-sim`` with ``ros.sim_publish_masks: false``: the collector
     decides on the geometric segmenter, the loop indexes its views, and a query (one of the robot's own crops
     of the instance at a placed object) gets a goal within 0.3 m of that object's true centre (the centre of its
     simulator bounding box)."""

@@ -130,7 +130,7 @@ def test_bad_messages_are_logged_dropped_and_the_node_keeps_serving(rclpy_contex
     assert status.last["instances"] == 1 and received_sets() >= 1
     assert status.last["store_problem"] is None
 
-    # issue 24 case 18: a directory of the store swapped for a link: every later frame drops, and ~/status
+    # A directory of the store swapped for a link: every later frame drops, and ~/status
     # says which file and why
     import shutil
 
@@ -200,7 +200,7 @@ def test_semantic_map_replaces_masks(rclpy_context, executor, tmp_path):
 
 
 def test_frames_without_masks_are_segmented_geometrically(rclpy_context, executor, tmp_path):
-    """Issue 10: rgb + depth + pose and no instance_mask -> after ros.mask_wait_s the geometric segmenter builds
+    """Rgb + depth + pose and no instance_mask -> after ros.mask_wait_s the geometric segmenter builds
     the map; instances land on the boxes and views are cut; ~/status names the segmenter and why."""
     from testkit import scenes  # test/ is on sys.path (test/conftest.py)
 
