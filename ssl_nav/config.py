@@ -265,7 +265,7 @@ class LearningConfig:
     batch_size: int = _f(32, "batch size (CrossIA: 32)", range=(2, 65536))
     image_size: int = _f(224, "training / embedding image size (px)", range=(16, 1024))
     base_lr: float = _f(-1.0, "base learning rate; lr = base_lr * batch_size / 256; -1 = the objective's recipe "
-                        "(simsiam: 0.8, i.e. CrossIA's 0.1 at batch 32)", range=(-1.0, 100.0))
+                        "(simsiam: 0.2, a quarter of CrossIA's 0.1 at batch 32)", range=(-1.0, 100.0))
     momentum: float = _f(0.9, "SGD momentum", range=(0.0, 1.0))
     weight_decay: float = _f(-1.0, "SGD weight decay; -1 = the objective's recipe (simsiam: 1.5e-6, CrossIA)",
                              range=(-1.0, 1.0))

@@ -29,8 +29,8 @@ def test_every_objective_choice_is_registered_and_the_default_is_simsiam():
 def test_a_recipe_fills_only_the_fields_left_at_minus_one():
     lc = LearningConfig()
     r = resolve_recipe(lc)
-    assert (r.base_lr, r.weight_decay) == (0.8, 1.5e-6)  # SimSiam at CrossIA's lr 0.1 for batch 32
-    assert r.base_lr * 32 / 256 == pytest.approx(0.1)
+    assert (r.base_lr, r.weight_decay) == (0.2, 1.5e-6)  # SimSiam: CrossIA's wd, a quarter of its lr 0.1 at batch 32
+    assert r.base_lr * 32 / 256 == pytest.approx(0.1 / 4)
     moco = resolve_recipe(dataclasses.replace(lc, objective="moco"))
     assert (moco.base_lr, moco.weight_decay) == (0.03, 1e-4)
     mine = resolve_recipe(dataclasses.replace(lc, objective="moco", base_lr=0.0, head_warmup_epochs=3))
