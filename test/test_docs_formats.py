@@ -10,7 +10,7 @@ import pytest
 import torch
 from testkit.stores import tiny_config, write_store
 
-from ssl_nav.learning.trainer import finetune
+from ssl_nav.learning.run_dir import finetune_run
 from ssl_nav.retrieval.build import build_index
 
 FORMATS = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
@@ -32,11 +32,12 @@ def documented_keys(path_in_doc: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    """One tiny fine-tune (model.pt, checkpoint.pt) and one index built with its model (meta.json)."""
+    """One tiny fine-tune stage (model.pt with its self-calibration, checkpoint.pt) and one index built with its
+    model (meta.json)."""
     tmp = tmp_path_factory.mktemp("formats")
     store = write_store(tmp / "store")
     cfg = tiny_config(epochs=1, holdout_fraction=0.0)
-    finetune(store, tmp / "run", cfg, progress=False)
+    finetune_run(store, tmp / "run", cfg, progress=False, ledger=None)
     rcfg = type(cfg.retrieval)(**{**cfg.retrieval.__dict__, "image_size": 32, "device": "cpu"})
     build_index(store, tmp / "run" / "model.pt", rcfg, tmp / "index", progress=False)
     return tmp

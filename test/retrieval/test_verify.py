@@ -104,7 +104,8 @@ def test_calibrate_with_verification_stores_the_weight(tmp_path):
     build_index(store, "mobilenet_v2", cfg, tmp_path / "idx", progress=False)
     lines = []
     for n, (img, gt) in enumerate([(warped(textured(0), 5), "0"), (warped(textured(10), 6), "1"),
-                                   (textured(91), None), (textured(92), None)]):
+                                   (warped(textured(0), 7), "0"), (textured(91), None), (textured(92), None),
+                                   (textured(93), None)]):  # calibrate needs 3 queries of each side
         write_png(tmp_path / f"q{n}.png", img)
         lines.append(json.dumps({"image": f"q{n}.png", "instance_id": gt}) + "\n")
     (tmp_path / "cal.jsonl").write_text("".join(lines))
