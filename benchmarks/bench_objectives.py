@@ -1,39 +1,38 @@
-"""The four-objective comparison of the edge-energy study (Famá et al., arXiv 2510.08374) on our task.
+"""The objectives compared as the edge-energy study compares them (Famá et al., arXiv 2510.08374), on our task.
 
-The study asks which self-supervised objective gives the best quality per joule on an edge device, and how
-each degrades when the training data shrinks. Here: SimSiam, SimCLR, MoCo v2 and Barlow Twins
-(``learning.objective``), each beside the default instance-classifier cross-entropy (``learning.ce_weight``
-1.0, as every fine-tune of ssl_nav trains), on 100 %, 50 % and 25 % of each instance's robot views
-(``learning.view_fraction``: a nested, seed-stable subset; the user photos are always kept). Everything else is
-the demo preset: same backbone (MobileNetV2, ``trainable: last``), data, augmentation and schedule.
+Each self-supervised objective of :mod:`ssl_nav.learning.objectives` (SimSiam, MoCo v2, the label-aware
+``moco_masked``, SimCLR, Barlow Twins) runs at **its own best recipe**, with an equal budget (the same epochs,
+batch and data: the ``--quick`` demo scene, MobileNetV2 with its last stage trained, one torch thread):
 
-Per run:
+1. **SSL only** (``ce_weight 0``: no instance classifier, no outlier exposure): a small lr sweep per objective,
+   ``base_lr`` = its published lr (:data:`PUBLISHED_LR`; SimSiam: CrossIA's) × 0.25 / 1 / 4, on seeds 0-2; the best (mean mAP, then AUROC) is that objective's
+   recipe here, and it is confirmed on held-out seeds 3-7, which chose nothing.
+2. **Each objective + the instance classifier** (``ce_weight 1`` with outlier exposure, as ssl_nav trains by
+   default), at the lr its SSL-only sweep chose, seeds 0-2; beside the classifier alone (``objective: none``).
+3. **Controls that prove training**: ``base_lr 0`` on seeds 0-2, SSL only and + classifier. With lr 0 no weight
+   moves (``test_lr_zero_is_a_no_op_control_for_every_objective``) and the heads never reach the retrieval
+   embedding (the backbone output), so one control per seed serves every objective: it measures the
+   re-estimated BatchNorm statistics of the trained stage alone (and, + classifier, a random classifier as the
+   open-set score).
+4. **Reduced data** (the study's other axis): each objective's SSL-only best recipe on 50 % and 25 % of each
+   instance's robot views (``learning.view_fraction``; nested, seed-stable; user photos kept), seeds 0-2.
 
-- fine-tune time (the whole ``finetune`` call: data, steps, monitor, checkpoints, export) and images/s (trained
-  images over the epochs' time);
-- energy from the run's ``energy.json`` (``energy.backend: auto``); "unavailable" where no sensor can be read,
-  never 0;
-- peak memory: the high-water mark (``VmHWM``, ``benchmarks/memory.py``) of a fresh process that runs only the
-  fine-tune (so it includes the Python and torch runtime, about 0.4 GB);
-- retrieval on the demo protocol (:mod:`experiments`: robot views indexed, user photos are training data,
-  look-alike negatives): top-1, mAP, open-set AUROC of the fine-tuned model, and the ImageNet baseline;
-- retrieval per joule: the mAP gain over the ImageNet baseline per kJ. Where energy is unavailable the proxy is
-  the mAP gain per minute of fine-tuning, which ranks the same way only at equal average power (same device,
-  same load).
+Per run: top-1, mAP, open-set AUROC on the honest protocol (robot views indexed, look-alike negatives), fine-tune
+wall time, and energy from its ``energy.json`` ("unavailable" where no sensor can be read, never 0). **Time to a
+target mAP**: the shortest mean fine-tune (over the data fractions, whose step counts scale with the data) whose
+mean mAP over seeds 0-2 reaches :data:`TARGET_MAP`; joules likewise where a sensor exists.
 
-One seed on the ``--quick`` demo scene (12 fine-tunes; about 30-40 min on 2 shared cores with
-``learning.threads: 1``); ``SSL_NAV_OBJECTIVE_SEEDS=0,1,2`` runs more seeds.
+Runs are cached like the ablation's (``experiments.run_variant``), so this bench shares runs with it and
+``SSL_NAV_BENCH_CACHED_ONLY=1`` writes the section from what has been computed. ``--quick``: seed 0, SimSiam and
+MoCo v2 only.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -41,122 +40,157 @@ for p in (str(REPO), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-AREA = "Objectives: retrieval per joule (edge-energy comparison)"
-OBJECTIVES: dict[str, str] = {"SimSiam": "simsiam", "SimCLR": "simclr", "MoCo v2": "moco", "Barlow Twins": "barlow"}
-FRACTIONS: tuple[float, ...] = (1.0, 0.5, 0.25)
-#: what every run shares besides the demo preset: one thread (the machine is shared), the energy source as found
-COMMON: dict = {"learning.threads": 1, "energy.backend": "auto"}
-
-_CHILD = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/benchmarks")
-from experiments import experiment_config
-from memory import peak_rss_kb
-from ssl_nav.learning.trainer import finetune
-seed, overrides, store, out = int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
-cfg = experiment_config(seed, overrides, quick=sys.argv[6] == "1")
-res = finetune(store, out, cfg, progress=False)
-print(json.dumps({"summary": res.summary, "energy": res.energy, "model_path": str(res.model_path),
-                  "maxrss_kb": peak_rss_kb()}, default=str))
-"""
+AREA = "Objectives: each at its own recipe (edge-energy comparison)"
+OBJECTIVES = ("simsiam", "moco", "moco_masked", "simclr", "barlow")
+LR_MULTIPLIERS = (0.25, 1.0, 4.0)
+FRACTIONS = (0.5, 0.25)
+SWEEP_SEEDS = (0, 1, 2)
+HELD_OUT_SEEDS = (3, 4, 5, 6, 7)
+TARGET_MAP = 0.85
+#: every run: one torch thread (the machine is shared), the --quick demo scene
+COMMON: dict[str, Any] = {"learning.threads": 1}
+QUICK_SCENE = True
 
 
-def _finetune_in_child(seed: int, overrides: dict, store: Path, out: Path, quick_scene: bool) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(overrides.get("learning.threads", 1)), PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(REPO), str(seed), json.dumps(overrides), str(store),
-                           str(out), "1" if quick_scene else "0"], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"fine-tune {overrides} failed: {proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+#: the centre of each sweep: the lr its paper (or code) publishes, as base_lr (lr = base_lr x batch / 256), so that the
+#: sweep does not move when a recipe does (SimSiam's recipe is a quarter of CrossIA's lr; the sweep spans it)
+PUBLISHED_LR = {"simsiam": 0.8, "moco": 0.03, "moco_masked": 0.05, "simclr": 0.3, "barlow": 0.2, "none": 0.05}
 
 
-def run_one(seed: int, objective: str, fraction: float, quick_scene: bool = True) -> dict:
-    """Fine-tune one (objective, fraction) in a child process, index the robot views, evaluate."""
-    import shutil
-
-    from experiments import ROOT, baseline_metrics, evaluate_index, experiment_config, prepare_scene
-    from ssl_nav.retrieval.build import build_index
-
-    overrides = {**COMMON, "learning.objective": objective, "learning.view_fraction": fraction}
-    cfg = experiment_config(seed, overrides, quick_scene)
-    frames, store = prepare_scene(cfg)
-    out = ROOT / "objectives" / f"seed{seed}-{objective}-{int(round(100 * fraction))}"
-    if out.exists():
-        shutil.rmtree(out)
-    child = _finetune_in_child(seed, overrides, store, out / "run", quick_scene)
-    build_index(store, Path(child["model_path"]), cfg.retrieval, out / "index", progress=False)
-    res = {"seed": seed, "objective": objective, "fraction": fraction,
-           "baseline": baseline_metrics(cfg, frames, store), "finetuned": evaluate_index(out / "index",
-                                                                                    frames / "queries.jsonl", cfg),
-           "summary": child["summary"], "energy": child["energy"], "maxrss_kb": child["maxrss_kb"]}
-    (out / "result.json").write_text(json.dumps(res, indent=1, default=str))
-    return res
+def _recipe_lr(objective: str) -> float:
+    return PUBLISHED_LR[objective]
 
 
-def _mean(xs: list) -> float | None:
+def ssl_only(objective: str, mult: float = 1.0, **more: Any) -> dict[str, Any]:
+    return {**COMMON, "learning.objective": objective, "learning.ce_weight": 0.0,
+            "learning.base_lr": round(_recipe_lr(objective) * mult, 6), **more}
+
+
+def with_classifier(objective: str, base_lr: float) -> dict[str, Any]:
+    return {**COMMON, "learning.objective": objective, "learning.ce_weight": 1.0, "learning.base_lr": base_lr}
+
+
+def controls() -> dict[str, dict[str, Any]]:
+    return {"lr 0, SSL only (any objective)": ssl_only("simsiam", 0.0),
+            "lr 0, + classifier (any objective)": with_classifier("simsiam", 0.0)}
+
+
+def sweep_variants(objectives=OBJECTIVES) -> dict[str, dict[str, Any]]:
+    return {f"{o} only, lr ×{m:g}": ssl_only(o, m) for o in objectives for m in LR_MULTIPLIERS}
+
+
+def plan(quick: bool = False) -> list[tuple[str, int, dict[str, Any]]]:
+    """Every (name, seed, overrides) this bench needs before its choices are known: the sweep and the
+    controls. (The held-out, + classifier and reduced-data runs follow from the sweep: :func:`run`.)"""
+    objectives = OBJECTIVES[:2] if quick else OBJECTIVES
+    seeds = (0,) if quick else SWEEP_SEEDS
+    vs = {**sweep_variants(objectives), **controls(),
+          "classifier only (objective none)": with_classifier("none", _recipe_lr("none"))}
+    return [(n, s, ov) for s in seeds for n, ov in vs.items()]
+
+
+def _mean(xs) -> float | None:
     xs = [x for x in xs if x is not None]
     return statistics.mean(xs) if xs else None
 
 
-def _f(x: float | None, spec: str = ".3f") -> str:
+def _f(x, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
 
 
-def summarise(runs: list[dict]) -> dict:
-    """Means over seeds of one (objective, fraction): metrics, time, energy, images/s, peak RSS, retrieval per
-    kJ (or per minute when energy is unavailable)."""
-    fin = {k: _mean([r["finetuned"].get(k) for r in runs]) for k in ("top1", "mAP", "auroc")}
-    base_map = _mean([r["baseline"].get("mAP") for r in runs])
-    wall = _mean([r["summary"]["wall_s"] for r in runs])
-    joules = [(r["energy"].get("joules") or {}).get("total") for r in runs]
-    measured = all(j is not None for j in joules)
-    kj = _mean(joules) / 1000 if measured else None
-    gain = None if fin["mAP"] is None or base_map is None else fin["mAP"] - base_map
-    return {**fin, "base_mAP": base_map, "gain": gain, "wall_s": wall,
-            "ips": _mean([r["summary"]["images_per_s"] for r in runs]),
-            "rss_gb": _mean([r["maxrss_kb"] / 2**20 for r in runs]), "kj": kj,
-            "source": runs[0]["energy"].get("source", "unavailable"),
-            "covers": runs[0]["energy"].get("total_covers"),
-            "per_kj": None if kj is None or gain is None or kj <= 0 else gain / kj,
-            "per_min": None if gain is None or not wall else gain / (wall / 60),
-            "n_views": runs[0]["summary"]["n_views"]}
+def _score(runs: list[dict]) -> tuple:
+    """What the sweep maximises: mean mAP, then mean AUROC (None last)."""
+    m = _mean([r["finetuned"].get("mAP") for r in runs])
+    a = _mean([r["finetuned"].get("auroc") for r in runs])
+    return (m if m is not None else -1.0, a if a is not None else -1.0)
+
+
+def _joules(r: dict) -> float | None:
+    return ((r.get("finetune") or {}).get("energy_j"))
+
+
+def _row(name: str, runs: list[dict], base: list[dict] | None = None, control: list[dict] | None = None) -> dict:
+    from experiments import METRICS
+
+    vals = {k: [r["finetuned"].get(k) for r in runs] for k in METRICS}
+    wall = _mean([r["finetune"]["wall_s"] for r in runs])
+    joules = [_joules(r) for r in runs]
+    energy = (f"{_mean(joules):.0f} J" if joules and all(j is not None for j in joules)
+              else f"energy unavailable ({runs[0]['finetune'].get('energy_source') or 'unavailable'})")
+    note = (f"seeds {[r['seed'] for r in runs]}: " + "; ".join(f"{k} " + "/".join(_f(v) for v in vals[k])
+                                                                  for k in METRICS))
+    ok = None
+    if control is not None:
+        ctl = {r["seed"]: r["finetuned"].get("mAP") for r in control}
+        beats = [r["finetuned"].get("mAP") is not None and ctl.get(r["seed"]) is not None
+                 and r["finetuned"]["mAP"] > ctl[r["seed"]] for r in runs]
+        base_map = {r["seed"]: r["baseline"].get("mAP") for r in runs}
+        above = [r["finetuned"].get("mAP") is not None and r["finetuned"]["mAP"] > base_map[r["seed"]] for r in runs]
+        ok = all(beats) and all(above)
+        note += f"; mAP above its lr-0 control on {sum(beats)}/{len(runs)} seeds, above ImageNet on {sum(above)}/{len(runs)}"
+    return {"benchmark": name, "figure": "; ".join(f"{k} {_f(_mean(vals[k]))}" for k in METRICS), "ok": ok,
+            "note": f"{note}; fine-tune {_f(wall, '.0f')} s per run; {energy}"}
 
 
 def run(quick: bool = False) -> list[dict]:
-    seeds = tuple(int(s) for s in os.environ.get("SSL_NAV_OBJECTIVE_SEEDS", "0").split(","))
-    objectives = dict(list(OBJECTIVES.items())[:2]) if quick else OBJECTIVES
-    fractions = FRACTIONS[:2] if quick else FRACTIONS
-    t0 = time.monotonic()
-    table: dict[tuple[str, float], dict] = {}
-    for name, obj in objectives.items():
-        for frac in fractions:
-            runs = [run_one(seed, obj, frac) for seed in seeds]
-            s = table[(name, frac)] = summarise(runs)
-            print(f"  {name} {frac:.0%}: mAP {_f(s['mAP'])}, top-1 {_f(s['top1'])}, AUROC {_f(s['auroc'])}, "
-                  f"{_f(s['wall_s'], '.0f')} s, {_f(s['ips'], '.1f')} img/s, {_f(s['rss_gb'], '.2f')} GB",
-                  flush=True)
-    first = next(iter(table.values()))
-    rows = [{"benchmark": "ImageNet baseline (no fine-tuning)",
-             "figure": f"mAP {_f(first['base_mAP'])}",
-             "note": f"quick demo scene, seeds {list(seeds)}; the reference of every ΔmAP below"}]
-    for (name, frac), s in table.items():
-        energy = (f"{s['kj'] * 1000:.0f} J ({s['covers']}; {s['source']})" if s["kj"] is not None
-                  else f"energy unavailable (source {s['source']}; no sensor readable here)")
-        per = (f"ΔmAP {_f(s['gain'], '+.3f')} = {_f(s['per_kj'], '+.3f')} per kJ" if s["per_kj"] is not None
-               else f"ΔmAP {_f(s['gain'], '+.3f')} = {_f(s['per_min'], '+.3f')} per min of fine-tuning (proxy)")
-        rows.append({"benchmark": f"{name}, {frac:.0%} of robot views ({s['n_views']} views)",
-                     "figure": f"mAP {_f(s['mAP'])}, top-1 {_f(s['top1'])}, AUROC {_f(s['auroc'])}",
-                     "note": f"{per}; fine-tune {_f(s['wall_s'], '.0f')} s, {_f(s['ips'], '.1f')} img/s, "
-                             f"peak RSS {_f(s['rss_gb'], '.2f')} GB; {energy}"})
-    key = "per_kj" if all(s["per_kj"] is not None for s in table.values()) else "per_min"
-    best = max(table, key=lambda k: table[k][key] if table[k][key] is not None else float("-inf"))
-    best_map = max(table, key=lambda k: table[k]["mAP"] if table[k]["mAP"] is not None else float("-inf"))
-    unit = "ΔmAP per kJ" if key == "per_kj" else "ΔmAP per minute of fine-tuning (energy unavailable: time proxy)"
-    rows.append({"benchmark": "best retrieval per joule" if key == "per_kj" else "best retrieval per second (proxy)",
-                 "figure": f"{best[0]} at {best[1]:.0%}: {_f(table[best][key], '+.3f')} {unit}",
-                 "note": f"highest mAP: {best_map[0]} at {best_map[1]:.0%} ({_f(table[best_map]['mAP'])}); "
-                         f"every run: demo protocol on the --quick scene, learning.threads 1, ce_weight 1.0 "
-                         f"(instance classifier kept), trainable last, {len(seeds)} seed(s); the per-minute proxy carries the "
-                         f"machine's load (a shared machine makes it noise: compare it from a quiet one); "
-                         f"{(time.monotonic() - t0) / 60:.0f} min in all"})
+    from experiments import run_variants
+
+    objectives = OBJECTIVES[:2] if quick else OBJECTIVES
+    seeds = (0,) if quick else SWEEP_SEEDS
+    held_out = () if quick else HELD_OUT_SEEDS
+    got = lambda vs, ss: run_variants(vs, ss, quick=QUICK_SCENE)  # noqa: E731
+    sweep = got(sweep_variants(objectives), seeds)
+    ctl = got(controls(), seeds)
+    ctl_alone, ctl_ce = (ctl[n] for n in controls())
+    rows: list[dict] = []
+    first = next(iter(sweep.values()))
+    if first:
+        rows.append({"benchmark": "ImageNet MobileNetV2 (no fine-tuning)",
+                     "figure": "; ".join(f"{k} {_f(_mean([r['baseline'].get(k) for r in first]))}"
+                                         for k in ("top1", "mAP", "auroc")),
+                     "note": f"--quick demo scenes, seeds {[r['seed'] for r in first]}; every run below: 1 torch "
+                             f"thread, MobileNetV2 last stage, the demo's epochs and batch (equal budget)"})
+    rows.append(_row("control: lr 0, SSL only (BatchNorm re-estimate; no weight moves)", ctl_alone))
+    best: dict[str, float] = {}
+    for o in objectives:
+        runs = {m: sweep[f"{o} only, lr ×{m:g}"] for m in LR_MULTIPLIERS}
+        done = {m: r for m, r in runs.items() if r}
+        if not done:
+            rows.append({"benchmark": f"{o} only: lr sweep", "figure": "not run", "ok": None})
+            continue
+        m_best = max(done, key=lambda m: _score(done[m]))
+        best[o] = round(_recipe_lr(o) * m_best, 6)
+        sweep_note = ", ".join(f"×{m:g}: mAP {_f(_score(r)[0])} AUROC {_f(_score(r)[1])}" for m, r in done.items())
+        row = _row(f"{o} only, its best lr (base_lr {best[o]:g} = published ×{m_best:g}), seeds 0-2", done[m_best],
+                   control=ctl_alone)
+        row["note"] = f"sweep {sweep_note}; " + row["note"]
+        rows.append(row)
+    if held_out:
+        hv = got({f"{o} only, best lr, held-out": ssl_only(o, best[o] / _recipe_lr(o)) for o in best}, held_out)
+        hctl = got({"control lr 0, held-out": controls()["lr 0, SSL only (any objective)"]}, held_out)
+        for name, runs in hv.items():
+            if runs:
+                rows.append(_row(f"{name} seeds {list(held_out)}", runs, control=hctl["control lr 0, held-out"]
+                                 if hctl["control lr 0, held-out"] else None))
+    ce = got({f"{o} + classifier (lr {best[o]:g})": with_classifier(o, best[o]) for o in best}
+             | {"classifier only (objective none)": with_classifier("none", _recipe_lr("none"))}, seeds)
+    rows.append(_row("control: lr 0, + classifier", ctl_ce))
+    for name, runs in ce.items():
+        if runs:
+            rows.append(_row(name, runs, control=ctl_ce))
+    if not quick:
+        frac = got({f"{o} only, {fr:.0%} of robot views": ssl_only(o, best[o] / _recipe_lr(o),
+                                                                     **{"learning.view_fraction": fr})
+                    for o in best for fr in FRACTIONS}, seeds)
+        for o in best:
+            curve = [(1.0, sweep[f"{o} only, lr ×{best[o] / _recipe_lr(o):g}"])]
+            curve += [(fr, frac[f"{o} only, {fr:.0%} of robot views"]) for fr in FRACTIONS]
+            curve = [(fr, r) for fr, r in curve if r]
+            pts = ", ".join(f"{fr:.0%}: mAP {_f(_score(r)[0])}, {_f(_mean([x['finetune']['wall_s'] for x in r]), '.0f')} s"
+                            for fr, r in curve)
+            reach = [(_mean([x["finetune"]["wall_s"] for x in r]), fr) for fr, r in curve if _score(r)[0] >= TARGET_MAP]
+            figure = (f"{min(reach)[0]:.0f} s to mAP ≥ {TARGET_MAP} ({min(reach)[1]:.0%} of the views)" if reach
+                      else f"mAP {TARGET_MAP} not reached")
+            rows.append({"benchmark": f"{o} only: reduced data, time to mAP ≥ {TARGET_MAP}", "figure": figure,
+                         "note": f"{pts}; joules: unavailable here (no sensor), the time is the proxy"})
     return rows
