@@ -10,7 +10,7 @@ open-set AUROC, the energy record and the time per stage; writes OUT/report.json
 (OUT/run), the indexes (OUT/index-baseline, OUT/index-finetuned), the store, the map and the frames directory
 with queries.jsonl. Each stage is the function its CLI command calls, so the README's CLI sequence (``ssl-nav config
 dump --preset demo --seed N``, then simulate, collect, finetune, index, eval) gives the same metrics. Without --config the demo preset (ssl_nav/pipeline/presets.py: DEMO_OVERRIDES) sizes the scene and the
-training for about 56 s on 2 idle CPU cores; --quick (QUICK_OVERRIDES) for about 20 s.
+training for about 90 s on 2 idle CPU cores; --quick (QUICK_OVERRIDES) for about 20 s.
 """
 
 from __future__ import annotations

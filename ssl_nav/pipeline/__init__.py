@@ -40,7 +40,7 @@ models, each instance shown by its best-matching stored view, green = correct, r
 :func:`run_demo` loads the embedded pybullet scene for a seed and draws its trajectory, episodes and user
 photos with :func:`ssl_nav.sim.simulate.draw_pybullet_scene` (the streams ``ssl-nav simulate`` uses, so
 ``ssl-nav simulate --preset demo --seed N`` writes the demo's frames directory), then calls :func:`run_scene`.
-Its presets (:data:`DEMO_OVERRIDES`, and :data:`QUICK_OVERRIDES` on top for ``--quick``) take about 56 s
+Its presets (:data:`DEMO_OVERRIDES`, and :data:`QUICK_OVERRIDES` on top for ``--quick``) take about 90 s
 (``--quick``: about 20 s) on 2 idle CPU cores, as the README says; ``ssl-nav config dump --preset quick --seed N`` writes the configuration
 they make. Seeds are fixed: the scene, the trajectory, the photos, the episodes and training all derive from
 ``sim.seed`` / ``learning.seed``.

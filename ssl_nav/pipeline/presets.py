@@ -6,7 +6,7 @@ from typing import Any
 
 from ssl_nav.config import PipelineConfig, apply_overrides
 
-#: the demo's scene size and training budget (about 56 s on 2 idle CPU cores); applied when no config file is given.
+#: the demo's scene size and training budget (about 90 s on 2 idle CPU cores); applied when no config file is given.
 #: The development benchmark: half the goal objects are printed product packages, twins include near-identical
 #: products, and the open set is mostly look-alikes of goal objects that are not in the map.
 DEMO_OVERRIDES: dict[str, Any] = {
