@@ -171,12 +171,10 @@ def _encloses(cells: np.ndarray) -> bool:
     return bool(fill_holes(raster).sum() >= 2 * raster.sum())
 
 
-def voxel_components(keys: np.ndarray) -> tuple[int, np.ndarray]:
-    """26-connected components of sorted unique voxel keys: (count, label per key)."""
+def voxel_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (i, j) between sorted unique voxel keys that are neighbours by :func:`neighbour_deltas`."""
     n = len(keys)
-    if n == 0:
-        return 0, np.zeros(0, np.int64)
-    rows, cols = [np.arange(n)], [np.arange(n)]
+    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for delta in neighbour_deltas():
         nb = keys + delta
         idx = np.searchsorted(keys, nb)
@@ -184,7 +182,16 @@ def voxel_components(keys: np.ndarray) -> tuple[int, np.ndarray]:
         ok[ok] = keys[idx[ok]] == nb[ok]
         rows.append(np.nonzero(ok)[0])
         cols.append(idx[ok])
-    r, c = np.concatenate(rows), np.concatenate(cols)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def voxel_components(keys: np.ndarray) -> tuple[int, np.ndarray]:
+    """26-connected components of sorted unique voxel keys: (count, label per key)."""
+    n = len(keys)
+    if n == 0:
+        return 0, np.zeros(0, np.int64)
+    i, j = voxel_edges(keys)
+    r, c = np.concatenate([np.arange(n), i]), np.concatenate([np.arange(n), j])
     graph = coo_matrix((np.ones(len(r), np.int8), (r, c)), shape=(n, n)).tocsr()
     count, labels = connected_components(graph, directed=False)
     return int(count), labels.astype(np.int64)
@@ -429,20 +436,6 @@ class GeometricSegmenter:
                 stack.extend((idx[part], depth + 1) for part in parts)
         return out_k, out_p, out_b
 
-    @staticmethod
-    def _edges(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """26-neighbour edges (i, j) between sorted unique voxel keys, each pair once."""
-        n = len(k)
-        rows, cols = [], []
-        for delta in neighbour_deltas():
-            nb = k + delta
-            idx = np.searchsorted(k, nb)
-            ok = idx < n
-            ok[ok] = k[idx[ok]] == nb[ok]
-            rows.append(np.nonzero(ok)[0])
-            cols.append(idx[ok])
-        return np.concatenate(rows), np.concatenate(cols)
-
     def _side_by_side(self, p: np.ndarray, nrm: np.ndarray, parts: list[np.ndarray]) -> bool:
         """Whether two parts of a segment look like two objects next to each other (see :meth:`_split`): neither
         lies over the other, i.e. at most ``geometric_split_overlap`` of either's voxels fall (in top view)
@@ -473,7 +466,7 @@ class GeometricSegmenter:
     def _clean_labels(self, k: np.ndarray, label: np.ndarray) -> np.ndarray:
         """Binary voxel labels smoothed over the 26-neighbour graph (majority of each voxel and its neighbours,
         three rounds), then pieces of one label smaller than ``min_points`` handed to the other."""
-        i, j = self._edges(k)
+        i, j = voxel_edges(k)
         n = len(k)
         label = label.astype(np.int64)
         for _ in range(3):
@@ -516,7 +509,7 @@ class GeometricSegmenter:
         joins the piece it touches most), when they stand side by side, else ``None``. A crease: two
         neighbouring voxels whose normals are more than ``geometric_split_concave_deg`` apart and face each
         other, ``(n_i - n_j) . (p_i - p_j) < 0`` (LCCP's convexity criterion)."""
-        i, j = self._edges(k)
+        i, j = voxel_edges(k)
         n = len(k)
         has = (np.abs(nrm[i]).sum(1) > 0) & (np.abs(nrm[j]).sum(1) > 0)
         cos_c = math.cos(math.radians(self.cfg.geometric_split_concave_deg))
