@@ -149,11 +149,6 @@ class FinetuneModel(nn.Module):
         if self.key_encoder is not None:
             self.key_encoder.load_state_dict(nn.Sequential(self.backbone, self.projector).state_dict())
 
-    def head_parameters(self) -> list[nn.Parameter]:
-        """The trainable parameters outside the backbone: what a heads-only warm-up trains."""
-        own = {id(p) for p in self.backbone.parameters()}
-        return [p for p in self.parameters() if p.requires_grad and id(p) not in own]
-
     def export_state(self) -> dict[str, torch.Tensor]:
         """What ``model.pt`` keeps: the encoder, the objective's heads and the instance classifier (its rows are
         the store's instances, ``extra["class_ids"]``); not the key encoder, queue or discriminator."""
