@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,30 +241,37 @@ def test_query_batch_with_bad_photos(setup, tmp_path, capsys):
         Retriever.open(idx, cfg).query(np.zeros((1, 1, 3), np.uint8))
 
 
-def test_classifier_scores_from_model_pt(setup, tmp_path):
-    """A model.pt with CrossIA's instance classifier: the open-set score in force is its max softmax ('auto'),
-    and it separates mapped objects from noise photos; without a classifier 'auto' falls back to sim_softmax."""
+def _probe_model(store, cfg, path: Path, scale: float = 1.0, seed: int | None = None) -> Path:
+    """A model.pt of the ImageNet backbone with a linear probe on the store's views as CrossIA's instance
+    classifier (trained as CrossIA's classifier is), its weights times ``scale``."""
     from ssl_nav.learning.backbones import load_encoder, save_model
-    from ssl_nav.retrieval.embedder import Embedder
 
-    root, store, cfg, idx = setup
     enc = load_encoder("mobilenet_v2")
     views = store.views()
     _, raw = Embedder(enc, cfg).encode([store.load_image(v) for v in views])
     class_ids = sorted({str(v["instance_id"]) for v in views})
     y = torch.tensor([class_ids.index(str(v["instance_id"])) for v in views])
+    if seed is not None:
+        torch.manual_seed(seed)
     head = torch.nn.Linear(raw.shape[1], len(class_ids))
     opt = torch.optim.SGD(head.parameters(), lr=0.05)
     x = torch.from_numpy(raw)
-    for _ in range(60):  # a linear probe on the stored views, as CrossIA's classifier is trained
+    for _ in range(60):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(head(x), y).backward()
         opt.step()
     state = {f"backbone.net.{k}": v for k, v in enc.backbone.net.state_dict().items()}
-    state.update({"classifier.weight": head.weight.detach(), "classifier.bias": head.bias.detach()})
-    model = tmp_path / "model.pt"
-    save_model(model, state, backbone="mobilenet_v2", embedding_dim=1280, image_size=SIZE, config={},
+    state.update({"classifier.weight": scale * head.weight.detach(), "classifier.bias": scale * head.bias.detach()})
+    save_model(path, state, backbone="mobilenet_v2", embedding_dim=1280, image_size=SIZE, config={},
                extra={"class_ids": class_ids})
+    return path
+
+
+def test_classifier_scores_from_model_pt(setup, tmp_path):
+    """A model.pt with CrossIA's instance classifier: the open-set score in force is its max softmax ('auto'),
+    and it separates mapped objects from noise photos; without a classifier 'auto' falls back to sim_softmax."""
+    root, store, cfg, idx = setup
+    model = _probe_model(store, cfg, tmp_path / "model.pt")
     build_index(store, model, cfg, tmp_path / "idx", progress=False)
     r = Retriever.open(tmp_path / "idx", cfg)
     assert r.embedder.classifier is not None and r.score_name == "max_softmax"
@@ -343,28 +351,11 @@ def test_self_calibrated_threshold_answers_in_map_queries(setup, tmp_path):
     threshold fitted at fine-tune time on held-out views against recoloured look-alikes (model.pt
     ``self_calibration``) answers them in the map; ``ssl-nav calibrate`` still overrides it."""
     from ssl_nav.config import PipelineConfig
-    from ssl_nav.learning.backbones import load_encoder, save_model
     from ssl_nav.learning.selfcalib import self_calibrate
 
     root, store, cfg, idx = setup
-    enc = load_encoder("mobilenet_v2")
-    views = store.views()
-    _, raw = Embedder(enc, cfg).encode([store.load_image(v) for v in views])
-    class_ids = sorted({str(v["instance_id"]) for v in views})
-    y = torch.tensor([class_ids.index(str(v["instance_id"])) for v in views])
-    torch.manual_seed(0)
-    head = torch.nn.Linear(raw.shape[1], len(class_ids))
-    opt = torch.optim.SGD(head.parameters(), lr=0.05)
-    for _ in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(head(torch.from_numpy(raw)), y).backward()
-        opt.step()
-    state = {f"backbone.net.{k}": v for k, v in enc.backbone.net.state_dict().items()}
     # an under-confident classifier, as after a short fine-tune: logits shrunk towards uniform
-    state.update({"classifier.weight": 0.1 * head.weight.detach(), "classifier.bias": 0.1 * head.bias.detach()})
-    model = tmp_path / "model.pt"
-    save_model(model, state, backbone="mobilenet_v2", embedding_dim=1280, image_size=SIZE, config={},
-               extra={"class_ids": class_ids})
+    model = _probe_model(store, cfg, tmp_path / "model.pt", scale=0.1, seed=0)
     pcfg = PipelineConfig()
     pcfg.retrieval = cfg
     rec = self_calibrate(store.root, model, pcfg)
