@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.locks import lock_held_elsewhere
+
 from ssl_nav.cli import main
 from ssl_nav.views.store import ViewStore
 
@@ -80,12 +82,8 @@ def test_a_linked_views_directory_or_sidecar_is_refused(two_recordings, tmp_path
 def test_a_second_writer_is_refused_with_the_holders_pid(two_recordings, capsys):
     """case 4: two collect --append at once both exited 0, with duplicate view ids."""
     a, b, cfg, store = two_recordings
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from ssl_nav.views.store import ViewStore; "
-                               f"s = ViewStore({str(store)!r}); s.acquire_lock(); print('held', flush=True); "
-                               "sys.stdin.read(); s.release_lock()"], env=_env(), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere("from ssl_nav.views.store import ViewStore",
+                             f"s = ViewStore({str(store)!r}); s.acquire_lock()", "s.release_lock()") as holder:
         before = _snapshot(store)
         assert main(["collect", "--frames", str(b), "--store", str(store), "--config", str(cfg), "--quiet",
                      "--append"]) == 2
@@ -94,9 +92,6 @@ def test_a_second_writer_is_refused_with_the_holders_pid(two_recordings, capsys)
         assert main(["add-photos", "--store", str(store), "--instance", "1", str(a / "photos" / "2" / "0.png")]) == 2
         assert f"PID {holder.pid}" in capsys.readouterr().err
         assert _snapshot(store) == before
-    finally:
-        holder.communicate("")
-    assert holder.returncode == 0
     assert not (store / ".lock").exists()  # the holder's release left the store as it found it
     assert main(["collect", "--frames", str(b), "--store", str(store), "--config", str(cfg), "--quiet",
                  "--append"]) == 0

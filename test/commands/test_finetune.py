@@ -1,6 +1,6 @@
 import json
-from pathlib import Path
 
+from testkit.locks import lock_held_elsewhere
 from testkit.stores import write_store
 
 from ssl_nav.cli import main
@@ -89,26 +89,14 @@ def test_finetune_warns_about_a_store_too_small_to_learn_from(tmp_path, capsys):
 
 def test_a_second_finetune_of_the_same_run_is_refused_with_the_holders_pid(tmp_path, capsys):
     """Two finetune --out R at once interleaved metrics.jsonl."""
-    import os
-    import subprocess
-    import sys
-
     store = write_store(tmp_path / "store")
     out = tmp_path / "run"
     out.mkdir()
-    root = Path(__file__).resolve().parents[2]
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from ssl_nav.locking import DirLock; "
-                               f"l = DirLock({str(out)!r}, 'finetune').acquire(); print('held', flush=True); "
-                               "sys.stdin.read(); l.release()"],
-                              env={**os.environ, "PYTHONPATH": str(root)}, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere("from ssl_nav.locking import DirLock",
+                             f"l = DirLock({str(out)!r}, 'finetune').acquire()", "l.release()") as holder:
         assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 2
         assert f"another process is writing it (PID {holder.pid}" in capsys.readouterr().err
         assert [p.name for p in out.iterdir()] == [".lock"]
-    finally:
-        holder.communicate("")
     assert list(out.iterdir()) == []
     assert main(["finetune", "--store", str(store), "--out", str(out), *_tiny(tmp_path)]) == 0
     assert not (out / ".lock").exists()

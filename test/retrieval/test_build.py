@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from testkit.locks import lock_held_elsewhere
 
 from ssl_nav.config import RetrievalConfig
 from ssl_nav.errors import RetrievalIndexError
@@ -97,26 +98,13 @@ def test_out_that_is_not_an_index_is_refused_and_kept(store, embedder, tmp_path,
 
 def test_a_second_writer_of_the_same_index_is_refused_with_the_holders_pid(store, embedder, tmp_path):
     """Two writers at once never both succeed (index --out IDX)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from ssl_nav.locking import LockedError
 
     out = tmp_path / "idx"
-    root = Path(__file__).resolve().parents[2]
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from ssl_nav.retrieval.index import index_lock; "
-                               f"l = index_lock({str(out)!r}).acquire(); print('held', flush=True); "
-                               "sys.stdin.read(); l.release()"],
-                              env={**os.environ, "PYTHONPATH": str(root)}, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere("from ssl_nav.retrieval.index import index_lock",
+                             f"l = index_lock({str(out)!r}).acquire()", "l.release()") as holder:
         with pytest.raises(LockedError, match=f"PID {holder.pid}"):
             build_index(store, embedder, CFG, out, progress=False)
         assert not out.exists()
-    finally:
-        holder.communicate("")
     build_index(store, embedder, CFG, out, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no lock file left behind
