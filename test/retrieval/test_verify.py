@@ -65,12 +65,19 @@ def test_verify_picks_the_best_view_and_caches_features():
         LocalFeatureVerifier("superglue")
 
 
-def test_retriever_with_verification_end_to_end(tmp_path):
-    store = ViewStore(tmp_path / "store", create=True)
-    store.set_instances({str(i): {"category": "thing", "centroid": [float(i), 0.0, 0.5]} for i in range(3)})
-    for i in range(3):
-        for k in range(3):
+def textured_store(root, n_instances: int, views: int) -> ViewStore:
+    """A store of ``n_instances`` textured objects, each seen in ``views`` warped robot views."""
+    store = ViewStore(root, create=True)
+    store.set_instances({str(i): {"category": "thing", "centroid": [float(i), 0.0, 0.5]}
+                         for i in range(n_instances)})
+    for i in range(n_instances):
+        for k in range(views):
             store.add_view(str(i), warped(textured(10 * i), 100 + k), "low")
+    return store
+
+
+def test_retriever_with_verification_end_to_end(tmp_path):
+    store = textured_store(tmp_path / "store", n_instances=3, views=3)
     cfg = RetrievalConfig(image_size=64, device="cpu", verify=True, verify_top_k=2, verify_views=2)
     build_index(store, "mobilenet_v2", cfg, tmp_path / "idx", progress=False)
     r = Retriever.open(tmp_path / "idx", cfg)
@@ -95,11 +102,7 @@ def test_calibrate_with_verification_stores_the_weight(tmp_path):
     from ssl_nav.retrieval.evaluate import calibrate_index
     from ssl_nav.retrieval.index import read_meta
 
-    store = ViewStore(tmp_path / "store", create=True)
-    store.set_instances({str(i): {"category": "thing", "centroid": [float(i), 0.0, 0.5]} for i in range(2)})
-    for i in range(2):
-        for k in range(2):
-            store.add_view(str(i), warped(textured(10 * i), 100 + k), "low")
+    store = textured_store(tmp_path / "store", n_instances=2, views=2)
     cfg = RetrievalConfig(image_size=64, device="cpu", verify=True, verify_top_k=2, verify_views=2)
     build_index(store, "mobilenet_v2", cfg, tmp_path / "idx", progress=False)
     lines = []
